@@ -1,0 +1,108 @@
+"""The eventapp exception hierarchy. Every error eventapp raises derives from :class:`EventAppError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CheckpointError",
+    "ConfigurationError",
+    "EventAppError",
+    "JobFailedError",
+    "RecordProcessingError",
+    "RestoreError",
+    "SerializationError",
+    "SnapshotCorruptError",
+    "SnapshotMissingError",
+    "SourceError",
+    "SinkError",
+    "StateError",
+]
+
+_MAX_RECORD_REPR = 200
+
+
+def describe_record(value: Any) -> str:
+    """A bounded, printable description of a record for error messages."""
+    text = repr(value)
+    if len(text) > _MAX_RECORD_REPR:
+        return text[:_MAX_RECORD_REPR] + f"... ({len(text)} chars)"
+    return text
+
+
+class EventAppError(Exception):
+    """Root of every error raised by eventapp."""
+
+
+class ConfigurationError(EventAppError, ValueError):
+    """Invalid configuration, detected at construction. The message says how to fix it."""
+
+
+class SerializationError(EventAppError):
+    """A value could not be serialized or deserialized."""
+
+
+class StateError(EventAppError):
+    """Keyed state was used incorrectly (for example outside a keyed context)."""
+
+
+class SourceError(EventAppError):
+    """A source failed to read."""
+
+
+class SinkError(EventAppError):
+    """A sink failed to write or commit."""
+
+
+class CheckpointError(EventAppError):
+    """A checkpoint could not be taken or committed."""
+
+
+class RestoreError(EventAppError):
+    """A job could not be restored from a checkpoint or savepoint."""
+
+
+class SnapshotMissingError(RestoreError):
+    """The snapshot named by the committed checkpoint does not exist."""
+
+
+class SnapshotCorruptError(RestoreError):
+    """The snapshot named by the committed checkpoint exists but cannot be read."""
+
+
+class RecordProcessingError(EventAppError):
+    """A user function raised while processing one record.
+
+    Names the operator, the key and the record, and the source position when there is one.
+    """
+
+    def __init__(
+        self,
+        *,
+        operator: str,
+        key: Any,
+        record: Any,
+        split: str | None,
+        position: int | None,
+        cause: BaseException,
+    ) -> None:
+        self.operator = operator
+        self.key = key
+        self.record = record
+        self.split = split
+        self.position = position
+        self.cause = cause
+        where = ""
+        if split is not None:
+            where = f" from {split}" + (f" at offset {position}" if position is not None else "")
+        key_part = "" if key is None else f" for key {describe_record(key)}"
+        super().__init__(
+            f"operator '{operator}' failed{key_part} on record {describe_record(record)}{where}: "
+            f"{type(cause).__name__}: {cause}. Fix the function, or set "
+            f"JobConfig(error_policy=ErrorPolicy.dead_letter(sink)) to route failing records "
+            f"to a dead-letter sink instead of stopping the job."
+        )
+
+
+class JobFailedError(EventAppError):
+    """A job stopped because of an error; ``__cause__`` holds the original error."""

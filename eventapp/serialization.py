@@ -1,0 +1,129 @@
+"""Serializers for state values, keys and records.
+
+The default is :class:`MsgpackSerializer`: fast, compact and safe to load from files written by
+another version of your code. It handles ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``,
+``list``/``tuple`` (read back as ``list``) and ``dict``. For your own classes use
+:class:`DataclassSerializer` or write a :class:`Serializer`. :class:`PickleSerializer` exists only as
+an explicit opt-in: pickle runs code when it loads and breaks when classes move.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+import msgpack
+import orjson
+
+from eventapp.errors import SerializationError
+
+__all__ = [
+    "DataclassSerializer",
+    "JsonSerializer",
+    "MsgpackSerializer",
+    "PickleSerializer",
+    "Serializer",
+]
+
+T = TypeVar("T")
+D = TypeVar("D")
+
+
+@runtime_checkable
+class Serializer(Protocol[T]):
+    """Turns values into bytes and back. Implementations must be deterministic for keys."""
+
+    def dumps(self, value: T) -> bytes: ...
+
+    def loads(self, data: bytes) -> T: ...
+
+
+class MsgpackSerializer(Generic[T]):
+    """The default serializer: msgpack, no code execution on load."""
+
+    __slots__ = ()
+
+    def dumps(self, value: T) -> bytes:
+        try:
+            return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(
+                f"cannot serialize {type(value).__name__} value with the default msgpack serializer "
+                f"({exc}); use DataclassSerializer for dataclasses or pass a custom serializer in the "
+                f"state descriptor"
+            ) from exc
+
+    def loads(self, data: bytes) -> T:
+        try:
+            return msgpack.unpackb(data, raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+            raise SerializationError(f"cannot deserialize msgpack data ({exc})") from exc
+
+    def __repr__(self) -> str:
+        return "MsgpackSerializer()"
+
+
+class JsonSerializer(Generic[T]):
+    """JSON via orjson. Useful for records; for state prefer msgpack (it keeps bytes)."""
+
+    __slots__ = ()
+
+    def dumps(self, value: T) -> bytes:
+        try:
+            return orjson.dumps(value)
+        except TypeError as exc:
+            raise SerializationError(f"cannot serialize {type(value).__name__} as JSON ({exc})") from exc
+
+    def loads(self, data: bytes) -> T:
+        try:
+            return orjson.loads(data)  # type: ignore[no-any-return]
+        except orjson.JSONDecodeError as exc:
+            raise SerializationError(f"invalid JSON ({exc})") from exc
+
+    def __repr__(self) -> str:
+        return "JsonSerializer()"
+
+
+class DataclassSerializer(Generic[D]):
+    """Stores a dataclass as a msgpack map of its fields and rebuilds it on load.
+
+    Fields must themselves be msgpack-serializable. Adding a field with a default stays compatible
+    with state written before; unknown stored fields are ignored.
+    """
+
+    __slots__ = ("_cls", "_fields")
+
+    def __init__(self, cls: type[D]) -> None:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"DataclassSerializer needs a dataclass type, got {cls!r}")
+        self._cls = cls
+        self._fields = frozenset(f.name for f in dataclasses.fields(cls))
+
+    def dumps(self, value: D) -> bytes:
+        if not isinstance(value, self._cls):
+            raise SerializationError(f"expected {self._cls.__name__}, got {type(value).__name__}")
+        data = {f: getattr(value, f) for f in self._fields}
+        return MsgpackSerializer[dict[str, Any]]().dumps(data)
+
+    def loads(self, data: bytes) -> D:
+        raw: dict[str, Any] = MsgpackSerializer[dict[str, Any]]().loads(data)
+        return self._cls(**{k: v for k, v in raw.items() if k in self._fields})
+
+    def __repr__(self) -> str:
+        return f"DataclassSerializer({self._cls.__name__})"
+
+
+class PickleSerializer(Generic[T]):
+    """Explicit opt-in only. Pickle executes code on load: never load snapshots you do not trust."""
+
+    __slots__ = ()
+
+    def dumps(self, value: T) -> bytes:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def loads(self, data: bytes) -> T:
+        return pickle.loads(data)  # type: ignore[no-any-return]  # noqa: S301 - explicit opt-in
+
+    def __repr__(self) -> str:
+        return "PickleSerializer()"
