@@ -12,10 +12,10 @@ __all__ = [
     "RecordProcessingError",
     "RestoreError",
     "SerializationError",
+    "SinkError",
     "SnapshotCorruptError",
     "SnapshotMissingError",
     "SourceError",
-    "SinkError",
     "StateError",
 ]
 

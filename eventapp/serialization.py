@@ -40,13 +40,19 @@ class Serializer(Protocol[T]):
 
 
 class MsgpackSerializer(Generic[T]):
-    """The default serializer: msgpack, no code execution on load."""
+    """The default serializer: msgpack, no code execution on load.
 
-    __slots__ = ()
+    With ``tuples=True`` arrays load as tuples (hashable), which is what map-state keys need.
+    """
+
+    __slots__ = ("_use_list",)
+
+    def __init__(self, *, tuples: bool = False) -> None:
+        self._use_list = not tuples
 
     def dumps(self, value: T) -> bytes:
         try:
-            return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+            return msgpack.packb(value, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             raise SerializationError(
                 f"cannot serialize {type(value).__name__} value with the default msgpack serializer "
@@ -56,12 +62,14 @@ class MsgpackSerializer(Generic[T]):
 
     def loads(self, data: bytes) -> T:
         try:
-            return msgpack.unpackb(data, raw=False, strict_map_key=False)  # type: ignore[no-any-return]
+            return msgpack.unpackb(  # type: ignore[no-any-return]
+                data, raw=False, strict_map_key=False, use_list=self._use_list
+            )
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
             raise SerializationError(f"cannot deserialize msgpack data ({exc})") from exc
 
     def __repr__(self) -> str:
-        return "MsgpackSerializer()"
+        return "MsgpackSerializer()" if self._use_list else "MsgpackSerializer(tuples=True)"
 
 
 class JsonSerializer(Generic[T]):
@@ -123,7 +131,7 @@ class PickleSerializer(Generic[T]):
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
     def loads(self, data: bytes) -> T:
-        return pickle.loads(data)  # type: ignore[no-any-return]  # noqa: S301 - explicit opt-in
+        return pickle.loads(data)  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return "PickleSerializer()"

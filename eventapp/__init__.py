@@ -1,0 +1,138 @@
+"""eventapp: fault-tolerant, event-driven applications in Python.
+
+Keyed state and durable timers in a Flink-style ``KeyedProcessFunction``, memory and RocksDB state
+backends, Kafka sources and sinks with checkpoints aligned to committed offsets.
+"""
+
+from eventapp.checkpoint.commit import CommitPoint, CommittedCheckpoint
+from eventapp.checkpoint.storage import CheckpointStorage, LocalCheckpointStorage
+from eventapp.clock import Clock, ManualClock, SystemClock
+from eventapp.config import CheckpointConfig, CheckpointingMode, ErrorPolicy, JobConfig
+from eventapp.deadletter import DeadLetter
+from eventapp.errors import (
+    CheckpointError,
+    ConfigurationError,
+    EventAppError,
+    JobFailedError,
+    RecordProcessingError,
+    RestoreError,
+    SerializationError,
+    SinkError,
+    SnapshotCorruptError,
+    SnapshotMissingError,
+    SourceError,
+    StateError,
+)
+from eventapp.functions import (
+    Collector,
+    Context,
+    KeyedProcessFunction,
+    OnTimerContext,
+    OutputTag,
+    RuntimeContext,
+    TimeDomain,
+    TimerService,
+)
+from eventapp.log import configure_logging
+from eventapp.runtime.local import JobResult, LocalRunner
+from eventapp.serialization import (
+    DataclassSerializer,
+    JsonSerializer,
+    MsgpackSerializer,
+    PickleSerializer,
+    Serializer,
+)
+from eventapp.sink import Sink, SinkContext, SinkWriter
+from eventapp.source import Source, SourceReader, SourceRecord
+from eventapp.state.descriptors import (
+    AggregateFunction,
+    AggregatingStateDescriptor,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    ReducingStateDescriptor,
+    StateTtlConfig,
+    StateVisibility,
+    TtlTimeDomain,
+    TtlUpdateType,
+    ValueStateDescriptor,
+)
+from eventapp.state.handles import AggregatingState, ListState, MapState, ReducingState, ValueState
+from eventapp.state.store import KeyedStateStore, StateBackend
+from eventapp.stream import DataStream, Job, KeyedStream, ProcessedStream
+from eventapp.watermarks import MAX_WATERMARK, MIN_WATERMARK, WatermarkStrategy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MAX_WATERMARK",
+    "MIN_WATERMARK",
+    "AggregateFunction",
+    "AggregatingState",
+    "AggregatingStateDescriptor",
+    "CheckpointConfig",
+    "CheckpointError",
+    "CheckpointStorage",
+    "CheckpointingMode",
+    "Clock",
+    "Collector",
+    "CommitPoint",
+    "CommittedCheckpoint",
+    "ConfigurationError",
+    "Context",
+    "DataStream",
+    "DataclassSerializer",
+    "DeadLetter",
+    "ErrorPolicy",
+    "EventAppError",
+    "Job",
+    "JobConfig",
+    "JobFailedError",
+    "JobResult",
+    "JsonSerializer",
+    "KeyedProcessFunction",
+    "KeyedStateStore",
+    "KeyedStream",
+    "ListState",
+    "ListStateDescriptor",
+    "LocalCheckpointStorage",
+    "LocalRunner",
+    "ManualClock",
+    "MapState",
+    "MapStateDescriptor",
+    "MsgpackSerializer",
+    "OnTimerContext",
+    "OutputTag",
+    "PickleSerializer",
+    "ProcessedStream",
+    "RecordProcessingError",
+    "ReducingState",
+    "ReducingStateDescriptor",
+    "RestoreError",
+    "RuntimeContext",
+    "SerializationError",
+    "Serializer",
+    "Sink",
+    "SinkContext",
+    "SinkError",
+    "SinkWriter",
+    "SnapshotCorruptError",
+    "SnapshotMissingError",
+    "Source",
+    "SourceError",
+    "SourceReader",
+    "SourceRecord",
+    "StateBackend",
+    "StateError",
+    "StateTtlConfig",
+    "StateVisibility",
+    "SystemClock",
+    "TimeDomain",
+    "TimerService",
+    "TtlTimeDomain",
+    "TtlUpdateType",
+    "ValueState",
+    "ValueStateDescriptor",
+    "WatermarkStrategy",
+    "__version__",
+    "configure_logging",
+]

@@ -1,0 +1,185 @@
+"""Checkpoint storage: where split snapshots live, under names that are never reused.
+
+Layout of :class:`LocalCheckpointStorage` (a local or mounted directory)::
+
+    <root>/<job>/<split>/chk-000000012-<incarnation>/      a finished snapshot
+        state/                                          the state backend's snapshot
+        split.json                                      checkpoint id, position, watermark, ...
+    <root>/<job>/<split>/chk-000000013-<incarnation>.inprogress/   being written (ignored)
+
+A snapshot directory is written under ``.inprogress`` and renamed when complete, so a finished name
+always holds a complete snapshot. The incarnation is random per process start, so a fenced zombie
+and its successor never write the same directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import structlog
+
+from eventapp.errors import CheckpointError, SnapshotCorruptError, SnapshotMissingError
+
+__all__ = [
+    "CheckpointStorage",
+    "LocalCheckpointStorage",
+    "SnapshotInfo",
+    "snapshot_name",
+]
+
+log = structlog.get_logger("eventapp.checkpoint")
+
+_NAME = re.compile(r"^chk-(\d{9})-([0-9a-z]+)$")
+_META = "split.json"
+
+
+def snapshot_name(checkpoint_id: int, incarnation: str) -> str:
+    return f"chk-{checkpoint_id:09d}-{incarnation}"
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    split: str
+    name: str
+    checkpoint_id: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to ``path`` via a temporary file, fsync and rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(json.dumps(data, sort_keys=True).encode())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@runtime_checkable
+class CheckpointStorage(Protocol):
+    """Durable home of split snapshots. Local directories now; an object store can follow."""
+
+    def begin(self, job: str, split: str, name: str) -> Path:
+        """A new, empty local directory to write snapshot ``name`` of ``split`` into."""
+        ...
+
+    def complete(self, job: str, split: str, name: str, meta: dict[str, Any]) -> None:
+        """Store ``meta`` with the snapshot and make it durable under its final name."""
+        ...
+
+    def open(self, job: str, split: str, name: str) -> tuple[Path, dict[str, Any]]:
+        """The local directory and metadata of a finished snapshot.
+
+        Raises :class:`SnapshotMissingError` or :class:`SnapshotCorruptError`.
+        """
+        ...
+
+    def list_snapshots(self, job: str, split: str) -> list[SnapshotInfo]:
+        """Finished snapshots of ``split``, oldest first."""
+        ...
+
+    def delete(self, job: str, split: str, name: str) -> None: ...
+
+    def splits(self, job: str) -> list[str]:
+        """Splits that have snapshots."""
+        ...
+
+
+def _safe(component: str) -> str:
+    if not component or "/" in component or component in (".", "..") or "\x00" in component:
+        raise CheckpointError(f"{component!r} cannot be used as a checkpoint path component")
+    return component
+
+
+class LocalCheckpointStorage:
+    """Snapshots in a local (or mounted) directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"LocalCheckpointStorage({str(self.root)!r})"
+
+    def split_dir(self, job: str, split: str) -> Path:
+        return self.root / _safe(job) / _safe(split)
+
+    def begin(self, job: str, split: str, name: str) -> Path:
+        base = self.split_dir(job, split)
+        final = base / name
+        if final.exists():
+            raise CheckpointError(f"snapshot {final} already exists; snapshots are never overwritten")
+        tmp = base / (name + ".inprogress")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        return tmp
+
+    def complete(self, job: str, split: str, name: str, meta: dict[str, Any]) -> None:
+        base = self.split_dir(job, split)
+        tmp = base / (name + ".inprogress")
+        write_json_atomic(tmp / _META, meta)
+        _fsync_dir(tmp)
+        os.rename(tmp, base / name)
+        _fsync_dir(base)
+
+    def open(self, job: str, split: str, name: str) -> tuple[Path, dict[str, Any]]:
+        path = self.split_dir(job, split) / name
+        if not path.is_dir():
+            raise SnapshotMissingError(
+                f"the committed checkpoint of split {split!r} names snapshot {name!r}, but {path} does "
+                f"not exist. Refusing to start rather than silently using older state. Restore the "
+                f"checkpoint directory (was checkpoint storage moved or cleaned?), or restore the job "
+                f"from a savepoint; starting from scratch requires resetting the split's committed "
+                f"position explicitly."
+            )
+        try:
+            meta = json.loads((path / _META).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise SnapshotCorruptError(
+                f"snapshot {path} of split {split!r} has an unreadable {_META} ({exc}). Refusing to "
+                f"start; restore the snapshot from a backup or restore the job from a savepoint."
+            ) from exc
+        if not isinstance(meta, dict) or meta.get("snapshot") != name:
+            raise SnapshotCorruptError(
+                f"snapshot {path} of split {split!r} has metadata that does not name it ({meta!r}); "
+                f"refusing to start. Restore the snapshot from a backup or use a savepoint."
+            )
+        return path, meta
+
+    def _iter(self, job: str, split: str) -> Iterator[SnapshotInfo]:
+        base = self.split_dir(job, split)
+        if not base.is_dir():
+            return
+        for entry in base.iterdir():
+            m = _NAME.match(entry.name)
+            if m and entry.is_dir():
+                yield SnapshotInfo(split=split, name=entry.name, checkpoint_id=int(m.group(1)))
+
+    def list_snapshots(self, job: str, split: str) -> list[SnapshotInfo]:
+        return sorted(self._iter(job, split), key=lambda s: (s.checkpoint_id, s.name))
+
+    def delete(self, job: str, split: str, name: str) -> None:
+        path = self.split_dir(job, split) / name
+        shutil.rmtree(path, ignore_errors=False)
+        log.debug("checkpoint.snapshot.deleted", job=job, split=split, snapshot=name)
+
+    def splits(self, job: str) -> list[str]:
+        base = self.root / _safe(job)
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir())

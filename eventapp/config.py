@@ -1,0 +1,120 @@
+"""Job configuration: frozen dataclasses, validated at construction."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from eventapp.clock import Clock, SystemClock
+from eventapp.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from eventapp.checkpoint.storage import CheckpointStorage
+    from eventapp.sink import Sink
+    from eventapp.state.store import StateBackend
+
+__all__ = ["CheckpointConfig", "CheckpointingMode", "ErrorPolicy", "JobConfig"]
+
+
+class CheckpointingMode(enum.Enum):
+    """``EXACTLY_ONCE``: outputs and positions commit atomically with each checkpoint (for Kafka,
+    in one transaction; output becomes visible at checkpoint commit). ``AT_LEAST_ONCE``: the same
+    snapshots, outputs are flushed before positions commit; after a crash, output since the last
+    checkpoint is produced again."""
+
+    EXACTLY_ONCE = "exactly_once"
+    AT_LEAST_ONCE = "at_least_once"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """Periodic checkpoints of every split's state, position and watermark.
+
+    ``storage`` is a :class:`~eventapp.checkpoint.storage.CheckpointStorage` or a directory path
+    (local or mounted). ``retained`` snapshots per split are kept (at least 2).
+    """
+
+    storage: CheckpointStorage | str | Path
+    interval_ms: int = 5_000
+    mode: CheckpointingMode = CheckpointingMode.EXACTLY_ONCE
+    retained: int = 2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.interval_ms, int) or self.interval_ms < 10:
+            raise ConfigurationError(
+                f"CheckpointConfig.interval_ms must be an int >= 10 ms, got {self.interval_ms!r}; "
+                f"typical values are 1_000 to 60_000"
+            )
+        if self.retained < 2:
+            raise ConfigurationError(
+                f"CheckpointConfig.retained must be >= 2 (the committed snapshot and its predecessor "
+                f"are needed for recovery), got {self.retained}"
+            )
+        if not isinstance(self.mode, CheckpointingMode):
+            raise ConfigurationError(f"CheckpointConfig.mode must be a CheckpointingMode, got {self.mode!r}")
+
+    def resolved_storage(self) -> CheckpointStorage:
+        from eventapp.checkpoint.storage import LocalCheckpointStorage
+
+        if isinstance(self.storage, str | Path):
+            return LocalCheckpointStorage(self.storage)
+        return self.storage
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPolicy:
+    """What happens when a user function raises or a record cannot be decoded.
+
+    ``ErrorPolicy.fail()`` (default): the job stops with an error naming the operator, the key,
+    the record and its source position. ``ErrorPolicy.dead_letter(sink)``: the record's effects on
+    state and output are rolled back, and a :class:`~eventapp.DeadLetter` describing the record and
+    the error is written to ``sink`` (inside the same checkpoint/transaction as everything else).
+    """
+
+    dead_letter_sink: Sink[Any] | None = None
+
+    @classmethod
+    def fail(cls) -> ErrorPolicy:
+        return cls()
+
+    @classmethod
+    def dead_letter(cls, sink: Sink[Any]) -> ErrorPolicy:
+        if sink is None or not hasattr(sink, "create_writer"):
+            raise ConfigurationError(
+                "ErrorPolicy.dead_letter(sink) needs a Sink (for example a KafkaSink to a "
+                "dead-letter topic, or a CollectionSink in tests)"
+            )
+        return cls(dead_letter_sink=sink)
+
+
+def _default_backend() -> StateBackend:
+    from eventapp.statebackends.memory import MemoryStateBackend
+
+    return MemoryStateBackend()
+
+
+@dataclass(frozen=True, slots=True)
+class JobConfig:
+    """How a job runs. Every field has a working default."""
+
+    state_backend: StateBackend = field(default_factory=_default_backend)
+    checkpoint: CheckpointConfig | None = None
+    error_policy: ErrorPolicy = field(default_factory=ErrorPolicy.fail)
+    clock: Clock = field(default_factory=SystemClock)
+    max_batch_records: int = 1_000
+    poll_timeout_s: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.max_batch_records < 1:
+            raise ConfigurationError(
+                f"JobConfig.max_batch_records must be >= 1, got {self.max_batch_records}"
+            )
+        if self.poll_timeout_s < 0:
+            raise ConfigurationError(f"JobConfig.poll_timeout_s must be >= 0, got {self.poll_timeout_s}")
+        if not hasattr(self.state_backend, "open"):
+            raise ConfigurationError(
+                f"JobConfig.state_backend must be a StateBackend (MemoryStateBackend() or "
+                f"RocksDBStateBackend(path)), got {self.state_backend!r}"
+            )

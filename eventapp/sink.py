@@ -1,0 +1,50 @@
+"""The sink seam: one writer per input split, flushed at every checkpoint.
+
+A writer belongs to one input split so that everything a split produces between two checkpoints is
+committed together with that split's state and position (see ``docs/exactly-once.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+__all__ = ["Sink", "SinkContext", "SinkWriter"]
+
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    """What a writer gets to know about where it runs.
+
+    ``transaction`` is the split's transactional resource when the job runs exactly-once through a
+    commit point that owns one (for Kafka: the split's transactional ``confluent_kafka.Producer``);
+    sinks that can write inside it must, and sinks that cannot are at-least-once.
+    """
+
+    job: str
+    split: str
+    transaction: Any = None
+
+
+@runtime_checkable
+class SinkWriter(Protocol[T_contra]):
+    def write(self, value: T_contra, timestamp: int | None) -> None:
+        """Write one value (``timestamp`` is its event time in epoch ms, if it has one)."""
+        ...
+
+    def flush(self) -> None:
+        """Make everything written so far durable (or part of the open transaction). Called before
+        each checkpoint commits; raise :class:`eventapp.errors.SinkError` if that is impossible."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Sink(Protocol[T_contra]):
+    @property
+    def name(self) -> str: ...
+
+    def create_writer(self, context: SinkContext) -> SinkWriter[T_contra]: ...

@@ -1,0 +1,79 @@
+"""The source seam: a source is a set of splits (for Kafka, one per partition) read by a reader.
+
+A subtask owns some splits. Each split has its own keyed state, timers, watermark and position, and
+is checkpointed and committed on its own, so splits can move between subtasks when a job rescales.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+__all__ = ["CommittingSource", "Source", "SourceReader", "SourceRecord"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+@dataclass(slots=True)
+class SourceRecord(Generic[T]):
+    """One record read from a split.
+
+    ``position`` is the record's own offset in the split (the position to resume from after it is
+    ``position + 1``). ``timestamp`` is the record's event time in epoch milliseconds, if the source
+    knows one. When the reader could not decode the record, ``error`` is set, ``value`` is ``None``
+    and ``raw`` holds the undecoded payload, so the job's error policy can route it.
+    """
+
+    split: str
+    value: T
+    timestamp: int | None
+    position: int | None = None
+    raw: Any = None
+    error: BaseException | None = None
+
+
+@runtime_checkable
+class SourceReader(Protocol[T_co]):
+    """Reads the splits assigned to one subtask."""
+
+    def poll(self, max_records: int, timeout: float) -> Sequence[SourceRecord[Any]]:
+        """Up to ``max_records`` records, waiting at most ``timeout`` seconds for the first one."""
+        ...
+
+    def is_finished(self) -> bool:
+        """True once a bounded source has returned its last record; unbounded sources return False."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Source(Protocol[T_co]):
+    """A (possibly unbounded) collection of splits."""
+
+    @property
+    def name(self) -> str:
+        """Printable name, used in logs and errors."""
+        ...
+
+    def splits(self) -> Sequence[str]:
+        """Every split of this source, as stable printable ids (``"orders-0"``, ...)."""
+        ...
+
+    def create_reader(self, splits: Sequence[str], start_positions: Mapping[str, int]) -> SourceReader[T_co]:
+        """A reader over ``splits``. ``start_positions`` holds restored positions (the next record to
+        read) for the splits that have one; the others start at the source's configured start."""
+        ...
+
+
+@runtime_checkable
+class CommittingSource(Protocol):
+    """A source that records committed checkpoints itself (Kafka: in the consumer group's offsets,
+    inside the output transaction). Sources without it get a file-based commit point in checkpoint
+    storage."""
+
+    def create_commit_point(self, job: str, split: str, exactly_once: bool) -> Any:
+        """The :class:`~eventapp.checkpoint.commit.CommitPoint` of ``split`` for job ``job``."""
+        ...

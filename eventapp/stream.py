@@ -1,0 +1,219 @@
+"""The stream builder: a job is a source followed by a tree of operators ending in sinks.
+
+    job = Job("fraud-detection")
+    (job.from_source(source, WatermarkStrategy.for_bounded_out_of_orderness(5_000))
+        .map(parse)
+        .key_by(lambda t: t.account)
+        .process(FraudDetector(), uid="fraud-detector")
+        .sink_to(alerts))
+    job.run()
+
+``key_by`` does not move records between subtasks: a split's records are keyed within the split
+(Kafka Streams' model), so the input must already be partitioned by the key you group on. Keyed
+state lives per split, which is what lets a split move to another worker with its state.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from eventapp.config import JobConfig
+from eventapp.errors import ConfigurationError
+from eventapp.functions import KeyedProcessFunction, OutputTag
+from eventapp.sink import Sink
+from eventapp.source import Source
+from eventapp.watermarks import WatermarkStrategy
+
+if TYPE_CHECKING:
+    from eventapp.runtime.local import JobResult, LocalRunner
+
+__all__ = ["DataStream", "Job", "KeyedStream", "ProcessedStream"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+K = TypeVar("K")
+
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(eq=False)
+class Node:
+    name: str
+    children: list[Node] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class SourceNode(Node):
+    source: Any = None
+    watermarks: WatermarkStrategy[Any] = field(default_factory=WatermarkStrategy.no_watermarks)
+
+
+@dataclass(eq=False)
+class MapNode(Node):
+    fn: Callable[[Any], Any] | None = None
+
+
+@dataclass(eq=False)
+class FilterNode(Node):
+    fn: Callable[[Any], bool] | None = None
+
+
+@dataclass(eq=False)
+class FlatMapNode(Node):
+    fn: Callable[[Any], Iterable[Any]] | None = None
+
+
+@dataclass(eq=False)
+class ProcessNode(Node):
+    uid: str = ""
+    fn: KeyedProcessFunction[Any, Any, Any] | None = None
+    key_selector: Callable[[Any], Any] | None = None
+    side_outputs: dict[OutputTag[Any], Node] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class SinkNode(Node):
+    sink: Any = None
+    index: int = -1
+
+
+class Job:
+    """A named job: one source, its operators and sinks, and a :class:`JobConfig`."""
+
+    def __init__(self, name: str, config: JobConfig | None = None) -> None:
+        if not isinstance(name, str) or not _JOB_NAME.match(name):
+            raise ConfigurationError(
+                f"job name {name!r} must start with a letter or digit and contain only letters, "
+                f"digits, '.', '_' and '-' (it names checkpoint directories and transactional ids)"
+            )
+        self.name = name
+        self.config = config if config is not None else JobConfig()
+        self.source_node: SourceNode | None = None
+        self._names: set[str] = set()
+        self._counter = 0
+        self.sinks: list[SinkNode] = []
+
+    def _name(self, kind: str, name: str | None, default: str | None = None) -> str:
+        """A unique operator name: ``name`` if given (it must be unique), else ``default`` or
+        ``kind``, numbered when taken."""
+        if name is None:
+            base = default or kind
+            name = base
+            while name in self._names:
+                self._counter += 1
+                name = f"{base}-{self._counter}"
+        if name in self._names:
+            raise ConfigurationError(
+                f"operator name/uid {name!r} is used twice in job {self.name!r}; every operator "
+                f"needs its own (state is mapped to operators by uid)"
+            )
+        self._names.add(name)
+        return name
+
+    def from_source(
+        self,
+        source: Source[T],
+        watermark_strategy: WatermarkStrategy[T] | None = None,
+        *,
+        name: str | None = None,
+    ) -> DataStream[T]:
+        if self.source_node is not None:
+            raise ConfigurationError(
+                f"job {self.name!r} already has a source; one job reads one source (a source may "
+                f"cover several topics)"
+            )
+        if not isinstance(source, Source):
+            raise ConfigurationError(f"from_source needs an eventapp Source, got {source!r}")
+        node = SourceNode(
+            name=self._name("source", name, source.name),
+            source=source,
+            watermarks=watermark_strategy or WatermarkStrategy.no_watermarks(),
+        )
+        self.source_node = node
+        return DataStream(self, node)
+
+    def runner(self, splits: Iterable[str] | None = None) -> LocalRunner:
+        """A runner for this job in this process, over ``splits`` (default: all of the source's)."""
+        from eventapp.runtime.local import LocalRunner
+
+        return LocalRunner(self, splits=None if splits is None else list(splits))
+
+    def run(self, splits: Iterable[str] | None = None) -> JobResult:
+        """Run the job in this process until its source is finished (forever if unbounded)."""
+        runner = self.runner(splits)
+        return runner.run()
+
+
+class DataStream(Generic[T]):
+    """A stream of records of type ``T``."""
+
+    def __init__(self, job: Job, node: Node) -> None:
+        self._job = job
+        self._node = node
+
+    def _add(self, node: Node) -> Node:
+        self._node.children.append(node)
+        return node
+
+    def map(self, fn: Callable[[T], R], *, name: str | None = None) -> DataStream[R]:
+        return DataStream(self._job, self._add(MapNode(name=self._job._name("map", name), fn=fn)))
+
+    def filter(self, fn: Callable[[T], bool], *, name: str | None = None) -> DataStream[T]:
+        return DataStream(self._job, self._add(FilterNode(name=self._job._name("filter", name), fn=fn)))
+
+    def flat_map(self, fn: Callable[[T], Iterable[R]], *, name: str | None = None) -> DataStream[R]:
+        node = FlatMapNode(name=self._job._name("flat_map", name), fn=fn)
+        return DataStream(self._job, self._add(node))
+
+    def key_by(self, key_selector: Callable[[T], K]) -> KeyedStream[K, T]:
+        if not callable(key_selector):
+            raise ConfigurationError("key_by needs a callable(record) -> key")
+        return KeyedStream(self._job, self._node, key_selector)
+
+    def sink_to(self, sink: Sink[T], *, name: str | None = None) -> None:
+        if not isinstance(sink, Sink):
+            raise ConfigurationError(f"sink_to needs an eventapp Sink, got {sink!r}")
+        node = SinkNode(name=self._job._name("sink", name, sink.name), sink=sink)
+        node.index = len(self._job.sinks)
+        self._job.sinks.append(node)
+        self._add(node)
+
+
+class KeyedStream(Generic[K, T]):
+    """A stream grouped by key; ``process`` runs a keyed function on it."""
+
+    def __init__(self, job: Job, node: Node, key_selector: Callable[[T], K]) -> None:
+        self._job = job
+        self._node = node
+        self._key_selector = key_selector
+
+    def process(self, function: KeyedProcessFunction[K, T, R], *, uid: str) -> ProcessedStream[R]:
+        """Run ``function`` per key. ``uid`` names the operator's state: keep it stable across
+        versions of the job, or its state cannot be restored from checkpoints and savepoints."""
+        if not isinstance(function, KeyedProcessFunction):
+            raise ConfigurationError(f"process() needs a KeyedProcessFunction instance, got {function!r}")
+        if not isinstance(uid, str) or not _JOB_NAME.match(uid):
+            raise ConfigurationError(
+                f"process(uid={uid!r}): the uid must start with a letter or digit and contain only "
+                f"letters, digits, '.', '_' and '-'"
+            )
+        node = ProcessNode(
+            name=self._job._name("process", uid), uid=uid, fn=function, key_selector=self._key_selector
+        )
+        self._node.children.append(node)
+        return ProcessedStream(self._job, node)
+
+
+class ProcessedStream(DataStream[T]):
+    """The main output of a keyed process function; ``side_output(tag)`` gives a side output."""
+
+    def side_output(self, tag: OutputTag[R]) -> DataStream[R]:
+        assert isinstance(self._node, ProcessNode)
+        node = self._node.side_outputs.get(tag)
+        if node is None:
+            node = Node(name=f"{self._node.name}[{tag.name}]")
+            self._node.side_outputs[tag] = node
+        return DataStream(self._job, node)
