@@ -1,0 +1,59 @@
+"""The built wheel installs and imports in a fresh virtualenv, with connectors and state backends
+inside the eventapp namespace and no generic top-level package names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (built,) = out.glob("eventapp-*.whl")
+    return built
+
+
+def test_wheel_layout(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"eventapp"}, f"only the eventapp package may be installed, got {top_level}"
+    for module in (
+        "eventapp/connectors/collection.py",
+        "eventapp/statebackends/memory.py",
+        "eventapp/statebackends/rocksdb.py",
+        "eventapp/py.typed",
+    ):
+        assert module in names
+
+
+def test_wheel_installs_and_imports_in_a_fresh_virtualenv(wheel: Path, tmp_path: Path) -> None:
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    script = (
+        "import eventapp, eventapp.connectors.collection, eventapp.statebackends.rocksdb, importlib.util;"
+        "from eventapp.statebackends import MemoryStateBackend;"
+        "assert importlib.util.find_spec('connectors') is None;"
+        "assert importlib.util.find_spec('statebackends') is None;"
+        "print(eventapp.__version__, eventapp.__file__)"
+    )
+    done = subprocess.run([str(python), "-c", script], check=True, capture_output=True, text=True, cwd=tmp_path)
+    assert str(env_dir) in done.stdout, "must import the installed copy, not the source tree"
