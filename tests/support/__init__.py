@@ -1,0 +1,1 @@
+"""Shared test infrastructure: real brokers (Kafka protocol, Redis) and an exactly-once audit reader."""
