@@ -112,6 +112,7 @@ class LocalRunner:
         self._log = log.bind(job=job.name)
         self._opened = False
         self._finished = False
+        self._stop_requested = False
         self._records = 0
         self._dead_letters = 0
         self._checkpoints = 0
@@ -295,17 +296,27 @@ class LocalRunner:
         )
 
     # --- driving -------------------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop after the current step, with a final checkpoint. Safe to call from
+        a signal handler."""
+        self._stop_requested = True
+
     def run(self, max_duration_s: float | None = None) -> JobResult:
-        """Run until the source is finished (or ``max_duration_s`` passed), then close."""
+        """Run until the source is finished, :meth:`request_stop` is called or ``max_duration_s``
+        passed. A stopped (not finished) job takes a final checkpoint when checkpointing is on, so
+        a redeploy resumes exactly there. Then close."""
         self.open()
         deadline = None if max_duration_s is None else time.monotonic() + max_duration_s
         try:
-            while not self._finished:
+            while not self._finished and not self._stop_requested:
                 self.step()
                 if deadline is not None and time.monotonic() >= deadline:
                     break
             if not self._finished:
-                self._flush_writers()
+                if self.config.checkpoint is not None:
+                    self.checkpoint()
+                else:
+                    self._flush_writers()
         except EventAppError as exc:
             self._log.error("job.failed", error=str(exc), error_type=type(exc).__name__)
             raise

@@ -1,0 +1,5 @@
+import sys
+
+from eventapp.cli import main
+
+sys.exit(main())

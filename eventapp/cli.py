@@ -1,0 +1,135 @@
+"""The ``eventapp`` command line.
+
+    eventapp run examples.fraud_kafka:build_job --parallelism 2 --subtask 0
+    eventapp run my_jobs:job --splits orders-0,orders-3
+    eventapp splits my_jobs:job
+
+``run`` imports ``module:attribute`` (a :class:`~eventapp.Job` or a function returning one), picks
+the splits of this worker and runs them until the source ends or SIGTERM/SIGINT arrives; a stop
+takes a final checkpoint when checkpointing is on. Splits are assigned statically: split ``i`` of
+the source's sorted split list goes to subtask ``i % parallelism``. Exit codes: 0 done or stopped,
+1 the job failed (the error names what and where), 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+import structlog
+
+from eventapp.errors import ConfigurationError, EventAppError
+from eventapp.log import configure_logging
+from eventapp.stream import Job
+
+__all__ = ["assign_splits", "load_job", "main"]
+
+log = structlog.get_logger("eventapp.cli")
+
+
+def load_job(target: str) -> Job:
+    """Import ``module:attribute``; the attribute is a Job or a zero-argument callable returning one."""
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigurationError(
+            f"job target {target!r} must look like 'package.module:attribute', for example "
+            f"'examples.fraud_kafka:build_job'"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot import module {module_name!r} of job target {target!r}: {exc}. Is it on "
+            f"PYTHONPATH (run from the project directory)?"
+        ) from exc
+    obj = getattr(module, attribute, None)
+    if obj is None:
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attribute!r}")
+    job = obj() if callable(obj) and not isinstance(obj, Job) else obj
+    if not isinstance(job, Job):
+        raise ConfigurationError(f"{target!r} is not an eventapp Job (got {type(job).__name__})")
+    return job
+
+
+def assign_splits(splits: Sequence[str], parallelism: int, subtask: int) -> list[str]:
+    """Split ``i`` of the sorted splits goes to subtask ``i % parallelism``."""
+    if parallelism < 1:
+        raise ConfigurationError(f"--parallelism must be >= 1, got {parallelism}")
+    if not 0 <= subtask < parallelism:
+        raise ConfigurationError(
+            f"--subtask must be between 0 and parallelism-1 ({parallelism - 1}), got {subtask}"
+        )
+    ordered = sorted(splits, key=_split_sort_key)
+    return [s for i, s in enumerate(ordered) if i % parallelism == subtask]
+
+
+def _split_sort_key(split: str) -> tuple[str, int, str]:
+    base, _, number = split.rpartition("-")
+    return (base, int(number), split) if number.isdigit() else (split, -1, split)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eventapp", description="Run and inspect eventapp jobs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run a job (or some of its splits) in this process")
+    run.add_argument("target", help="the job: 'package.module:attribute'")
+    group = run.add_mutually_exclusive_group()
+    group.add_argument("--splits", help="comma-separated split ids this worker runs (default: all)")
+    group.add_argument("--subtask", type=int, help="this worker's index, with --parallelism")
+    run.add_argument("--parallelism", type=int, default=1, help="number of workers (default 1)")
+    run.add_argument("--json-logs", action=argparse.BooleanOptionalAction, default=None)
+    splits = sub.add_parser("splits", help="list a job's splits and their assignment")
+    splits.add_argument("target")
+    splits.add_argument("--parallelism", type=int, default=1)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(json=getattr(args, "json_logs", None))
+    try:
+        job = load_job(args.target)
+        source = job.source_node.source if job.source_node is not None else None
+        if source is None:
+            raise ConfigurationError(f"job {job.name!r} has no source")
+        if args.command == "splits":
+            for i in range(args.parallelism):
+                print(f"subtask {i}: {', '.join(assign_splits(source.splits(), args.parallelism, i))}")
+            return 0
+        if args.splits is not None:
+            chosen = [s.strip() for s in args.splits.split(",") if s.strip()]
+        elif args.subtask is not None:
+            chosen = assign_splits(source.splits(), args.parallelism, args.subtask)
+        else:
+            if args.parallelism != 1:
+                raise ConfigurationError("--parallelism needs --subtask (this worker's index)")
+            chosen = list(source.splits())
+        if not chosen:
+            raise ConfigurationError(
+                f"no splits for this worker: the source has {len(source.splits())} splits and "
+                f"--parallelism {args.parallelism}; lower the parallelism"
+            )
+        runner = job.runner(chosen)
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info("job.stop_requested", job=job.name, signal=signal.Signals(signum).name)
+            runner.request_stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        runner.run()
+        return 0
+    except ConfigurationError as exc:
+        print(f"eventapp: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except EventAppError as exc:
+        print(f"eventapp: job failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

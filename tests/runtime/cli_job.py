@@ -1,0 +1,25 @@
+"""A job for the CLI tests: counts words from a 4-split collection into a module-level sink."""
+
+from __future__ import annotations
+
+from eventapp import Job
+from eventapp.connectors.collection import CollectionSink, CollectionSource
+from tests.runtime.test_pipeline import RunningSum
+
+SINK: CollectionSink[tuple[str, int]] = CollectionSink()
+
+
+def build_job() -> Job:
+    job = Job("cli-job")
+    source = CollectionSource(
+        [(w, 1) for w in ["a", "b", "c", "d", "a", "b", "a"]], splits=4, partitioner=ord_of
+    )
+    job.from_source(source).key_by(lambda kv: kv[0]).process(RunningSum(), uid="sum").sink_to(SINK)
+    return job
+
+
+def ord_of(kv: tuple[str, int]) -> int:
+    return ord(kv[0])
+
+
+not_a_job = 42

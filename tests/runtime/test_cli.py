@@ -1,0 +1,62 @@
+"""The eventapp command line: split assignment, running a job, and clear errors for wrong usage."""
+
+from __future__ import annotations
+
+import pytest
+
+from eventapp import ConfigurationError
+from eventapp.cli import assign_splits, main
+from tests.runtime import cli_job
+
+
+def test_assign_splits_round_robin_in_numeric_order() -> None:
+    splits = [f"t-{i}" for i in (10, 2, 1, 0, 3)]
+    assert assign_splits(splits, 2, 0) == ["t-0", "t-2", "t-10"]
+    assert assign_splits(splits, 2, 1) == ["t-1", "t-3"]
+    with pytest.raises(ConfigurationError, match="--subtask must be between 0 and parallelism-1"):
+        assign_splits(splits, 2, 2)
+    with pytest.raises(ConfigurationError, match="--parallelism must be >= 1"):
+        assign_splits(splits, 0, 0)
+
+
+def test_run_subtask_processes_only_its_splits() -> None:
+    cli_job.SINK.clear()
+    assert main(["run", "tests.runtime.cli_job:build_job", "--parallelism", "2", "--subtask", "1"]) == 0
+    # split i goes to ord(word) % 4; subtask 1 of 2 runs splits collection-1 and collection-3
+    assert sorted(cli_job.SINK.values) == [("a", 1), ("a", 2), ("a", 3), ("c", 1)]
+
+
+def test_splits_command_lists_assignment(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["splits", "tests.runtime.cli_job:build_job", "--parallelism", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "subtask 0: collection-0, collection-2" in out
+    assert "subtask 1: collection-1, collection-3" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "tests.runtime.cli_job"], "must look like 'package.module:attribute'"),
+        (["run", "no.such.module:job"], "cannot import module 'no.such.module'"),
+        (["run", "tests.runtime.cli_job:missing"], "has no attribute 'missing'"),
+        (["run", "tests.runtime.cli_job:not_a_job"], "is not an eventapp Job"),
+        (["run", "tests.runtime.cli_job:build_job", "--parallelism", "3"], "--parallelism needs --subtask"),
+        (["run", "tests.runtime.cli_job:build_job", "--splits", "nope-9"], "are not splits of source"),
+        (
+            ["run", "tests.runtime.cli_job:build_job", "--parallelism", "9", "--subtask", "8"],
+            "no splits for this worker",
+        ),
+    ],
+)
+def test_wrong_usage_exits_2_with_an_actionable_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unknown_flag_is_rejected_by_argparse(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", "tests.runtime.cli_job:build_job", "--paralelism", "2"])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --paralelism" in capsys.readouterr().err
