@@ -9,6 +9,7 @@ __all__ = [
     "ConfigurationError",
     "EventAppError",
     "JobFailedError",
+    "ProducerFencedError",
     "RecordProcessingError",
     "RestoreError",
     "SerializationError",
@@ -56,6 +57,23 @@ class SinkError(EventAppError):
 
 class CheckpointError(EventAppError):
     """A checkpoint could not be taken or committed."""
+
+
+class ProducerFencedError(CheckpointError):
+    """The split's transactional producer was fenced: a newer owner of the split (same
+    ``transactional.id``) called ``init_transactions()``, which aborted this owner's open transaction.
+
+    This instance must stop processing the split: its outputs since the last committed checkpoint are
+    aborted and its state is stale. Do not retry with the same producer; the split now belongs to the
+    newer owner (if this process should still own it, restart it: recovery fences the other one).
+    """
+
+    def __init__(
+        self, message: str, *, split: str | None = None, transactional_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.split = split
+        self.transactional_id = transactional_id
 
 
 class RestoreError(EventAppError):

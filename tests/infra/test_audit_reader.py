@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from eventapp.connectors.kafka.txnlog import _Client
 from tests.support.broker import (
     KafkaBroker,
     OutRecord,
@@ -34,7 +35,6 @@ from tests.support.kafka_audit import (
     AuditError,
     AuditResult,
     KafkaProtocolError,
-    _Client,
     audit_topic,
     crc32c,
     parse_record_batches,

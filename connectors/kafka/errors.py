@@ -1,0 +1,106 @@
+"""How librdkafka errors map onto eventapp's errors (:class:`eventapp.errors.ProducerFencedError`
+is re-exported here and from ``eventapp.connectors.kafka``)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Final
+
+from confluent_kafka import KafkaError, KafkaException
+
+from eventapp.errors import ProducerFencedError
+
+__all__ = [
+    "FENCING_ERROR_CODES",
+    "ProducerFencedError",
+    "describe_kafka_error",
+    "fencing_recorded",
+    "forget_producer",
+    "is_fencing_error",
+    "kafka_error_of",
+    "record_fencing",
+    "unwrap_kafka_error",
+]
+
+#: librdkafka / broker error codes that mean "another producer with the same transactional.id took
+#: over": PRODUCER_FENCED (broker, KIP-588), _FENCED (librdkafka's local fatal code),
+#: INVALID_PRODUCER_EPOCH (older brokers report fencing this way) and INVALID_PRODUCER_ID_MAPPING.
+FENCING_ERROR_CODES: Final[frozenset[int]] = frozenset(
+    {
+        KafkaError.PRODUCER_FENCED,
+        KafkaError._FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    }
+)
+
+
+def kafka_error_of(exc: BaseException) -> KafkaError | None:
+    """The :class:`KafkaError` carried by a ``KafkaException`` (``None`` for anything else)."""
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0]
+    return None
+
+
+def unwrap_kafka_error(exc: BaseException) -> KafkaError | None:
+    """The KafkaError behind ``exc``: a ``KafkaException``, or a ``SystemError`` caused by one.
+
+    confluent-kafka raises ``SystemError("... returned a result with an exception set")`` from
+    ``flush()``/``poll()`` when a fatal producer error (e.g. ``_FENCED``) surfaces while a delivery
+    callback runs; the real ``KafkaException`` is its ``__cause__``.
+    """
+    error = kafka_error_of(exc)
+    if error is None and isinstance(exc, SystemError) and exc.__cause__ is not None:
+        error = kafka_error_of(exc.__cause__)
+    return error
+
+
+def is_fencing_error(error: KafkaError | None) -> bool:
+    """True if ``error`` means the producer was fenced by a newer instance."""
+    return error is not None and error.code() in FENCING_ERROR_CODES
+
+
+def describe_kafka_error(error: KafkaError | None, fallback: BaseException | None = None) -> str:
+    """``NAME (code N, fatal, ...): reason`` for logs and error messages."""
+    if error is None:
+        return f"{type(fallback).__name__}: {fallback}" if fallback is not None else "unknown error"
+    flags = [
+        flag
+        for flag, on in (
+            ("fatal", error.fatal()),
+            ("retriable", error.retriable()),
+            ("transaction must be aborted", error.txn_requires_abort()),
+        )
+        if on
+    ]
+    extra = f", {', '.join(flags)}" if flags else ""
+    return f"{error.name()} (code {error.code()}{extra}): {error.str()}"
+
+
+# -- fencing seen by anyone using a split's transactional producer ------------------------------------
+#
+# A fenced producer often only says so once, to whoever happens to see it first (a sink's delivery
+# report), and later calls fail with a generic ``_STATE``/``_FATAL``. Sinks record what they saw here
+# so the commit point can still raise ProducerFencedError (and skip aborting: Tansu 0.6.0 drops the
+# connection on an EndTxn from a fenced producer, so the abort would hang until its timeout).
+
+_fenced: dict[int, KafkaError] = {}
+_fenced_lock = threading.Lock()
+
+
+def record_fencing(producer: object, error: KafkaError) -> None:
+    """Remember that ``producer`` was fenced (keyed by identity, until :func:`forget_producer`)."""
+    with _fenced_lock:
+        _fenced.setdefault(id(producer), error)
+
+
+def fencing_recorded(producer: object) -> KafkaError | None:
+    """The fencing error recorded for ``producer``, if any."""
+    with _fenced_lock:
+        return _fenced.get(id(producer))
+
+
+def forget_producer(producer: object) -> None:
+    """Drop what was recorded for ``producer`` (its owner calls this when creating or closing it)."""
+    with _fenced_lock:
+        _fenced.pop(id(producer), None)

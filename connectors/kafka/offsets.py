@@ -1,0 +1,417 @@
+"""Reading committed checkpoints back from Kafka (commit point recovery and the savepoint CLI).
+
+See :mod:`eventapp.connectors.kafka.metadata` for what is stored where. :func:`read_committed_checkpoints`
+reads, for a set of splits, the consumer group's committed offsets (with ``read_committed``, so
+librdkafka asks for *stable* offsets), the marker pointers, and the markers they point at, and decides
+which checkpoint is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from eventapp.checkpoint.commit import CommittedCheckpoint
+from eventapp.connectors.kafka.config import KafkaCommitConfig, parse_split
+from eventapp.connectors.kafka.errors import describe_kafka_error, kafka_error_of
+from eventapp.connectors.kafka.metadata import CheckpointMarker, decode_metadata
+from eventapp.errors import CheckpointError
+
+__all__ = [
+    "CHECKPOINT_TOPIC_CONFIGS",
+    "CHECKPOINT_TOPIC_PARTITION",
+    "CommittedSplitState",
+    "ensure_checkpoint_topic",
+    "read_committed_checkpoints",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Markers always go to this partition of the checkpoint topic.
+CHECKPOINT_TOPIC_PARTITION = 0
+
+#: Configs of an auto-created checkpoint topic. Markers are tiny (~250 bytes per checkpoint per split)
+#: and the committed one must never be deleted, hence no time-based retention.
+CHECKPOINT_TOPIC_CONFIGS: Mapping[str, str] = {"retention.ms": "-1", "cleanup.policy": "delete"}
+
+Resolution = Literal["marker", "offset-metadata", "foreign-offset", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedSplitState:
+    """Everything Kafka holds about one split's committed checkpoint.
+
+    ``checkpoint`` is the committed eventapp checkpoint (``None`` if there is none). ``resolution``
+    says where it came from: ``"marker"`` (the checkpoint topic, via the pointer group),
+    ``"offset-metadata"`` (the committed offset's metadata), ``"foreign-offset"`` (the group has a
+    committed offset without eventapp metadata, e.g. from another tool: no checkpoint, but the source's
+    ``StartPosition.committed()`` starts there) or ``"none"``.
+    """
+
+    split: str
+    offset: int | None
+    metadata: str | None
+    marker_offset: int | None
+    marker: CheckpointMarker | None
+    checkpoint: CommittedCheckpoint | None
+    resolution: Resolution
+
+
+_known_topics: set[tuple[str, str]] = set()
+_known_topics_lock = threading.Lock()
+
+
+def ensure_checkpoint_topic(config: KafkaCommitConfig) -> None:
+    """Make sure the checkpoint topic exists (creating it if allowed); cached per process."""
+    cache_key = (config.bootstrap_servers, config.checkpoint_topic)
+    with _known_topics_lock:
+        if cache_key in _known_topics:
+            return
+    topic = config.checkpoint_topic
+    timeout = config.operation_timeout_s
+    admin = AdminClient({"bootstrap.servers": config.bootstrap_servers, **_security(config)})
+    if not _topic_ready(admin, topic, timeout):
+        if not config.create_checkpoint_topic:
+            raise CheckpointError(
+                f"checkpoint topic {topic!r} does not exist on {config.bootstrap_servers}; create it "
+                f"(1 partition, cleanup.policy=delete, retention.ms=-1) or set create_checkpoint_topic=True"
+            )
+        futures = admin.create_topics(
+            [NewTopic(topic, num_partitions=1, replication_factor=-1, config=dict(CHECKPOINT_TOPIC_CONFIGS))],
+            operation_timeout=timeout,
+            request_timeout=timeout,
+        )
+        try:
+            futures[topic].result(timeout=timeout)
+            log.info("kafka.checkpoint_topic.created", topic=topic, bootstrap=config.bootstrap_servers)
+        except KafkaException as exc:
+            error = kafka_error_of(exc)
+            if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise CheckpointError(
+                    f"cannot create checkpoint topic {topic!r}: {describe_kafka_error(error, exc)}; create "
+                    f"it yourself (1 partition, cleanup.policy=delete, retention.ms=-1)"
+                ) from exc
+        deadline = time.monotonic() + timeout
+        while not _topic_ready(admin, topic, timeout):
+            if time.monotonic() > deadline:
+                raise CheckpointError(f"checkpoint topic {topic!r} did not appear in metadata in {timeout}s")
+            time.sleep(0.05)
+    with _known_topics_lock:
+        _known_topics.add(cache_key)
+
+
+def _topic_ready(admin: AdminClient, topic: str, timeout: float) -> bool:
+    try:
+        # All topics, not list_topics(topic): a metadata request naming a topic makes some brokers
+        # (Tansu, Kafka with auto.create.topics.enable) create it, with default configs.
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise CheckpointError(
+            f"cannot read metadata of checkpoint topic {topic!r}: "
+            f"{describe_kafka_error(kafka_error_of(exc), exc)}"
+        ) from exc
+    described = metadata.topics.get(topic)
+    if described is None or described.error is not None:
+        return False
+    partition = described.partitions.get(CHECKPOINT_TOPIC_PARTITION)
+    return partition is not None and partition.leader >= 0
+
+
+def _security(config: KafkaCommitConfig) -> dict[str, Any]:
+    """Connection settings (security, client id) of the user's consumer config, for admin clients."""
+    return {
+        k: v
+        for k, v in config.consumer_config.items()
+        if k.startswith(("security.", "sasl.", "ssl.", "client.", "socket."))
+        or k in ("broker.address.family",)
+    }
+
+
+@contextlib.contextmanager
+def _consumer(settings: dict[str, Any]) -> Iterator[Consumer]:
+    consumer = Consumer(settings)
+    try:
+        yield consumer
+    finally:
+        consumer.close()
+
+
+def _committed(
+    consumer: Consumer, tps: list[TopicPartition], timeout: float, what: str
+) -> list[TopicPartition]:
+    try:
+        result = consumer.committed(tps, timeout=timeout)
+    except KafkaException as exc:
+        raise CheckpointError(
+            f"cannot read the committed offsets of {what}: {describe_kafka_error(kafka_error_of(exc), exc)}"
+        ) from exc
+    for tp in result:
+        if tp.error is not None:
+            raise CheckpointError(
+                f"cannot read the committed offset of {what} for {tp.topic}-{tp.partition}: "
+                f"{describe_kafka_error(tp.error)}"
+            )
+    return result
+
+
+def group_metadata(config: KafkaCommitConfig, group_id: str) -> Any:
+    """The (serialized) consumer-group metadata ``send_offsets_to_transaction`` needs for ``group_id``.
+
+    With static assignment it only names the group (generation -1, no member id), so it stays valid
+    after the consumer that produced it is closed.
+    """
+    with _consumer(config.consumer_settings(group_id)) as consumer:
+        return consumer.consumer_group_metadata()
+
+
+def read_markers(
+    config: KafkaCommitConfig, offsets: Sequence[int], consumer: Consumer | None = None
+) -> dict[int, CheckpointMarker]:
+    """The checkpoint markers at ``offsets`` of the checkpoint topic.
+
+    Read with ``read_uncommitted``: every offset given is a committed marker (its pointer was committed
+    in the same transaction), and a ``read_committed`` read could wait behind another split's open
+    transaction on the same partition.
+    """
+    if not offsets:
+        return {}
+    if consumer is None:
+        with _consumer(config.consumer_settings(config.pointer_group_id, read_committed=False)) as own:
+            return read_markers(config, offsets, own)
+    topic = config.checkpoint_topic
+    markers: dict[int, CheckpointMarker] = {}
+    timeout = config.operation_timeout_s
+    for offset in sorted(set(offsets)):
+        where = f"{topic}-{CHECKPOINT_TOPIC_PARTITION} offset {offset}"
+        consumer.assign([TopicPartition(topic, CHECKPOINT_TOPIC_PARTITION, offset)])
+        deadline = time.monotonic() + timeout
+        found = None
+        while found is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CheckpointError(f"timed out after {timeout}s reading the checkpoint marker at {where}")
+            message = consumer.poll(min(remaining, 1.0))
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    raise CheckpointError(
+                        f"the committed checkpoint marker at {where} does not exist (the partition ends "
+                        f"before it): the checkpoint topic was deleted or truncated"
+                    )
+                if error.fatal() or error.code() in (
+                    KafkaError._AUTO_OFFSET_RESET,
+                    KafkaError.OFFSET_OUT_OF_RANGE,
+                ):
+                    raise CheckpointError(
+                        f"cannot read the checkpoint marker at {where}: {describe_kafka_error(error)} "
+                        f"(was it deleted by retention? the checkpoint topic needs retention.ms=-1)"
+                    )
+                log.warning(
+                    "kafka.checkpoint_marker.read_error", where=where, error=describe_kafka_error(error)
+                )
+                continue
+            got = message.offset()
+            if got is None or got < offset:
+                continue
+            if got > offset:
+                raise CheckpointError(
+                    f"the committed checkpoint marker at {where} is gone (next record is at {got}): it was "
+                    f"deleted by retention or compaction; the checkpoint topic needs retention.ms=-1 and "
+                    f"cleanup.policy=delete"
+                )
+            found = CheckpointMarker.from_bytes(message.value(), where)
+        markers[offset] = found
+    consumer.unassign()
+    return markers
+
+
+def read_committed_checkpoints(
+    config: KafkaCommitConfig, splits: Sequence[str], *, wait_for_pending: bool = True
+) -> dict[str, CommittedSplitState]:
+    """The committed checkpoint (and raw committed offset, metadata and marker) of each split.
+
+    Offsets are read with ``isolation.level=read_committed``, i.e. librdkafka's *require_stable*
+    offset fetch. The marker of a split is the last marker of the split whose transaction committed,
+    found by :func:`scan_committed_markers` from the pointer onwards (the pointer is only a lower
+    bound: under concurrent transactional producers some brokers return stale committed offsets).
+    Call it after fencing the splits' previous owners (commit point recovery does) for a stable
+    answer; on a running job (the savepoint CLI) pass ``wait_for_pending=False``.
+
+    :raises CheckpointError: on broker errors and on inconsistent or unreadable checkpoint data.
+    """
+    if not splits:
+        return {}
+    parsed = {split: parse_split(split) for split in splits}
+    tps = [TopicPartition(topic, partition) for topic, partition in parsed.values()]
+    timeout = config.operation_timeout_s
+    with _consumer(config.consumer_settings(config.group_id)) as consumer:
+        main = _committed(consumer, tps, timeout, f"group {config.group_id!r}")
+    with _consumer(config.consumer_settings(config.pointer_group_id, read_committed=False)) as consumer:
+        pointers = _committed(
+            consumer,
+            [TopicPartition(tp.topic, tp.partition) for tp in tps],
+            timeout,
+            f"group {config.pointer_group_id!r}",
+        )
+        main_by_tp = {(tp.topic, tp.partition): tp for tp in main}
+        pointer_by_tp = {(tp.topic, tp.partition): tp.offset for tp in pointers if tp.offset >= 0}
+        if pointer_by_tp:
+            ensure_checkpoint_topic(config)
+        if _can_scan(config):
+            pointer_of = {split: pointer_by_tp.get(key) for split, key in parsed.items()}
+            latest = scan_committed_markers(config, pointer_of, wait_for_pending=wait_for_pending)
+            pointer_by_tp = {parsed[s]: off for s, (off, _) in latest.items()}
+            markers = {off: marker for off, marker in latest.values()}
+        else:
+            markers = read_markers(config, list(pointer_by_tp.values()), consumer)
+    result: dict[str, CommittedSplitState] = {}
+    for split, key in parsed.items():
+        committed = main_by_tp.get(key)
+        offset = committed.offset if committed is not None and committed.offset >= 0 else None
+        metadata = committed.metadata if committed is not None else None
+        marker_offset = pointer_by_tp.get(key)
+        marker = markers.get(marker_offset) if marker_offset is not None else None
+        checkpoint, resolution = _resolve(config, split, offset, metadata, marker)
+        result[split] = CommittedSplitState(
+            split, offset, metadata, marker_offset, marker, checkpoint, resolution
+        )
+    return result
+
+
+def _resolve(
+    config: KafkaCommitConfig,
+    split: str,
+    offset: int | None,
+    metadata: str | None,
+    marker: CheckpointMarker | None,
+) -> tuple[CommittedCheckpoint | None, Resolution]:
+    from_metadata = decode_metadata(metadata)
+    from_marker: CommittedCheckpoint | None = None
+    if marker is not None:
+        if marker.group_id != config.group_id or marker.split != split:
+            raise CheckpointError(
+                f"the checkpoint marker committed for split {split!r} of group {config.group_id!r} belongs "
+                f"to split {marker.split!r} of group {marker.group_id!r}: the pointer group "
+                f"{config.pointer_group_id!r} or the checkpoint topic {config.checkpoint_topic!r} was "
+                f"modified outside eventapp"
+            )
+        from_marker = CommittedCheckpoint(marker.checkpoint_id, marker.snapshot, marker.position)
+    if from_metadata is not None:
+        checkpoint_id, snapshot = from_metadata
+        if from_marker is None or checkpoint_id > from_marker.checkpoint_id:
+            return CommittedCheckpoint(checkpoint_id, snapshot, offset), "offset-metadata"
+        if checkpoint_id == from_marker.checkpoint_id and snapshot != from_marker.snapshot:
+            raise CheckpointError(
+                f"split {split!r}: the committed offset names snapshot {snapshot!r} but the committed "
+                f"checkpoint marker names {from_marker.snapshot!r} for the same checkpoint {checkpoint_id}; "
+                f"the group's offsets were modified outside eventapp"
+            )
+    if from_marker is not None:
+        if from_marker.position != offset:
+            # At-least-once commits the marker pointer before the group offset, so a crash in between
+            # leaves the offset behind; in exactly-once mode both commit together, so a difference
+            # means the group's offset was changed outside eventapp (e.g. kafka-consumer-groups
+            # --reset-offsets). The checkpoint's own position matches its state, so it wins.
+            log.warning(
+                "kafka.checkpoint.position_mismatch",
+                split=split,
+                group=config.group_id,
+                checkpoint_id=from_marker.checkpoint_id,
+                checkpoint_position=from_marker.position,
+                committed_offset=offset,
+                hint="resuming at the checkpoint's position; to start elsewhere, restore a savepoint or "
+                "delete the group's offsets in both groups",
+            )
+        return from_marker, "marker"
+    if offset is not None:
+        return None, "foreign-offset"
+    return None, "none"
+
+
+def _can_scan(config: KafkaCommitConfig) -> bool:
+    """The marker scan uses eventapp's own plaintext wire client (no TLS/SASL)."""
+    settings = config.consumer_settings(config.pointer_group_id, read_committed=False)
+    protocol = str(settings.get("security.protocol", "plaintext")).lower()
+    return protocol == "plaintext"
+
+
+def scan_committed_markers(
+    config: KafkaCommitConfig,
+    pointers: Mapping[str, int | None],
+    *,
+    wait_for_pending: bool = True,
+) -> dict[str, tuple[int, CheckpointMarker]]:
+    """For each split, the offset and content of its latest checkpoint marker *whose transaction
+    committed*, decided by the transaction control markers in the checkpoint topic.
+
+    ``pointers`` holds each split's committed pointer (or ``None``); the scan starts at the lowest
+    one, since the latest committed marker is never older than a committed pointer. If a pointer
+    exists but no committed marker of its split is found from there, the scan is repeated from
+    offset 0. Markers of the split that are still in an open transaction (its previous owner was
+    not fenced yet, or the abort is on its way) are waited for up to ``operation_timeout_s`` when
+    ``wait_for_pending``. Splits without any committed marker are absent from the result.
+    """
+    from eventapp.connectors.kafka.txnlog import AuditError, KafkaProtocolError, audit_topic
+
+    wanted = {split: f"{config.group_id}/{split}".encode() for split in pointers}
+    known = [p for p in pointers.values() if p is not None]
+    floor = min(known) if known and len(known) == len(pointers) else 0
+    deadline = time.monotonic() + config.operation_timeout_s
+    topic = config.checkpoint_topic
+    while True:
+        try:
+            audit = audit_topic(
+                config.bootstrap_servers,
+                topic,
+                partitions=[CHECKPOINT_TOPIC_PARTITION],
+                verify_crc=True,
+                timeout=max(1.0, deadline - time.monotonic()),
+                start_offsets={CHECKPOINT_TOPIC_PARTITION: floor},
+                client_id="eventapp-checkpoint-scan",
+            )
+        except (AuditError, KafkaProtocolError, OSError) as exc:
+            raise CheckpointError(
+                f"cannot read checkpoint markers from {topic!r} on {config.bootstrap_servers}: {exc}"
+            ) from exc
+        log_state = audit.partitions[CHECKPOINT_TOPIC_PARTITION]
+        by_key = {key: split for split, key in wanted.items()}
+        latest: dict[str, tuple[int, CheckpointMarker]] = {}
+        for record in log_state.committed:
+            split = by_key.get(record.key or b"")
+            if split is None:
+                continue
+            where = f"{topic}-{CHECKPOINT_TOPIC_PARTITION} offset {record.offset}"
+            latest[split] = (record.offset, CheckpointMarker.from_bytes(record.value, where))
+        pending = sorted({by_key[r.key] for r in log_state.pending if r.key in by_key})
+        missing = [s for s, p in pointers.items() if p is not None and s not in latest]
+        if missing and floor > 0:
+            log.warning("kafka.checkpoint_marker.rescan", splits=missing, from_offset=floor)
+            floor = 0
+            continue
+        if pending and wait_for_pending:
+            if time.monotonic() > deadline:
+                raise CheckpointError(
+                    f"checkpoint markers of splits {pending} stay in open transactions in {topic!r}; "
+                    f"their previous owners must be fenced first (is another instance of the job "
+                    f"still running with the same transactional ids?)"
+                )
+            time.sleep(0.05)
+            continue
+        for split, (offset, marker) in latest.items():
+            if marker.group_id != config.group_id or marker.split != split:
+                raise CheckpointError(
+                    f"the checkpoint marker at {topic} offset {offset} is keyed for split {split!r} but "
+                    f"belongs to split {marker.split!r} of group {marker.group_id!r}"
+                )
+        return latest
