@@ -22,6 +22,7 @@ from eventapp.errors import (
     EventAppError,
     RecordProcessingError,
     RestoreError,
+    SerializationError,
     SnapshotCorruptError,
 )
 from eventapp.functions import TimeDomain
@@ -394,6 +395,11 @@ class LocalRunner:
             if assigner is not None:
                 try:
                     ts = assigner(record.value, ts)
+                    if not isinstance(ts, int) or isinstance(ts, bool):
+                        raise SerializationError(
+                            f"the timestamp assigner returned {ts!r} ({type(ts).__name__}); it must "
+                            f"return epoch milliseconds as an int"
+                        )
                 except Exception as exc:  # noqa: BLE001 - raised or dead-lettered by the policy
                     self._handle_source_failure(sp, record, exc)
                     self._advance_position(sp, record)

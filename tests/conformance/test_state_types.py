@@ -217,3 +217,30 @@ def test_custom_serializer(keyed: Keyed) -> None:
 
 
 StateCheck = Callable[[Keyed], None]
+
+
+def test_state_inspector_reads_values_keys_and_timers_without_writing(store: KeyedStateStore) -> None:
+    from eventapp import StateTtlConfig, TimeDomain
+    from eventapp.state.inspect import StateInspector
+    from eventapp.state.keys import EVENT_TIME, encode_timestamp, timer_prefix
+
+    keyed = Keyed(store)
+    counts = ValueStateDescriptor[int]("count")
+    items = MapStateDescriptor[str, int]("items")
+    short = ValueStateDescriptor[int]("short", ttl=StateTtlConfig(ttl_ms=10))
+    for key in ("b", "a", ("t", 1)):
+        keyed.key(key).get(counts).update(len(str(key)))
+        keyed.get(items).put("x", 1)
+        keyed.get(items).put("y", 2)
+    keyed.key("a").get(short).update(5)
+    store.put(timer_prefix("op", EVENT_TIME) + encode_timestamp(7) + encode_key("b"), b"")
+
+    inspector = StateInspector(store, "op", clock=ManualClock(10_000))
+    assert sorted(map(str, inspector.keys(counts))) == sorted(map(str, ["a", "b", ("t", 1)]))
+    assert len(list(inspector.keys(items))) == 3, "map entries of one key count once"
+    assert inspector.get(counts, ("t", 1)) == len(str(("t", 1)))
+    assert inspector.get(items, "a") == {"x": 1, "y": 2}
+    assert inspector.get(short, "a") is None, "expired"
+    assert list(store.scan(keyed.get(short).prefix)), "but not removed: the inspector never writes"
+    assert inspector.timers(TimeDomain.EVENT_TIME) == [(7, "b")]
+    assert inspector.timers(TimeDomain.PROCESSING_TIME) == []

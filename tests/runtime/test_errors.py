@@ -201,3 +201,19 @@ def test_malformed_source_record_fails_with_its_position_or_is_dead_lettered() -
 def test_dead_letter_policy_needs_a_sink() -> None:
     with pytest.raises(ConfigurationError, match="needs a Sink"):
         ErrorPolicy.dead_letter(None)  # type: ignore[arg-type]
+
+
+def test_timestamp_assigner_returning_a_non_int_is_a_bad_record() -> None:
+    from eventapp import WatermarkStrategy
+
+    dead: CollectionSink[DeadLetter] = CollectionSink("dlq")
+    sink: CollectionSink[str] = CollectionSink()
+    job = Job("bad-ts", JobConfig(error_policy=ErrorPolicy.dead_letter(dead), clock=ManualClock()))
+    job.from_source(
+        CollectionSource([{"k": "a", "amount": 1, "ts": 5}, {"k": "a", "amount": 1, "ts": "soon"}]),
+        WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v, _: v["ts"]),
+    ).key_by(lambda v: v["k"]).process(Fragile(), uid="f").sink_to(sink)
+    job.run()
+    assert sink.values == ["a:1"]
+    (letter,) = dead.values
+    assert letter.error_type == "SerializationError" and "returned 'soon' (str)" in letter.error

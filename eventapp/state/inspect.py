@@ -1,0 +1,125 @@
+"""Read the keyed state and timers of an operator from a store (for example a restored snapshot),
+outside a running job: for tests, tools and savepoint inspection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from eventapp.clock import Clock, SystemClock
+from eventapp.functions import TimeDomain
+from eventapp.state.descriptors import StateDescriptor
+from eventapp.state.handles import AggregatingState, ListState, MapState, ReducingState, ValueState
+from eventapp.state.keys import (
+    EVENT_TIME,
+    MAX_TIMESTAMP,
+    PROCESSING_TIME,
+    decode_key,
+    decode_timestamp,
+    encode_key,
+    key_part,
+    state_prefix,
+    timer_prefix,
+)
+from eventapp.state.scope import ExecutionScope, KeyedScope
+from eventapp.state.store import KeyedStateStore
+
+__all__ = ["StateInspector"]
+
+
+class StateInspector:
+    """Keyed state of operator ``uid`` in ``store``.
+
+    TTL is evaluated against ``clock`` and a watermark of +infinity unless given, and reading never
+    writes (expired values are reported as absent but not removed).
+    """
+
+    def __init__(
+        self,
+        store: KeyedStateStore,
+        uid: str,
+        *,
+        clock: Clock | None = None,
+        watermark: int = MAX_TIMESTAMP,
+    ) -> None:
+        from eventapp.runtime.keyed_process import _StateRegistry
+
+        self._store = store
+        self._uid = uid
+        execution = ExecutionScope(clock or SystemClock())
+        execution.store = _ReadOnlyStore(store)
+        execution.watermark = watermark
+        self._scope = KeyedScope(execution)
+        self._registry = _StateRegistry(uid, self._scope)
+
+    def get(self, descriptor: StateDescriptor[Any], key: Any) -> Any:
+        """The state's value for ``key``: a value, a list, a dict or an aggregate result."""
+        kb = encode_key(key)
+        self._scope.key, self._scope.key_bytes, self._scope.key_part = key, kb, key_part(kb)
+        handle = self._registry.get(descriptor)
+        if isinstance(handle, ValueState):
+            return handle.value()
+        if isinstance(handle, ListState):
+            return handle.get()
+        if isinstance(handle, MapState):
+            return dict(handle.items())
+        if isinstance(handle, ReducingState | AggregatingState):
+            return handle.get()
+        raise TypeError(f"unsupported state handle {handle!r}")
+
+    def keys(self, descriptor: StateDescriptor[Any]) -> Iterator[Any]:
+        """Every key that has an entry in the state (expired or not), in storage order."""
+        prefix = state_prefix(self._uid, descriptor.name)
+        last: bytes | None = None
+        for entry, _ in self._store.scan(prefix):
+            n = int.from_bytes(entry[len(prefix) : len(prefix) + 4], "big")
+            kb = entry[len(prefix) + 4 : len(prefix) + 4 + n]
+            if kb != last:
+                last = kb
+                yield decode_key(kb)
+
+    def items(self, descriptor: StateDescriptor[Any]) -> Iterator[tuple[Any, Any]]:
+        for key in list(self.keys(descriptor)):
+            yield key, self.get(descriptor, key)
+
+    def timers(self, domain: TimeDomain) -> list[tuple[int, Any]]:
+        """Pending timers of ``domain`` as ``(timestamp, key)``, in firing order."""
+        prefix = timer_prefix(self._uid, EVENT_TIME if domain is TimeDomain.EVENT_TIME else PROCESSING_TIME)
+        out: list[tuple[int, Any]] = []
+        for entry, _ in self._store.scan(prefix):
+            ts = decode_timestamp(entry[len(prefix) : len(prefix) + 8])
+            out.append((ts, decode_key(entry[len(prefix) + 8 :])))
+        return out
+
+
+class _ReadOnlyStore:
+    """Lets TTL'd reads run without removing or refreshing anything."""
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: KeyedStateStore) -> None:
+        self._inner = inner
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._inner.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        return None
+
+    def delete(self, key: bytes) -> None:
+        return None
+
+    def delete_prefix(self, prefix: bytes) -> None:
+        return None
+
+    def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        return self._inner.scan(prefix, start)
+
+    def first(self, prefix: bytes) -> tuple[bytes, bytes] | None:
+        return self._inner.first(prefix)
+
+    def snapshot(self, directory: Any) -> None:
+        raise TypeError("a read-only store cannot be snapshotted")
+
+    def close(self) -> None:
+        return None

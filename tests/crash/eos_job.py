@@ -1,0 +1,148 @@
+"""The job the crash tests run as worker processes (``eventapp run tests.crash.eos_job:build_job``).
+
+Configured by environment variables (``CRASH_*``). Input records are JSON
+``{"k": key, "id": unique int, "ts": event time}``; malformed input goes to the dead-letter topic.
+Per record it emits ``{"t": "count", "k", "id", "n"}`` (the key's running count); an event-time timer
+per key and 1-second window emits ``{"t": "window", "k", "w", "c"}`` (records of the key in the
+window); a processing-time timer ~50 ms after a key's first pending record emits
+``{"t": "flush", "k", "ids"}`` for the ids buffered in list state since the last flush.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import orjson
+
+from eventapp import (
+    CheckpointConfig,
+    CheckpointingMode,
+    Collector,
+    Context,
+    ErrorPolicy,
+    Job,
+    JobConfig,
+    KeyedProcessFunction,
+    ListStateDescriptor,
+    MapStateDescriptor,
+    OnTimerContext,
+    RuntimeContext,
+    TimeDomain,
+    ValueStateDescriptor,
+    WatermarkStrategy,
+)
+from eventapp.connectors.kafka import (
+    DeliveryGuarantee,
+    KafkaSink,
+    KafkaSinkConfig,
+    KafkaSource,
+    KafkaSourceConfig,
+)
+from eventapp.statebackends import RocksDBStateBackend
+
+WINDOW_MS = 1_000
+FLUSH_DELAY_MS = 50
+UID = "crash-counter"
+
+
+class CrashCounter(KeyedProcessFunction[str, dict[str, Any], dict[str, Any]]):
+    count = ValueStateDescriptor[int]("count")
+    windows = MapStateDescriptor[int, int]("windows")
+    pending = ListStateDescriptor[int]("pending")
+    flush_at = ValueStateDescriptor[int]("flush-at")
+
+    def __init__(self, slow_ms: float = 0.0) -> None:
+        self.slow_s = slow_ms / 1000
+
+    def open(self, ctx: RuntimeContext) -> None:
+        self.count_state = ctx.get_state(self.count)
+        self.window_state = ctx.get_state(self.windows)
+        self.pending_state = ctx.get_state(self.pending)
+        self.flush_state = ctx.get_state(self.flush_at)
+
+    def process_element(self, value: dict[str, Any], ctx: Context, out: Collector[dict[str, Any]]) -> None:
+        if self.slow_s:
+            time.sleep(self.slow_s)
+        key = ctx.current_key
+        n = (self.count_state.value() or 0) + 1
+        self.count_state.update(n)
+        out.collect({"t": "count", "k": key, "id": value["id"], "n": n})
+        assert ctx.timestamp is not None
+        window_end = (ctx.timestamp // WINDOW_MS + 1) * WINDOW_MS
+        self.window_state.put(window_end, (self.window_state.get(window_end) or 0) + 1)
+        ctx.timer_service.register_event_time_timer(window_end)
+        self.pending_state.add(value["id"])
+        if self.flush_state.value() is None:
+            due = ctx.timer_service.current_processing_time() + FLUSH_DELAY_MS
+            ctx.timer_service.register_processing_time_timer(due)
+            self.flush_state.update(due)
+
+    def on_timer(self, timestamp: int, ctx: OnTimerContext, out: Collector[dict[str, Any]]) -> None:
+        key = ctx.current_key
+        if ctx.time_domain is TimeDomain.EVENT_TIME:
+            c = self.window_state.get(timestamp)
+            self.window_state.remove(timestamp)
+            out.collect({"t": "window", "k": key, "w": timestamp, "c": c})
+        else:
+            ids = self.pending_state.get()
+            self.pending_state.clear()
+            self.flush_state.clear()
+            out.collect({"t": "flush", "k": key, "ids": ids})
+
+
+def build_job() -> Job:
+    env = os.environ
+    bootstrap = env["CRASH_BOOTSTRAP"]
+    job_name = env["CRASH_JOB"]
+    source = KafkaSource(
+        KafkaSourceConfig(
+            bootstrap_servers=bootstrap,
+            topics=[env["CRASH_INPUT"]],
+            group_id=f"{job_name}-group",
+            value_deserializer="json",
+            bounded=True,
+            checkpoint_topic=env["CRASH_CHECKPOINT_TOPIC"],
+        )
+    )
+    sink = KafkaSink(
+        KafkaSinkConfig(
+            bootstrap_servers=bootstrap,
+            topic=env["CRASH_OUTPUT"],
+            key_selector=lambda v: str(v["k"]),
+            delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE,
+        )
+    )
+    dead_letters = KafkaSink(
+        KafkaSinkConfig(
+            bootstrap_servers=bootstrap,
+            topic=env["CRASH_DLQ"],
+            value_serializer=lambda d: orjson.dumps(d.to_dict()),
+            delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE,
+        )
+    )
+    job = Job(
+        job_name,
+        JobConfig(
+            state_backend=RocksDBStateBackend(env["CRASH_STATE_DIR"]),
+            checkpoint=CheckpointConfig(
+                storage=env["CRASH_CHECKPOINT_DIR"],
+                interval_ms=int(env.get("CRASH_CHECKPOINT_INTERVAL_MS", "300")),
+                mode=CheckpointingMode.EXACTLY_ONCE,
+            ),
+            error_policy=ErrorPolicy.dead_letter(dead_letters),
+            max_batch_records=500,
+            poll_timeout_s=0.05,
+        ),
+    )
+    (
+        job.from_source(
+            source,
+            WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v, _: v["ts"]),
+        )
+        .key_by(lambda v: v["k"])
+        .process(CrashCounter(float(env.get("CRASH_SLOW_MS", "0"))), uid=UID)
+        .sink_to(sink)
+    )
+    return job

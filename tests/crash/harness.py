@@ -1,0 +1,270 @@
+"""Support for the crash tests: input with its oracle, worker processes, and the exactly-once check."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+
+from eventapp import LocalCheckpointStorage
+from eventapp.connectors.kafka import KafkaCommitConfig, KafkaSourceConfig, read_committed_checkpoints
+from eventapp.state.inspect import StateInspector
+from eventapp.statebackends import RocksDBStateBackend
+from tests.crash.eos_job import UID, WINDOW_MS, CrashCounter
+from tests.support.kafka_audit import audit_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Oracle:
+    """What the job must produce for the input that was written."""
+
+    partitions: int
+    valid: list[dict[str, Any]] = field(default_factory=list)  # in per-partition order
+    malformed: dict[tuple[int, int], bytes] = field(default_factory=dict)  # (partition, offset) -> raw
+
+    def counts(self) -> set[tuple[str, int, int]]:
+        seen: Counter[str] = Counter()
+        out = set()
+        for r in self.valid:
+            seen[r["k"]] += 1
+            out.add((r["k"], r["id"], seen[r["k"]]))
+        return out
+
+    def windows(self) -> Counter[tuple[str, int, int]]:
+        per: Counter[tuple[str, int]] = Counter(
+            (r["k"], (r["ts"] // WINDOW_MS + 1) * WINDOW_MS) for r in self.valid
+        )
+        return Counter({(k, w, c): 1 for (k, w), c in per.items()})
+
+    def per_key(self) -> Counter[str]:
+        return Counter(r["k"] for r in self.valid)
+
+
+def produce_input(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    records: int,
+    keys: int,
+    *,
+    bad_json_every: int = 0,
+    bad_type_every: int = 0,
+) -> Oracle:
+    """Keys ``k<i>`` live in partition ``i % partitions``; event time grows with the id, so it is
+    monotonic per partition. Every ``bad_json_every``-th record is not JSON; every ``bad_type_every``-th
+    has a string timestamp."""
+    oracle = Oracle(partitions)
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "acks": "all"}
+    )
+    delivered: dict[int, tuple[int, int]] = {}
+    payloads: dict[int, tuple[bytes, dict[str, Any] | None]] = {}
+
+    def on_delivery(err: Any, msg: Any, rid: int) -> None:
+        assert err is None, err
+        delivered[rid] = (msg.partition(), msg.offset())
+
+    for rid in range(records):
+        key_index = rid % keys
+        key = f"k{key_index}"
+        partition = key_index % partitions
+        record = {"k": key, "id": rid, "ts": 1_000_000 + rid * 3}
+        if bad_json_every and rid % bad_json_every == bad_json_every - 1:
+            value, parsed = b'{"k": "' + key.encode() + b'", "id": ', None
+        elif bad_type_every and rid % bad_type_every == bad_type_every - 1:
+            value, parsed = orjson.dumps({**record, "ts": "soon"}), None
+        else:
+            value, parsed = orjson.dumps(record), record
+        payloads[rid] = (value, parsed)
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    value,
+                    key.encode(),
+                    partition=partition,
+                    on_delivery=lambda e, m, r=rid: on_delivery(e, m, r),
+                )
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    assert producer.flush(60) == 0
+    for rid in sorted(payloads, key=lambda r: delivered[r]):
+        value, parsed = payloads[rid]
+        if parsed is None:
+            oracle.malformed[delivered[rid]] = value
+        else:
+            oracle.valid.append(parsed)
+    return oracle
+
+
+@dataclass
+class CrashSetup:
+    bootstrap: str
+    job: str
+    input: str
+    output: str
+    dlq: str
+    checkpoint_topic: str
+    checkpoint_dir: Path
+    work_dir: Path
+    partitions: int
+
+    def env(self, state_dir: Path, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CRASH_", "EVENTAPP_FAULTS"))}
+        env.update(
+            CRASH_BOOTSTRAP=self.bootstrap,
+            CRASH_JOB=self.job,
+            CRASH_INPUT=self.input,
+            CRASH_OUTPUT=self.output,
+            CRASH_DLQ=self.dlq,
+            CRASH_CHECKPOINT_TOPIC=self.checkpoint_topic,
+            CRASH_CHECKPOINT_DIR=str(self.checkpoint_dir),
+            CRASH_STATE_DIR=str(state_dir),
+            PYTHONPATH=str(ROOT),
+        )
+        env.update(extra)
+        return env
+
+    def source_config(self) -> KafkaSourceConfig:
+        return KafkaSourceConfig(
+            bootstrap_servers=self.bootstrap,
+            topics=[self.input],
+            group_id=f"{self.job}-group",
+            value_deserializer="json",
+            checkpoint_topic=self.checkpoint_topic,
+        )
+
+
+class Worker:
+    """One ``eventapp run`` worker process; its output goes to a log file per launch."""
+
+    def __init__(
+        self, setup: CrashSetup, subtask: int, parallelism: int, launch: int, faults: str = "", **env: str
+    ) -> None:
+        self.subtask = subtask
+        self.log = setup.work_dir / f"worker-{subtask}-launch-{launch}.log"
+        state_dir = setup.work_dir / f"state-{subtask}-{launch}"
+        extra = dict(env)
+        if faults:
+            extra["EVENTAPP_FAULTS"] = faults
+        self.faults = faults
+        self.killed_by_us = False
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "eventapp",
+                    "run",
+                    "tests.crash.eos_job:build_job",
+                    "--parallelism",
+                    str(parallelism),
+                    "--subtask",
+                    str(subtask),
+                    "--json-logs",
+                ],
+                env=setup.env(state_dir, **extra),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def kill(self) -> None:
+        self.killed_by_us = True
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def audit_json(bootstrap: str, topic: str) -> tuple[list[dict[str, Any]], Any]:
+    result = audit_topic(bootstrap, topic, verify_crc=False)
+    values = [orjson.loads(r.value) for r in result.committed if r.value is not None]
+    return values, result
+
+
+def final_state(setup: CrashSetup, splits: list[str]) -> dict[str, dict[str, Any]]:
+    """Counts, open windows and pending ids per key, read from each split's committed snapshot."""
+    committed = read_committed_checkpoints(
+        KafkaCommitConfig.for_source(setup.source_config(), setup.job), splits
+    )
+    storage = LocalCheckpointStorage(setup.checkpoint_dir)
+    state: dict[str, dict[str, Any]] = defaultdict(dict)
+    for split in splits:
+        checkpoint = committed[split].checkpoint
+        assert checkpoint is not None, f"split {split} has no committed checkpoint"
+        path, _ = storage.open(setup.job, split, checkpoint.snapshot)
+        backend = RocksDBStateBackend(setup.work_dir / "inspect")
+        store = backend.open(f"inspect-{split}", restore_from=path / "state")
+        inspector = StateInspector(store, UID)
+        for key, n in inspector.items(CrashCounter.count):
+            state[key]["count"] = n
+        for key, windows in inspector.items(CrashCounter.windows):
+            state[key]["windows"] = windows
+        for key, ids in inspector.items(CrashCounter.pending):
+            state[key]["pending"] = ids
+        store.close()
+    return state
+
+
+def verify_exactly_once(setup: CrashSetup, oracle: Oracle, splits: list[str]) -> dict[str, int]:
+    """Assert output and final state reflect every input exactly once. Returns figures."""
+    outputs, audit = audit_json(setup.bootstrap, setup.output)
+    assert audit.pending_count == 0, "no transaction may be left open"
+    counts = [(o["k"], o["id"], o["n"]) for o in outputs if o["t"] == "count"]
+    assert len(counts) == len(set(counts)), (
+        f"duplicated count outputs: {[c for c, n in Counter(counts).items() if n > 1][:5]}"
+    )
+    expected = oracle.counts()
+    missing, extra = expected - set(counts), set(counts) - expected
+    assert not missing and not extra, (
+        f"count outputs differ: {len(missing)} missing (e.g. {sorted(missing)[:3]}), {len(extra)} unexpected (e.g. {sorted(extra)[:3]})"
+    )
+
+    windows = Counter((o["k"], o["w"], o["c"]) for o in outputs if o["t"] == "window")
+    assert windows == oracle.windows(), "window outputs differ from the oracle"
+
+    flushed = [i for o in outputs if o["t"] == "flush" for i in o["ids"]]
+    assert len(flushed) == len(set(flushed)), "an id was flushed twice"
+
+    state = final_state(setup, splits)
+    pending = [i for s in state.values() for i in s.get("pending", [])]
+    all_ids = {r["id"] for r in oracle.valid}
+    assert not set(flushed) & set(pending), "an id is both flushed and still pending"
+    assert sorted(flushed + pending) == sorted(all_ids), (
+        "flushed + pending ids must be every valid id exactly once"
+    )
+    assert {k: s.get("count") for k, s in state.items() if "count" in s} == dict(oracle.per_key()), (
+        "final counts differ from the oracle"
+    )
+    assert all(not s.get("windows") for s in state.values()), "every window fired at the end of input"
+
+    letters, dlq_audit = audit_json(setup.bootstrap, setup.dlq)
+    assert dlq_audit.pending_count == 0
+    seen = Counter((int(d["split"].rsplit("-", 1)[1]), d["position"]) for d in letters)
+    assert seen == Counter({pos: 1 for pos in oracle.malformed}), (
+        "every malformed record is dead-lettered exactly once"
+    )
+    return {
+        "outputs": len(outputs),
+        "aborted_output_records": audit.aborted_count,
+        "dead_letters": len(letters),
+        "flushed_ids": len(flushed),
+        "pending_ids": len(pending),
+    }

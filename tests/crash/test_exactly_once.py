@@ -1,0 +1,174 @@
+"""Exactly-once, proven: worker processes are SIGKILLed at random moments and inside every
+checkpoint phase, restarted, and in the end the output (read with the audit reader, which honours
+transaction markers) and the final committed state reflect every input record exactly once."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from eventapp.runtime.faults import FAULT_POINTS
+from tests.crash.harness import CrashSetup, Oracle, Worker, produce_input, verify_exactly_once
+from tests.support.broker import KafkaBroker, unique_topic_name
+
+pytestmark = [pytest.mark.kafka, pytest.mark.crash]
+
+CHECKPOINT_PHASES = [p for p in FAULT_POINTS if p.startswith("checkpoint.")]
+
+
+@pytest.fixture
+def setup(kafka_broker: KafkaBroker, topic_factory: Callable[..., str], tmp_path: Path) -> CrashSetup:
+    partitions = 4
+    return CrashSetup(
+        bootstrap=kafka_broker.bootstrap_servers,
+        job=unique_topic_name("crashjob"),
+        input=topic_factory("crash-in", partitions=partitions),
+        output=topic_factory("crash-out", partitions=partitions),
+        dlq=topic_factory("crash-dlq", partitions=1),
+        checkpoint_topic=topic_factory("crash-chk", partitions=1),
+        checkpoint_dir=tmp_path / "checkpoints",
+        work_dir=tmp_path,
+        partitions=partitions,
+    )
+
+
+def run_until_done(
+    setup: CrashSetup, parallelism: int, kills: int, seed: int, deadline_s: float = 420.0
+) -> dict[str, int]:
+    """Run ``parallelism`` workers; SIGKILL one at a random moment ``kills`` times (about half of the
+    restarts also carry a fault plan that makes the worker kill itself inside a checkpoint phase);
+    restart every killed worker; return when all exited 0."""
+    rng = random.Random(seed)
+    launches = 0
+    phases = list(CHECKPOINT_PHASES)
+    rng.shuffle(phases)
+
+    untried = list(phases)
+
+    def launch(subtask: int) -> Worker:
+        # Restarts carry a fault plan: first every checkpoint phase once, then a random one 60% of
+        # the time. The worker kills itself at the n-th time it reaches that phase.
+        nonlocal launches
+        launches += 1
+        faults = ""
+        if launches > parallelism and (untried or rng.random() < 0.6):
+            phase = untried.pop() if untried else rng.choice(phases)
+            faults = f"{phase}@{rng.randint(1, 3)}"
+        return Worker(setup, subtask, parallelism, launches, faults)
+
+    workers = {i: launch(i) for i in range(parallelism)}
+    done: set[int] = set()
+    stats = {"random_kills": 0, "fault_point_kills": 0, "launches": 0}
+    phases_hit: set[str] = set()
+    next_kill = time.monotonic() + rng.uniform(0.3, 2.0)
+    start = time.monotonic()
+    while len(done) < parallelism:
+        assert time.monotonic() - start < deadline_s, "crash run did not finish in time:\n" + "\n".join(
+            w.tail() for w in workers.values()
+        )
+        for i, w in list(workers.items()):
+            if i in done:
+                continue
+            rc = w.poll()
+            if rc is None:
+                continue
+            if rc == 0:
+                done.add(i)
+            elif rc == -9:
+                if not w.killed_by_us:
+                    stats["fault_point_kills"] += 1
+                    phases_hit.add(w.faults.split("@")[0])
+                workers[i] = launch(i)
+            else:
+                pytest.fail(f"worker {i} failed with exit code {rc}:\n{w.tail()}")
+        if stats["random_kills"] < kills and time.monotonic() >= next_kill:
+            alive = [i for i, w in workers.items() if i not in done and w.poll() is None]
+            if alive:
+                victim = rng.choice(alive)
+                workers[victim].kill()
+                stats["random_kills"] += 1
+                workers[victim] = launch(victim)
+            next_kill = time.monotonic() + rng.uniform(0.2, 1.5)
+        time.sleep(0.02)
+    stats["launches"] = launches
+    stats["checkpoint_phases_killed_in"] = len(phases_hit)
+    stats["seconds"] = int(time.monotonic() - start)
+    return stats
+
+
+def test_sigkill_chaos_keeps_output_and_state_exactly_once(
+    setup: CrashSetup, record_property: Callable[..., None]
+) -> None:
+    oracle: Oracle = produce_input(
+        setup.bootstrap,
+        setup.input,
+        setup.partitions,
+        records=100_000,
+        keys=400,
+        bad_json_every=4_999,
+        bad_type_every=7_919,
+    )
+    assert len(oracle.malformed) > 10
+    stats = run_until_done(setup, parallelism=2, kills=16, seed=20261121)
+    splits = [f"{setup.input}-{p}" for p in range(setup.partitions)]
+    figures = verify_exactly_once(setup, oracle, splits)
+    total_kills = stats["random_kills"] + stats["fault_point_kills"]
+    print(f"crash test: {stats} {figures}")
+    for k, v in {**stats, **figures}.items():
+        record_property(k, v)
+    assert total_kills >= 20, (
+        f"only {total_kills} kills happened ({stats}); the test must kill at least 20 times"
+    )
+    assert stats["checkpoint_phases_killed_in"] == len(CHECKPOINT_PHASES), (
+        f"a kill inside every checkpoint phase ({stats})"
+    )
+    assert figures["aborted_output_records"] > 0, "some output was aborted by the kills (and filtered)"
+
+
+def _single_worker_run(setup: CrashSetup, **env: str) -> Worker:
+    worker = Worker(setup, 0, 1, launch=int(time.monotonic() * 1000), **env)
+    worker.proc.wait(timeout=180)
+    return worker
+
+
+def test_zombie_is_fenced_and_nothing_is_duplicated(setup: CrashSetup) -> None:
+    oracle = produce_input(setup.bootstrap, setup.input, setup.partitions, records=4_000, keys=40)
+    zombie = Worker(setup, 0, 1, launch=1, CRASH_SLOW_MS="2")
+    log = zombie.log
+    deadline = time.monotonic() + 60
+    while "checkpoint.completed" not in log.read_text(errors="replace"):
+        assert zombie.poll() is None, zombie.tail()
+        assert time.monotonic() < deadline, "the first instance never checkpointed"
+        time.sleep(0.05)
+    successor = Worker(setup, 0, 1, launch=2)  # same job, same transactional ids
+    assert successor.proc.wait(timeout=180) == 0, successor.tail()
+    rc = zombie.proc.wait(timeout=120)
+    text = zombie.log.read_text(errors="replace")
+    assert rc == 1, f"the fenced instance must stop with an error (rc={rc}):\n{zombie.tail()}"
+    assert "fenced" in text.lower(), zombie.tail()
+    verify_exactly_once(setup, oracle, [f"{setup.input}-{p}" for p in range(setup.partitions)])
+
+
+@pytest.mark.parametrize("damage", ["delete", "corrupt"])
+def test_missing_or_corrupt_snapshot_refuses_to_start(setup: CrashSetup, damage: str) -> None:
+    produce_input(setup.bootstrap, setup.input, setup.partitions, records=500, keys=10)
+    first = _single_worker_run(setup)
+    assert first.proc.returncode == 0, first.tail()
+    split_dir = setup.checkpoint_dir / setup.job / f"{setup.input}-0"
+    snapshots = sorted(p for p in split_dir.iterdir() if p.name.startswith("chk-"))
+    committed = snapshots[-1]
+    if damage == "delete":
+        shutil.rmtree(committed)
+    else:
+        (committed / "split.json").write_text("{garbage")
+    second = _single_worker_run(setup)
+    out = second.log.read_text(errors="replace")
+    assert second.proc.returncode == 1, out
+    expected = "SnapshotMissingError" if damage == "delete" else "SnapshotCorruptError"
+    assert expected in out and "Refusing to start" in out, out
+    assert committed.name in out, "the message names the snapshot"
