@@ -55,5 +55,7 @@ def test_wheel_installs_and_imports_in_a_fresh_virtualenv(wheel: Path, tmp_path:
         "assert importlib.util.find_spec('statebackends') is None;"
         "print(eventapp.__version__, eventapp.__file__)"
     )
-    done = subprocess.run([str(python), "-c", script], check=True, capture_output=True, text=True, cwd=tmp_path)
+    done = subprocess.run(
+        [str(python), "-c", script], check=True, capture_output=True, text=True, cwd=tmp_path
+    )
     assert str(env_dir) in done.stdout, "must import the installed copy, not the source tree"
