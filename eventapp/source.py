@@ -77,3 +77,8 @@ class CommittingSource(Protocol):
     def create_commit_point(self, job: str, split: str, exactly_once: bool) -> Any:
         """The :class:`~eventapp.checkpoint.commit.CommitPoint` of ``split`` for job ``job``."""
         ...
+
+    def validate_checkpointing(self, interval_ms: int, exactly_once: bool) -> None:
+        """Raise :class:`~eventapp.errors.ConfigurationError` if the source's commit settings do
+        not fit this checkpoint interval (for Kafka: the transaction timeout)."""
+        ...

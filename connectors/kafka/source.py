@@ -33,7 +33,13 @@ from confluent_kafka.admin import AdminClient
 
 from eventapp.checkpoint.commit import CommitPoint
 from eventapp.connectors.kafka.commit import KafkaOffsetsCommitPoint, KafkaTransactionalCommitPoint
-from eventapp.connectors.kafka.config import KafkaCommitConfig, KafkaSourceConfig, parse_split, split_id
+from eventapp.connectors.kafka.config import (
+    KafkaCommitConfig,
+    KafkaSourceConfig,
+    parse_split,
+    split_id,
+    validate_transaction_timeout,
+)
 from eventapp.connectors.kafka.errors import describe_kafka_error, kafka_error_of
 from eventapp.errors import ConfigurationError, SerializationError, SourceError
 from eventapp.source import SourceRecord
@@ -133,6 +139,12 @@ class KafkaSource(Generic[T]):
 
     def commit_config(self, job: str) -> KafkaCommitConfig:
         return KafkaCommitConfig.for_source(self._config, job)
+
+    def validate_checkpointing(self, interval_ms: int, exactly_once: bool) -> None:
+        """Exactly-once: ``transaction_timeout_ms`` must outlast a checkpoint interval (3x) and stay
+        within the brokers' maximum (see :func:`validate_transaction_timeout`)."""
+        if exactly_once:
+            validate_transaction_timeout(self._config.transaction_timeout_ms, interval_ms)
 
     def create_commit_point(self, job: str, split: str, exactly_once: bool) -> CommitPoint:
         """Exactly-once: a :class:`KafkaTransactionalCommitPoint` (transactional.id

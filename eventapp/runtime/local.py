@@ -154,6 +154,11 @@ class LocalRunner:
             return
         self._started = time.monotonic()
         source = self._source_node.source
+        checkpoint = self.config.checkpoint
+        if checkpoint is not None and isinstance(source, CommittingSource):
+            source.validate_checkpointing(
+                checkpoint.interval_ms, checkpoint.mode is CheckpointingMode.EXACTLY_ONCE
+            )
         available = list(source.splits())
         assigned = available if self._requested is None else self._requested
         unknown = [s for s in assigned if s not in available]
@@ -161,7 +166,6 @@ class LocalRunner:
             raise ConfigurationError(
                 f"splits {unknown} are not splits of source {source.name!r} (it has {available})"
             )
-        checkpoint = self.config.checkpoint
         self._storage = checkpoint.resolved_storage() if checkpoint is not None else None
         now = self.config.clock.now_ms()
         self._last_checkpoint_ms = now

@@ -174,3 +174,30 @@ def test_validate_transaction_timeout() -> None:
     with pytest.raises(ConfigurationError, match="checkpoint more often"):
         validate_transaction_timeout(900_000, 600_000)
     validate_transaction_timeout(3_600_000, 60_000, broker_max_ms=3_600_000)
+
+
+def test_runner_validates_transaction_timeout_against_checkpoint_interval() -> None:
+    """Checked when the job starts, before any broker is contacted."""
+    from eventapp import CheckpointConfig, CheckpointingMode, ConfigurationError, Job, JobConfig
+    from eventapp.connectors.kafka import KafkaSource, KafkaSourceConfig
+
+    source = KafkaSource(
+        KafkaSourceConfig(
+            bootstrap_servers="127.0.0.1:1",
+            topics=["t"],
+            group_id="g",
+            transaction_timeout_ms=10_000,
+        )
+    )
+    job = Job(
+        "tx-timeout",
+        JobConfig(
+            checkpoint=CheckpointConfig(
+                storage="/tmp/unused", interval_ms=5_000, mode=CheckpointingMode.EXACTLY_ONCE
+            )
+        ),
+    )
+    job.from_source(source)
+    runner = job.runner(splits=[])
+    with pytest.raises(ConfigurationError, match="less than 3x the checkpoint interval"):
+        runner.open()
