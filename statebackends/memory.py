@@ -21,9 +21,9 @@ from typing import NoReturn
 import structlog
 from sortedcontainers import SortedList
 
+from eventapp._fs import fsync_directory
 from eventapp.errors import CheckpointError, SnapshotCorruptError, StateError
 from eventapp.state.store import KeyedStateStore, prefix_successor
-from eventapp.statebackends._files import fsync_directory
 
 __all__ = ["SNAPSHOT_FILE", "MemoryStateBackend", "MemoryStateStore"]
 

@@ -31,9 +31,9 @@ from typing import Literal
 import rocksdict
 import structlog
 
+from eventapp._fs import fsync_tree, write_atomically
 from eventapp.errors import CheckpointError, ConfigurationError, SnapshotCorruptError, StateError
 from eventapp.state.store import KeyedStateStore, prefix_successor
-from eventapp.statebackends._files import fsync_tree, write_atomically
 
 __all__ = ["RocksDBConfig", "RocksDBStateBackend", "RocksDBStateStore"]
 

@@ -145,6 +145,17 @@ class _KafkaCommitPointBase:
             )
         return state.checkpoint
 
+    def _log_recovered(self, checkpoint: CommittedCheckpoint | None) -> None:
+        log.info(
+            "kafka.commit_point.recovered",
+            **self._log_context(),
+            checkpoint_id=None if checkpoint is None else checkpoint.checkpoint_id,
+            snapshot=None if checkpoint is None else checkpoint.snapshot,
+            position=None if checkpoint is None else checkpoint.position,
+            resolution=None if self.recovered_state is None else self.recovered_state.resolution,
+            **self.timings,
+        )
+
     def _marker(self, checkpoint: CommittedCheckpoint, transactional_id: str | None) -> CheckpointMarker:
         return CheckpointMarker(
             group_id=self._config.group_id,
@@ -280,15 +291,7 @@ class KafkaTransactionalCommitPoint(_KafkaCommitPointBase):
             self._raise_failure("begin the first transaction", exc, None)
         self._state = "ready"
         self.timings["recover_ms"] = _ms(began)
-        log.info(
-            "kafka.commit_point.recovered",
-            **self._log_context(),
-            checkpoint_id=None if checkpoint is None else checkpoint.checkpoint_id,
-            snapshot=None if checkpoint is None else checkpoint.snapshot,
-            position=None if checkpoint is None else checkpoint.position,
-            resolution=None if self.recovered_state is None else self.recovered_state.resolution,
-            **self.timings,
-        )
+        self._log_recovered(checkpoint)
         return checkpoint
 
     def commit(self, checkpoint: CommittedCheckpoint) -> None:
@@ -491,15 +494,7 @@ class KafkaOffsetsCommitPoint(_KafkaCommitPointBase):
         self._pointer_consumer = Consumer(self._config.consumer_settings(self._config.pointer_group_id))
         self._state = "ready"
         self.timings["recover_ms"] = _ms(began)
-        log.info(
-            "kafka.commit_point.recovered",
-            **self._log_context(),
-            checkpoint_id=None if checkpoint is None else checkpoint.checkpoint_id,
-            snapshot=None if checkpoint is None else checkpoint.snapshot,
-            position=None if checkpoint is None else checkpoint.position,
-            resolution=None if self.recovered_state is None else self.recovered_state.resolution,
-            **self.timings,
-        )
+        self._log_recovered(checkpoint)
         return checkpoint
 
     def commit(self, checkpoint: CommittedCheckpoint) -> None:

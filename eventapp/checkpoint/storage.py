@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
+from eventapp._fs import fsync_directory, write_atomically
 from eventapp.errors import CheckpointError, SnapshotCorruptError, SnapshotMissingError
 
 __all__ = [
@@ -51,23 +52,9 @@ class SnapshotInfo:
     checkpoint_id: int
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write JSON to ``path`` via a temporary file, fsync and rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(json.dumps(data, sort_keys=True).encode())
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    write_atomically(path, json.dumps(data, sort_keys=True).encode())
 
 
 @runtime_checkable
@@ -133,9 +120,9 @@ class LocalCheckpointStorage:
         base = self.split_dir(job, split)
         tmp = base / (name + ".inprogress")
         write_json_atomic(tmp / _META, meta)
-        _fsync_dir(tmp)
+        fsync_directory(tmp)
         os.rename(tmp, base / name)
-        _fsync_dir(base)
+        fsync_directory(base)
 
     def open(self, job: str, split: str, name: str) -> tuple[Path, dict[str, Any]]:
         path = self.split_dir(job, split) / name

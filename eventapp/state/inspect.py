@@ -9,7 +9,7 @@ from typing import Any
 from eventapp.clock import Clock, SystemClock
 from eventapp.functions import TimeDomain
 from eventapp.state.descriptors import StateDescriptor
-from eventapp.state.handles import AggregatingState, ListState, MapState, ReducingState, ValueState
+from eventapp.state.handles import read_state
 from eventapp.state.keys import (
     EVENT_TIME,
     MAX_TIMESTAMP,
@@ -57,15 +57,7 @@ class StateInspector:
         kb = encode_key(key)
         self._scope.key, self._scope.key_bytes, self._scope.key_part = key, kb, key_part(kb)
         handle = self._registry.get(descriptor)
-        if isinstance(handle, ValueState):
-            return handle.value()
-        if isinstance(handle, ListState):
-            return handle.get()
-        if isinstance(handle, MapState):
-            return dict(handle.items())
-        if isinstance(handle, ReducingState | AggregatingState):
-            return handle.get()
-        raise TypeError(f"unsupported state handle {handle!r}")
+        return read_state(handle)
 
     def keys(self, descriptor: StateDescriptor[Any]) -> Iterator[Any]:
         """Every key that has an entry in the state (expired or not), in storage order."""

@@ -24,7 +24,7 @@ from eventapp.clock import ManualClock
 from eventapp.functions import KeyedProcessFunction, OutputTag, TimeDomain
 from eventapp.runtime.keyed_process import Emit, KeyedProcessOperator
 from eventapp.state.descriptors import StateDescriptor
-from eventapp.state.handles import AggregatingState, ListState, MapState, ReducingState, ValueState
+from eventapp.state.handles import read_state
 from eventapp.state.keys import encode_key
 from eventapp.state.scope import ExecutionScope
 from eventapp.state.store import KeyedStateStore, StateBackend
@@ -149,15 +149,7 @@ class KeyedProcessFunctionHarness(Generic[K, IN, OUT]):
         self._execution.timestamp = None
         try:
             handle = self._operator.states.get(descriptor)
-            if isinstance(handle, ValueState):
-                return handle.value()
-            if isinstance(handle, ListState):
-                return handle.get()
-            if isinstance(handle, MapState):
-                return dict(handle.items())
-            if isinstance(handle, ReducingState | AggregatingState):
-                return handle.get()
-            raise TypeError(f"unsupported state handle {handle!r}")
+            return read_state(handle)
         finally:
             self._execution.timestamp = saved
 

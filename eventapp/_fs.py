@@ -1,4 +1,4 @@
-"""Small filesystem helpers shared by the state backends: fsync and atomic writes."""
+"""Small filesystem helpers (internal): fsync and atomic writes, for state backends and checkpoint storage."""
 
 from __future__ import annotations
 
