@@ -58,13 +58,19 @@ def run_until_done(
         faults = ""
         if launches > parallelism and (untried or rng.random() < 0.6):
             phase = untried.pop() if untried else rng.choice(phases)
-            faults = f"{phase}@{rng.randint(1, 3)}"
+            faults = f"{phase}@{rng.randint(1, 2)}"
         return Worker(setup, subtask, parallelism, launches, faults)
 
+    def requeue_unfired(worker: Worker) -> None:
+        """A fault plan pre-empted by a random kill (or the end) did not fire: try it again."""
+        phase = worker.faults.split("@")[0]
+        if phase and phase not in phases_hit and phase not in untried:
+            untried.append(phase)
+
+    phases_hit: set[str] = set()
     workers = {i: launch(i) for i in range(parallelism)}
     done: set[int] = set()
     stats = {"random_kills": 0, "fault_point_kills": 0, "launches": 0}
-    phases_hit: set[str] = set()
     next_kill = time.monotonic() + rng.uniform(0.3, 2.0)
     start = time.monotonic()
     while len(done) < parallelism:
@@ -79,6 +85,7 @@ def run_until_done(
                 continue
             if rc == 0:
                 done.add(i)
+                requeue_unfired(w)
             elif rc == -9:
                 if not w.killed_by_us:
                     stats["fault_point_kills"] += 1
@@ -86,11 +93,15 @@ def run_until_done(
                 workers[i] = launch(i)
             else:
                 pytest.fail(f"worker {i} failed with exit code {rc}:\n{w.tail()}")
-        if stats["random_kills"] < kills and time.monotonic() >= next_kill:
+        # Random kills until `kills` were made; after that only to restart a worker with a fault
+        # plan for a checkpoint phase that has not been killed in yet.
+        wanted = stats["random_kills"] < kills or (untried and not any(w.faults for w in workers.values()))
+        if wanted and time.monotonic() >= next_kill:
             alive = [i for i, w in workers.items() if i not in done and w.poll() is None]
             if alive:
                 victim = rng.choice(alive)
                 workers[victim].kill()
+                requeue_unfired(workers[victim])
                 stats["random_kills"] += 1
                 workers[victim] = launch(victim)
             next_kill = time.monotonic() + rng.uniform(0.2, 1.5)
@@ -172,3 +183,33 @@ def test_missing_or_corrupt_snapshot_refuses_to_start(setup: CrashSetup, damage:
     expected = "SnapshotMissingError" if damage == "delete" else "SnapshotCorruptError"
     assert expected in out and "Refusing to start" in out, out
     assert committed.name in out, "the message names the snapshot"
+
+
+def test_rescaling_after_a_crash_fences_the_old_owners_and_keeps_exactly_once(setup: CrashSetup) -> None:
+    """Two workers are killed mid-stream (their transactions left open), then the job continues with
+    one worker owning all four partitions, then with four workers: each split's transactional id
+    fences whoever owned it before, and its state moves with it."""
+    oracle = produce_input(
+        setup.bootstrap, setup.input, setup.partitions, records=30_000, keys=80, bad_json_every=997
+    )
+    launch = 0
+
+    def start(subtask: int, parallelism: int) -> Worker:
+        nonlocal launch
+        launch += 1
+        return Worker(setup, subtask, parallelism, launch, CRASH_SLOW_MS="0.05")
+
+    for parallelism in (2, 1):
+        workers = [start(i, parallelism) for i in range(parallelism)]
+        deadline = time.monotonic() + 60
+        while not all(w.log.read_text(errors="replace").count("checkpoint.completed") >= 2 for w in workers):
+            assert all(w.poll() is None for w in workers), "\n".join(w.tail() for w in workers)
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for w in workers:
+            w.kill()
+    finishers = [start(i, 4) for i in range(4)]
+    for w in finishers:
+        assert w.proc.wait(timeout=240) == 0, w.tail()
+    figures = verify_exactly_once(setup, oracle, [f"{setup.input}-{p}" for p in range(setup.partitions)])
+    assert figures["aborted_output_records"] > 0
