@@ -48,6 +48,9 @@ ACC = TypeVar("ACC")
 OUT = TypeVar("OUT")
 
 
+_LIST_PACKER = msgpack.Packer(use_bin_type=True)
+
+
 class _TtlClock:
     """Reads and writes the 8-byte access timestamp that prefixes TTL'd values."""
 
@@ -252,7 +255,7 @@ class ListState(KeyedState, Generic[T]):
 
     def _store_raw(self, store: KeyedStateStore, entry: bytes, items: list[Any]) -> None:
         if items:
-            store.put(entry, msgpack.packb(items, use_bin_type=True))
+            store.put(entry, _LIST_PACKER.pack(items))
         else:
             store.delete(entry)
 

@@ -67,10 +67,13 @@ def key_part(key_bytes: bytes) -> bytes:
     return len(key_bytes).to_bytes(4, "big") + key_bytes
 
 
+_KEY_PACKER = msgpack.Packer(use_bin_type=True)  # reused: packb builds a Packer per call
+
+
 def encode_key(key: Any) -> bytes:
     """Deterministic bytes of a partitioning key (str, int, bytes, bool, None, float or tuples)."""
     try:
-        return msgpack.packb(key, use_bin_type=True)
+        return _KEY_PACKER.pack(key)
     except (TypeError, ValueError, OverflowError) as exc:
         raise SerializationError(
             f"key {key!r} of type {type(key).__name__} cannot be used as a state key; key_by must "
