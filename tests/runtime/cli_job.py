@@ -23,3 +23,18 @@ def ord_of(kv: tuple[str, int]) -> int:
 
 
 not_a_job = 42
+
+
+def build_daemon_job() -> Job:
+    """An unbounded job with checkpoints in ``$CLI_JOB_CHECKPOINTS`` (for the SIGTERM test)."""
+    import os
+
+    from eventapp import CheckpointConfig, JobConfig
+
+    job = Job(
+        "cli-daemon",
+        JobConfig(checkpoint=CheckpointConfig(storage=os.environ["CLI_JOB_CHECKPOINTS"], interval_ms=60_000)),
+    )
+    source = CollectionSource([(w, 1) for w in ["a", "b", "a"]], bounded=False)
+    job.from_source(source).key_by(lambda kv: kv[0]).process(RunningSum(), uid="sum").sink_to(SINK)
+    return job

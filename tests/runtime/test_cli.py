@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
 from eventapp import ConfigurationError
 from eventapp.cli import assign_splits, main
 from tests.runtime import cli_job
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_assign_splits_round_robin_in_numeric_order() -> None:
@@ -60,3 +70,25 @@ def test_unknown_flag_is_rejected_by_argparse(capsys: pytest.CaptureFixture[str]
         main(["run", "tests.runtime.cli_job:build_job", "--paralelism", "2"])
     assert info.value.code == 2
     assert "unrecognized arguments: --paralelism" in capsys.readouterr().err
+
+
+def test_sigterm_stops_a_daemon_with_a_final_checkpoint(tmp_path: Path) -> None:
+    env = {**os.environ, "CLI_JOB_CHECKPOINTS": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eventapp", "run", "tests.runtime.cli_job:build_daemon_job", "--json-logs"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if b'"job.started"' in line:
+            break
+    time.sleep(0.3)  # the three records are processed; no periodic checkpoint yet (interval 60 s)
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read().decode()
+    assert proc.wait(timeout=30) == 0, rest
+    assert "job.stop_requested" in rest and "checkpoint.completed" in rest
+    committed = json.loads((tmp_path / "cli-daemon" / "collection-0" / "_committed.json").read_text())
+    assert committed["checkpoint_id"] == 1 and committed["position"] == 3
