@@ -44,6 +44,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -75,6 +76,18 @@ _API_VERSIONS_KEY: Final = 18
 _STOP_GRACE_SECONDS: Final = 1.0
 _START_ATTEMPTS: Final = 3
 _LOG_TAIL_LINES: Final = 30
+
+
+def _die_with_parent() -> None:
+    """In the broker's process, before exec: on Linux, ask for SIGKILL when the parent dies, so a
+    SIGKILLed test run or demo never leaves a broker behind (elsewhere: best effort, nothing)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class EmbeddedBrokerError(RuntimeError):
@@ -372,6 +385,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stop() kills the group, Ctrl-C does not reach it
             env=env,
+            preexec_fn=_die_with_parent,
         )
 
     def _wait_ready(self, port: int) -> None:

@@ -267,7 +267,17 @@ class KafkaSourceReader:
         if self._bounded and len(self._at_end) == len(self._split_of):
             return []
         try:
-            messages = self._consumer.consume(max_records, timeout)
+            # Take what is already fetched without waiting; only when nothing is there, wait for the
+            # first message (consume(n, timeout) would wait for all n or the whole timeout, which
+            # adds up to `timeout` of latency at low input rates).
+            consumer = self._consumer
+            messages = consumer.consume(max_records, 0)
+            if not messages and timeout > 0:
+                first = consumer.poll(timeout)
+                if first is not None:
+                    messages = [first]
+                    if max_records > 1:
+                        messages.extend(consumer.consume(max_records - 1, 0))
         except KafkaException as exc:
             reason = describe_kafka_error(kafka_error_of(exc), exc)
             raise SourceError(f"Kafka source {self._name!r}: consume failed: {reason}") from exc

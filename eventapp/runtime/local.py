@@ -519,10 +519,12 @@ class LocalRunner:
         if checkpoint is None:
             raise ConfigurationError("checkpoint() needs JobConfig(checkpoint=CheckpointConfig(...))")
         started = time.perf_counter()
+        # The interval runs from the start of one checkpoint to the start of the next (as in Flink),
+        # so the pause does not stretch the period.
+        self._last_checkpoint_ms = self.config.clock.now_ms()
         for sp in self._splits.values():
             self._checkpoint_split(sp, checkpoint.retained)
         self._checkpoints += 1
-        self._last_checkpoint_ms = self.config.clock.now_ms()
         self._log.info(
             "checkpoint.completed",
             splits=len(self._splits),
