@@ -113,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"no splits for this worker: the source has {len(source.splits())} splits and "
                 f"--parallelism {args.parallelism}; lower the parallelism"
             )
+        # Every log line of this worker carries its subtask (and the job, bound by the runner).
+        structlog.contextvars.bind_contextvars(
+            subtask=args.subtask if args.subtask is not None else 0, parallelism=args.parallelism
+        )
         runner = job.runner(chosen)
 
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -129,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EventAppError as exc:
         print(f"eventapp: job failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        structlog.contextvars.unbind_contextvars("subtask", "parallelism")
 
 
 if __name__ == "__main__":

@@ -90,5 +90,7 @@ def test_sigterm_stops_a_daemon_with_a_final_checkpoint(tmp_path: Path) -> None:
     rest = proc.stdout.read().decode()
     assert proc.wait(timeout=30) == 0, rest
     assert "job.stop_requested" in rest and "checkpoint.completed" in rest
+    lines = [json.loads(line) for line in rest.splitlines() if line.startswith("{")]
+    assert all(line.get("subtask") == 0 and line.get("parallelism") == 1 for line in lines), lines[:2]
     committed = json.loads((tmp_path / "cli-daemon" / "collection-0" / "_committed.json").read_text())
     assert committed["checkpoint_id"] == 1 and committed["position"] == 3
