@@ -399,6 +399,17 @@ def scan_committed_markers(
             log.warning("kafka.checkpoint_marker.rescan", splits=missing, from_offset=floor)
             floor = 0
             continue
+        if missing:
+            # A committed pointer says a checkpoint was committed, but its marker is gone: never
+            # continue with empty state from the group's offset (that would silently lose state).
+            raise CheckpointError(
+                f"splits {missing} have committed checkpoint pointers in group "
+                f"{config.pointer_group_id!r}, but no committed checkpoint marker of theirs is left in "
+                f"topic {topic!r} (deleted, recreated or truncated?). Refusing to start rather than "
+                f"continue without their state. Restore the checkpoint topic, or restore the job from "
+                f"a savepoint; to start these splits from scratch, delete the committed offsets of "
+                f"groups {config.group_id!r} and {config.pointer_group_id!r} for them"
+            )
         if pending and wait_for_pending:
             if time.monotonic() > deadline:
                 raise CheckpointError(

@@ -8,6 +8,7 @@ On Tansu 0.6.0, records of aborted transactions stay visible to ``read_committed
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 import orjson
@@ -326,3 +327,45 @@ def test_checkpoint_topic_is_created_when_missing(
     finally:
         cp.close()
     assert len(consume_all(kafka_broker.bootstrap_servers, missing)) == 1
+
+
+def test_a_pointer_without_its_marker_refuses_to_start(kafka_broker: Any, topic_factory: Any) -> None:
+    """If the checkpoint topic loses the markers (deleted and recreated), recovery must not continue
+    with empty state from the group's committed offset."""
+    from confluent_kafka.admin import AdminClient
+
+    from eventapp.checkpoint.commit import CommittedCheckpoint
+    from eventapp.connectors.kafka import KafkaCommitConfig, KafkaSourceConfig, KafkaTransactionalCommitPoint
+    from eventapp.errors import CheckpointError
+    from tests.support.broker import create_topic
+
+    bootstrap = kafka_broker.bootstrap_servers
+    source_topic = topic_factory("lost-markers-in", partitions=1)
+    checkpoints = topic_factory("lost-markers-chk", partitions=1)
+    config = KafkaCommitConfig.for_source(
+        KafkaSourceConfig(
+            bootstrap_servers=bootstrap,
+            topics=[source_topic],
+            group_id=f"{source_topic}-g",
+            checkpoint_topic=checkpoints,
+        ),
+        "lost-markers",
+    )
+    split = f"{source_topic}-0"
+    first = KafkaTransactionalCommitPoint(config, split)
+    first.recover()
+    for i in (1, 2):
+        first.commit(CommittedCheckpoint(i, f"chk-{i}", 10 * i))
+    first.close()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.delete_topics([checkpoints])[checkpoints].result(30)
+    deadline = time.monotonic() + 30
+    while checkpoints in admin.list_topics(timeout=10).topics:
+        assert time.monotonic() < deadline, "topic deletion did not finish"
+        time.sleep(0.1)
+    create_topic(bootstrap, checkpoints, 1)
+
+    second = KafkaTransactionalCommitPoint(config, split)
+    with pytest.raises(CheckpointError, match="Refusing to start rather than continue without their state"):
+        second.recover()
+    second.close()
