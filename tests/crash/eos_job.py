@@ -95,6 +95,8 @@ class CrashCounter(KeyedProcessFunction[str, dict[str, Any], dict[str, Any]]):
 def build_job() -> Job:
     env = os.environ
     bootstrap = env["CRASH_BOOTSTRAP"]
+    exactly_once = env.get("CRASH_MODE", "exactly_once") == "exactly_once"
+    guarantee = DeliveryGuarantee.EXACTLY_ONCE if exactly_once else DeliveryGuarantee.AT_LEAST_ONCE
     job_name = env["CRASH_JOB"]
     source = KafkaSource(
         KafkaSourceConfig(
@@ -111,7 +113,7 @@ def build_job() -> Job:
             bootstrap_servers=bootstrap,
             topic=env["CRASH_OUTPUT"],
             key_selector=lambda v: str(v["k"]),
-            delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE,
+            delivery_guarantee=guarantee,
         )
     )
     dead_letters = KafkaSink(
@@ -119,7 +121,7 @@ def build_job() -> Job:
             bootstrap_servers=bootstrap,
             topic=env["CRASH_DLQ"],
             value_serializer=lambda d: orjson.dumps(d.to_dict()),
-            delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE,
+            delivery_guarantee=guarantee,
         )
     )
     job = Job(
@@ -129,7 +131,7 @@ def build_job() -> Job:
             checkpoint=CheckpointConfig(
                 storage=env["CRASH_CHECKPOINT_DIR"],
                 interval_ms=int(env.get("CRASH_CHECKPOINT_INTERVAL_MS", "300")),
-                mode=CheckpointingMode.EXACTLY_ONCE,
+                mode=CheckpointingMode.EXACTLY_ONCE if exactly_once else CheckpointingMode.AT_LEAST_ONCE,
             ),
             error_policy=ErrorPolicy.dead_letter(dead_letters),
             max_batch_records=500,
