@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 from eventapp.errors import ConfigurationError
 
@@ -43,6 +44,7 @@ def _parse(spec: str) -> dict[str, int]:
 
 _plan = _parse(os.environ.get("EVENTAPP_FAULTS", ""))
 _hits: dict[str, int] = {}
+_lock = threading.Lock()  # splits checkpoint in parallel threads: count hits exactly
 
 
 def fault_point(name: str) -> None:
@@ -52,7 +54,8 @@ def fault_point(name: str) -> None:
     target = _plan.get(name)
     if target is None:
         return
-    hits = _hits.get(name, 0) + 1
-    _hits[name] = hits
+    with _lock:
+        hits = _hits.get(name, 0) + 1
+        _hits[name] = hits
     if hits == target:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -4,9 +4,11 @@ checkpoints and restores. Used directly by ``Job.run()`` and by worker processes
 
 from __future__ import annotations
 
+import contextvars
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +122,7 @@ class LocalRunner:
         self._last_checkpoint_ms = 0
         self._started = 0.0
         self._storage: CheckpointStorage | None = None
+        self._checkpoint_pool: ThreadPoolExecutor | None = None
         self._strategy = self._source_node.watermarks
         self._bound = self._strategy.max_out_of_orderness_ms or 0
 
@@ -170,9 +173,13 @@ class LocalRunner:
         now = self.config.clock.now_ms()
         self._last_checkpoint_ms = now
         start_positions: dict[str, int] = {}
+        commit_points: dict[str, CommitPoint | None] = {}
         try:
             for split_id in assigned:
-                sp = self._open_split(split_id, now)
+                commit_points[split_id] = self._commit_point(split_id)
+            recovered = self._recover(commit_points)
+            for split_id in assigned:
+                sp = self._open_split(split_id, now, commit_points.pop(split_id), recovered[split_id])
                 self._splits[split_id] = sp
                 self._stores[split_id] = sp.store
                 if sp.position is not None:
@@ -182,6 +189,9 @@ class LocalRunner:
                 op.open()
             self._reader = source.create_reader(assigned, start_positions)
         except BaseException:
+            for unused in commit_points.values():
+                if unused is not None:
+                    unused.close()
             self._close_resources()
             raise
         self._opened = True
@@ -211,12 +221,33 @@ class LocalRunner:
             )
         return FileCommitPoint(split_dir(self.job.name, split_id))
 
-    def _open_split(self, split_id: str, now: int) -> _Split:
+    @staticmethod
+    def _recover(commit_points: dict[str, CommitPoint | None]) -> dict[str, CommittedCheckpoint | None]:
+        """Recover every split's commit point (fence, read the committed checkpoint). Concurrently:
+        each is a few broker round trips (``init_transactions`` can wait ~0.5 s for librdkafka's
+        retry timer), and they are independent."""
+        result: dict[str, CommittedCheckpoint | None] = {s: None for s in commit_points}
+        todo = {s: cp for s, cp in commit_points.items() if cp is not None}
+        if len(todo) <= 1:
+            for split_id, cp in todo.items():
+                result[split_id] = cp.recover()
+            return result
+        with ThreadPoolExecutor(
+            max_workers=min(len(todo), 16), thread_name_prefix="eventapp-recover"
+        ) as pool:
+            futures = {s: pool.submit(contextvars.copy_context().run, cp.recover) for s, cp in todo.items()}
+            wait(futures.values())
+        for split_id, future in futures.items():
+            error = future.exception()
+            if error is not None:
+                raise error
+            result[split_id] = future.result()
+        return result
+
+    def _open_split(
+        self, split_id: str, now: int, commit_point: CommitPoint | None, committed: CommittedCheckpoint | None
+    ) -> _Split:
         backend = self.config.state_backend
-        commit_point = self._commit_point(split_id)
-        committed: CommittedCheckpoint | None = None
-        if commit_point is not None:
-            committed = commit_point.recover()
         if committed is not None and committed.snapshot:
             assert self._storage is not None
             path, meta = self._storage.open(self.job.name, split_id, committed.snapshot)
@@ -280,6 +311,9 @@ class LocalRunner:
         )
 
     def _close_resources(self) -> None:
+        if self._checkpoint_pool is not None:
+            self._checkpoint_pool.shutdown(wait=True)
+            self._checkpoint_pool = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -522,14 +556,39 @@ class LocalRunner:
         # The interval runs from the start of one checkpoint to the start of the next (as in Flink),
         # so the pause does not stretch the period.
         self._last_checkpoint_ms = self.config.clock.now_ms()
-        for sp in self._splits.values():
-            self._checkpoint_split(sp, checkpoint.retained)
+        splits = list(self._splits.values())
+        if len(splits) <= 1:
+            for sp in splits:
+                self._checkpoint_split(sp, checkpoint.retained)
+        else:
+            self._checkpoint_concurrently(splits, checkpoint.retained)
         self._checkpoints += 1
         self._log.info(
             "checkpoint.completed",
             splits=len(self._splits),
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+
+    def _checkpoint_concurrently(self, splits: list[_Split], retained: int) -> None:
+        """Splits are independent (own store, writers, transaction, snapshot directory), and their
+        checkpoints wait mostly on I/O that releases the GIL (broker round trips, fsync), so they
+        run in parallel. Every split finishes (or fails) before this returns; the first error is
+        raised."""
+        if self._checkpoint_pool is None:
+            self._checkpoint_pool = ThreadPoolExecutor(
+                max_workers=min(len(splits), 16), thread_name_prefix=f"eventapp-checkpoint-{self.job.name}"
+            )
+        # Each task runs in a copy of this thread's context, so its log lines keep the bound
+        # context (subtask, parallelism).
+        futures = [
+            self._checkpoint_pool.submit(contextvars.copy_context().run, self._checkpoint_split, sp, retained)
+            for sp in splits
+        ]
+        wait(futures)
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                raise error
 
     def _checkpoint_split(self, sp: _Split, retained: int) -> None:
         storage = self._storage
