@@ -8,7 +8,7 @@ splits are all idle keeps its watermark. It never goes back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
@@ -90,11 +90,11 @@ class SplitWatermark:
 
 
 def combine(
-    splits: dict[str, SplitWatermark], bound_ms: int, idleness_ms: int | None, now_ms: int
+    splits: Iterable[SplitWatermark], bound_ms: int, idleness_ms: int | None, now_ms: int
 ) -> int | None:
     """The minimum watermark over non-idle splits, or ``None`` when every split is idle."""
     lowest: int | None = None
-    for state in splits.values():
+    for state in splits:
         if idleness_ms is not None:
             state.idle = now_ms - state.last_active_ms >= idleness_ms
             if state.idle:

@@ -426,7 +426,7 @@ class LocalRunner:
         ex.position = record.position
         self._records += 1
         if record.error is not None:
-            self._bad_source_record(sp, record)
+            self._handle_source_failure(sp, record, record.error)
         else:
             ts = record.timestamp
             assigner = self._strategy.timestamp_assigner
@@ -457,10 +457,6 @@ class LocalRunner:
     def _advance_position(sp: _Split, record: SourceRecord[Any]) -> None:
         if record.position is not None:
             sp.position = record.position + 1
-
-    def _bad_source_record(self, sp: _Split, record: SourceRecord[Any]) -> None:
-        assert record.error is not None
-        self._handle_source_failure(sp, record, record.error)
 
     def _handle_source_failure(self, sp: _Split, record: SourceRecord[Any], cause: BaseException) -> None:
         err = RecordProcessingError(
@@ -516,8 +512,8 @@ class LocalRunner:
     def _advance_watermark(self, now: int) -> int:
         if not self._strategy.emits_watermarks or not self._splits:
             return 0
-        sw = {s.id: s.watermark for s in self._splits.values()}
-        combined = combine(sw, self._bound, self._strategy.idleness_ms, now)
+        splits = (sp.watermark for sp in self._splits.values())
+        combined = combine(splits, self._bound, self._strategy.idleness_ms, now)
         if combined is not None and combined > self._execution.watermark:
             return self._set_watermark(combined)
         return 0

@@ -102,22 +102,22 @@ class KeyedState:
         """Common prefix of every entry of this state (all keys) in the store."""
         return self._prefix
 
+    def _outside_keyed_context(self) -> StateError:
+        return StateError(
+            f"state {self.descriptor.name!r} was used outside of a keyed context; use it only in "
+            f"process_element() or on_timer() of a KeyedProcessFunction"
+        )
+
     def _store(self) -> KeyedStateStore:
         store = self._scope.execution.store
         if store is None or self._scope.key_part is None:
-            raise StateError(
-                f"state {self.descriptor.name!r} was used outside of a keyed context; use it only in "
-                f"process_element() or on_timer() of a KeyedProcessFunction"
-            )
+            raise self._outside_keyed_context()
         return store
 
     def _entry(self) -> bytes:
         key_part = self._scope.key_part
         if key_part is None:
-            raise StateError(
-                f"state {self.descriptor.name!r} was used outside of a keyed context; use it only in "
-                f"process_element() or on_timer() of a KeyedProcessFunction"
-            )
+            raise self._outside_keyed_context()
         return self._prefix + key_part
 
     # --- single-value entries (value, reducing, aggregating, map entries) -------------------------
