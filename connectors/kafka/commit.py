@@ -96,6 +96,9 @@ class _MarkerDelivery:
 class _KafkaCommitPointBase:
     """Shared parts: the split, its producer, the marker, recovery of the committed checkpoint."""
 
+    #: Whether recover() fences the split's previous owner before reading the committed checkpoint.
+    _fences_previous_owner = False
+
     def __init__(self, config: KafkaCommitConfig, split: str) -> None:
         self._config = config
         self.split = split
@@ -130,7 +133,9 @@ class _KafkaCommitPointBase:
 
     def _read_committed(self) -> CommittedCheckpoint | None:
         began = time.perf_counter()
-        state = read_committed_checkpoints(self._config, [self.split])[self.split]
+        state = read_committed_checkpoints(
+            self._config, [self.split], previous_owners_fenced=self._fences_previous_owner
+        )[self.split]
         self.timings["read_committed_ms"] = _ms(began)
         self.recovered_state = state
         self.foreign_offset = state.offset if state.resolution == "foreign-offset" else None
@@ -237,6 +242,8 @@ class KafkaTransactionalCommitPoint(_KafkaCommitPointBase):
     :meth:`recover` is called again (the runtime must roll the split back to the committed checkpoint).
     A fenced producer raises :class:`ProducerFencedError`.
     """
+
+    _fences_previous_owner = True
 
     def __init__(self, config: KafkaCommitConfig, split: str) -> None:
         super().__init__(config, split)

@@ -147,6 +147,20 @@ class _Required:
     aliases: tuple[str, ...] = ()
 
 
+def admin_settings(bootstrap_servers: str, consumer_config: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings for an ``AdminClient`` next to a consumer: the bootstrap servers and the connection
+    settings (security, client id, sockets) of the user's consumer config."""
+    return {
+        "bootstrap.servers": bootstrap_servers,
+        **{
+            k: v
+            for k, v in consumer_config.items()
+            if k.startswith(("security.", "sasl.", "ssl.", "client.", "socket."))
+            or k == "broker.address.family"
+        },
+    }
+
+
 def _merge_settings(
     owner: str,
     defaults: Mapping[str, Any],

@@ -67,6 +67,17 @@ read_committed rules applied (per partition, per producer id)
 * records of transactional batches are held per ``producerId`` until that producer's next control
   marker: COMMIT makes them visible, ABORT drops them (counted as aborted);
 * records with no marker yet belong to an OPEN transaction: reported as ``pending``, never as committed;
+* a transaction belongs to one producer *epoch*: when a transactional data batch of a producer id
+  arrives with a higher epoch than the records held for that id, the held records belonged to a
+  transaction that was fenced (``InitProducerId`` bumped the epoch) and are reported as ``fenced``;
+  a transactional data batch with a lower epoch than one already seen for its producer id is a write
+  of a fenced producer and is reported as ``fenced`` at once. Apache Kafka never appends either
+  (it aborts the open transaction on ``InitProducerId`` and rejects the old epoch with
+  ``PRODUCER_FENCED``). Tansu 0.6.0 does, in a race: a produce request of the fenced producer that is
+  in flight while the new owner's ``InitProducerId`` writes the abort markers is appended *after*
+  the abort marker, with the old epoch, and the new owner's next COMMIT marker for the same producer
+  id would otherwise "commit" it. Control markers are not epoch-checked (with transactions v2,
+  KIP-890, the marker carries the bumped epoch);
 * committed records are returned in offset order (a transaction's records keep their offsets).
 """
 
@@ -89,6 +100,7 @@ __all__ = [
     "PartitionAudit",
     "RecordBatch",
     "audit_topic",
+    "classify_batches",
     "crc32c",
     "parse_record_batches",
 ]
@@ -657,6 +669,7 @@ class AuditRecord:
     headers: tuple[tuple[str, bytes | None], ...]
     producer_id: int
     transactional: bool
+    producer_epoch: int = -1
 
 
 @dataclass
@@ -667,6 +680,9 @@ class PartitionAudit:
     committed: list[AuditRecord] = field(default_factory=list)
     aborted: list[AuditRecord] = field(default_factory=list)
     pending: list[AuditRecord] = field(default_factory=list)
+    #: Transactional records of a fenced producer epoch that the broker appended anyway (never
+    #: committed; see the module docstring). Always empty on Apache Kafka.
+    fenced: list[AuditRecord] = field(default_factory=list)
     commit_markers: int = 0
     abort_markers: int = 0
     batches: int = 0
@@ -681,6 +697,10 @@ class PartitionAudit:
     @property
     def pending_count(self) -> int:
         return len(self.pending)
+
+    @property
+    def fenced_count(self) -> int:
+        return len(self.fenced)
 
     @property
     def last_stable_offset(self) -> int:
@@ -713,6 +733,10 @@ class AuditResult:
     def pending_count(self) -> int:
         return sum(p.pending_count for p in self.partitions.values())
 
+    @property
+    def fenced_count(self) -> int:
+        return sum(p.fenced_count for p in self.partitions.values())
+
     def committed_values(self, partition: int | None = None) -> list[bytes | None]:
         """Values of committed records of one partition (or all, by partition then offset)."""
         records = self.committed if partition is None else self.partitions[partition].committed
@@ -721,26 +745,40 @@ class AuditResult:
     def summary(self) -> str:
         parts = [
             f"p{p.partition}: {len(p.committed)} committed, {p.aborted_count} aborted, {p.pending_count} "
-            f"pending, {p.commit_markers} commits/{p.abort_markers} aborts, end {p.end_offset}, "
-            f"hw {p.high_watermark}"
+            f"pending, {p.fenced_count} fenced, {p.commit_markers} commits/{p.abort_markers} aborts, "
+            f"end {p.end_offset}, hw {p.high_watermark}"
             for p in (self.partitions[i] for i in sorted(self.partitions))
         ]
         return f"audit of {self.topic!r} in {self.elapsed_seconds:.3f}s: " + "; ".join(parts)
 
 
+@dataclass
+class _OpenTransactions:
+    """Per producer id: the records of its open transaction, their epoch, the highest epoch seen."""
+
+    held: dict[int, list[AuditRecord]] = field(default_factory=dict)
+    held_epoch: dict[int, int] = field(default_factory=dict)
+    latest_epoch: dict[int, int] = field(default_factory=dict)
+
+    def pending(self) -> list[AuditRecord]:
+        return [r for records in self.held.values() for r in records]
+
+
 def _apply_batch(
     state: PartitionAudit,
-    open_transactions: dict[int, list[AuditRecord]],
+    open_transactions: _OpenTransactions,
     batch: RecordBatch,
     topic: str,
     start: int,
 ) -> None:
     """Apply one batch to the partition state (read_committed rules, see module docstring)."""
     state.batches += 1
+    pid = batch.producer_id
     if batch.is_control:
         state.control_batches += 1
         for control_type in batch.control_types():
-            held = open_transactions.pop(batch.producer_id, [])
+            held = open_transactions.held.pop(pid, [])
+            open_transactions.held_epoch.pop(pid, None)
             if control_type == _CONTROL_COMMIT:
                 state.commit_markers += 1
                 state.committed.extend(held)
@@ -763,18 +801,47 @@ def _apply_batch(
             value=raw.value,
             timestamp=raw.timestamp,
             headers=raw.headers,
-            producer_id=batch.producer_id,
+            producer_id=pid,
             transactional=batch.is_transactional,
+            producer_epoch=batch.producer_epoch,
         )
         for raw in batch.records
         if raw.offset >= start  # a broker may return a batch that starts before the fetch offset
     ]
-    if batch.is_transactional:
-        if batch.producer_id < 0:
-            raise KafkaProtocolError(f"transactional batch at offset {batch.base_offset} has no producer id")
-        open_transactions.setdefault(batch.producer_id, []).extend(records)
-    else:
+    if not batch.is_transactional:
         state.committed.extend(records)
+        return
+    if pid < 0:
+        raise KafkaProtocolError(f"transactional batch at offset {batch.base_offset} has no producer id")
+    epoch = batch.producer_epoch
+    latest = open_transactions.latest_epoch.get(pid)
+    if latest is not None and epoch < latest:
+        state.fenced.extend(records)  # a write of a fenced epoch, appended anyway
+        return
+    open_transactions.latest_epoch[pid] = epoch
+    held_epoch = open_transactions.held_epoch.get(pid)
+    if held_epoch is not None and held_epoch < epoch:
+        # The held transaction's epoch was fenced without a marker after its records.
+        state.fenced.extend(open_transactions.held.pop(pid))
+    open_transactions.held.setdefault(pid, []).extend(records)
+    open_transactions.held_epoch[pid] = epoch
+
+
+def classify_batches(topic: str, partition: int, batches: Iterable[RecordBatch]) -> PartitionAudit:
+    """Apply the read_committed rules (module docstring) to parsed batches of one partition, in order."""
+    state = PartitionAudit(partition)
+    open_transactions = _OpenTransactions()
+    for batch in batches:
+        _apply_batch(state, open_transactions, batch, topic, 0)
+    _finish(state, open_transactions)
+    return state
+
+
+def _finish(state: PartitionAudit, open_transactions: _OpenTransactions) -> None:
+    """What is still held is pending; every list in offset order."""
+    state.pending.extend(open_transactions.pending())
+    for records in (state.committed, state.aborted, state.pending, state.fenced):
+        records.sort(key=lambda r: r.offset)
 
 
 def _audit_partition(
@@ -791,7 +858,7 @@ def _audit_partition(
     start_offset: int = 0,
 ) -> PartitionAudit:
     state = PartitionAudit(partition)
-    open_transactions: dict[int, list[AuditRecord]] = {}
+    open_transactions = _OpenTransactions()
     offset = start_offset
     fetch_bytes = max_bytes
     empty_below_watermark = 0
@@ -853,11 +920,7 @@ def _audit_partition(
             )
         time.sleep(0.05)
 
-    for held in open_transactions.values():
-        state.pending.extend(held)
-    state.committed.sort(key=lambda r: r.offset)
-    state.aborted.sort(key=lambda r: r.offset)
-    state.pending.sort(key=lambda r: r.offset)
+    _finish(state, open_transactions)
     return state
 
 

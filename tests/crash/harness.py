@@ -264,6 +264,8 @@ def verify_exactly_once(setup: CrashSetup, oracle: Oracle, splits: list[str]) ->
     return {
         "outputs": len(outputs),
         "aborted_output_records": audit.aborted_count,
+        # Writes of fenced producer epochs that the broker appended anyway (Tansu; 0 on Apache Kafka).
+        "fenced_output_records": audit.fenced_count,
         "dead_letters": len(letters),
         "flushed_ids": len(flushed),
         "pending_ids": len(pending),

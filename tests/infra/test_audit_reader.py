@@ -36,6 +36,7 @@ from tests.support.kafka_audit import (
     AuditResult,
     KafkaProtocolError,
     audit_topic,
+    classify_batches,
     crc32c,
     parse_record_batches,
 )
@@ -87,6 +88,7 @@ def _batch(
     *,
     attributes: int = 0,
     producer_id: int = -1,
+    producer_epoch: int | None = None,
     base_timestamp: int = 1_700_000_000_000,
     last_offset_delta: int | None = None,
     corrupt_crc: bool = False,
@@ -103,7 +105,7 @@ def _batch(
             base_timestamp,
             base_timestamp + 100,
             producer_id,
-            0 if producer_id >= 0 else -1,
+            (0 if producer_id >= 0 else -1) if producer_epoch is None else producer_epoch,
             0 if producer_id >= 0 else -1,
             len(records),
         )
@@ -114,10 +116,14 @@ def _batch(
     return struct.pack(">qi", base_offset, len(after_length)) + after_length
 
 
-def _control(base_offset: int, producer_id: int, commit: bool) -> bytes:
+def _control(base_offset: int, producer_id: int, commit: bool, producer_epoch: int = 0) -> bytes:
     key = struct.pack(">hh", 0, 1 if commit else 0)
     return _batch(
-        base_offset, [_record(0, key, struct.pack(">hi", 0, 0))], attributes=0x30, producer_id=producer_id
+        base_offset,
+        [_record(0, key, struct.pack(">hi", 0, 0))],
+        attributes=0x30,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
     )
 
 
@@ -171,6 +177,86 @@ def test_parse_gzip_and_control_batches() -> None:
     assert batches[0].is_transactional and not batches[0].is_control
     assert batches[1].is_control and batches[1].control_types() == [1]
     assert batches[2].control_types() == [0]
+
+
+def _txn(base_offset: int, producer_id: int, epoch: int, *values: bytes) -> bytes:
+    records = [_record(i, b"k", v) for i, v in enumerate(values)]
+    return _batch(base_offset, records, attributes=0x10, producer_id=producer_id, producer_epoch=epoch)
+
+
+def _classified(data: bytes) -> dict[str, list[bytes | None]]:
+    batches, trailing = parse_record_batches(data)
+    assert trailing == 0
+    state = classify_batches("t", 0, batches)
+    return {
+        kind: [r.value for r in getattr(state, kind)]
+        for kind in ("committed", "aborted", "pending", "fenced")
+    }
+
+
+def test_classify_commit_abort_and_open_transactions_per_producer() -> None:
+    data = (
+        _txn(0, 7, 0, b"a1")
+        + _txn(1, 8, 0, b"b1")
+        + _batch(2, [_record(0, b"k", b"plain")])
+        + _control(3, 7, commit=True)
+        + _control(4, 8, commit=False)
+        + _txn(5, 7, 0, b"a2")
+    )
+    assert _classified(data) == {
+        "committed": [b"a1", b"plain"],
+        "aborted": [b"b1"],
+        "pending": [b"a2"],
+        "fenced": [],
+    }
+
+
+def test_classify_fenced_write_after_the_abort_marker_is_never_committed() -> None:
+    # The sequence measured on Tansu 0.6.0 (docs/exactly-once.md): the new owner's InitProducerId
+    # writes an ABORT marker (old epoch 0); an in-flight produce of the fenced producer is appended
+    # after it with epoch 0; the new owner (same producer id, epoch 1) then commits its own records.
+    data = (
+        _txn(0, 42, 0, b"zombie-aborted")
+        + _control(1, 42, commit=False, producer_epoch=0)
+        + _txn(2, 42, 0, b"zombie-late")
+        + _txn(3, 42, 1, b"successor")
+        + _control(4, 42, commit=True, producer_epoch=1)
+    )
+    assert _classified(data) == {
+        "committed": [b"successor"],
+        "aborted": [b"zombie-aborted"],
+        "pending": [],
+        "fenced": [b"zombie-late"],
+    }
+
+
+def test_classify_write_of_an_older_epoch_after_a_newer_one_is_fenced() -> None:
+    data = (
+        _txn(0, 42, 1, b"successor-1")
+        + _txn(1, 42, 0, b"zombie")
+        + _txn(2, 42, 1, b"successor-2")
+        + _control(3, 42, commit=True, producer_epoch=1)
+    )
+    assert _classified(data) == {
+        "committed": [b"successor-1", b"successor-2"],
+        "aborted": [],
+        "pending": [],
+        "fenced": [b"zombie"],
+    }
+
+
+def test_classify_markers_with_a_bumped_epoch_close_the_transaction_kip_890() -> None:
+    # Transactions v2 bumps the epoch at every commit/abort: the marker carries epoch + 1 and the
+    # next transaction uses it. Nothing here is fenced.
+    data = (
+        _txn(0, 5, 0, b"t1")
+        + _control(1, 5, commit=True, producer_epoch=1)
+        + _txn(2, 5, 1, b"t2")
+        + _control(3, 5, commit=False, producer_epoch=2)
+        + _txn(4, 5, 2, b"t3")
+        + _control(5, 5, commit=True, producer_epoch=3)
+    )
+    assert _classified(data) == {"committed": [b"t1", b"t3"], "aborted": [b"t2"], "pending": [], "fenced": []}
 
 
 def test_parse_truncated_trailing_batch_is_reported_not_parsed() -> None:

@@ -369,3 +369,47 @@ def test_a_pointer_without_its_marker_refuses_to_start(kafka_broker: Any, topic_
     with pytest.raises(CheckpointError, match="Refusing to start rather than continue without their state"):
         second.recover()
     second.close()
+
+
+def test_a_marker_left_in_an_open_transaction_is_waited_for_then_refused_or_ignored(
+    kafka_broker: KafkaBroker, topic_factory: Any, group_id: str, checkpoint_topic: str
+) -> None:
+    """A checkpoint marker of the split in a transaction that never ends: the scan waits
+    ``operation_timeout_s``; then, if the caller has not fenced the split's previous owner, it refuses
+    (another instance may still be running); if it has (commit point recovery), the marker is a write
+    of a fenced epoch that can never commit, and the last committed checkpoint is used."""
+    from confluent_kafka import Producer
+
+    from eventapp.connectors.kafka.offsets import scan_committed_markers
+    from tests.support.broker import transactional_producer_config
+
+    config = commit_config(kafka_broker, group_id, checkpoint_topic, operation_timeout_s=2.0)
+    split = f"{topic_factory(prefix='in')}-0"
+    owner = KafkaTransactionalCommitPoint(config, split)
+    owner.recover()
+    owner.commit(CommittedCheckpoint(1, "chk-000000001-a", 5))
+    owner.close()
+    committed = read_committed_checkpoints(config, [split])[split]
+    assert committed.checkpoint == CommittedCheckpoint(1, "chk-000000001-a", 5)
+
+    stray = Producer(transactional_producer_config(kafka_broker.bootstrap_servers, f"{group_id}-stray"))
+    stray.init_transactions(10)
+    stray.begin_transaction()
+    marker = CheckpointMarker(group_id, split, 2, "chk-000000002-zombie", 9, "job", "t", 0)
+    stray.produce(checkpoint_topic, marker.to_bytes(), key=marker.key, partition=0)
+    assert stray.flush(10) == 0
+    try:
+        pointers = {split: committed.marker_offset}
+        began = time.monotonic()
+        with pytest.raises(CheckpointError, match="stay in open transactions"):
+            scan_committed_markers(config, pointers)
+        assert time.monotonic() - began >= 2.0, "the scan must wait for the open transaction first"
+        latest = scan_committed_markers(config, pointers, previous_owners_fenced=True)
+        assert latest[split][1].checkpoint_id == 1
+        assert latest[split][1].snapshot == "chk-000000001-a"
+    finally:
+        stray.abort_transaction(10)
+    # Once aborted, nothing is pending: no wait, checkpoint 1 again.
+    began = time.monotonic()
+    assert scan_committed_markers(config, pointers)[split][1].checkpoint_id == 1
+    assert time.monotonic() - began < 2.0

@@ -11,6 +11,7 @@ from eventapp.connectors.kafka.txnlog import (
     PartitionAudit,
     RecordBatch,
     audit_topic,
+    classify_batches,
     crc32c,
     parse_record_batches,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "PartitionAudit",
     "RecordBatch",
     "audit_topic",
+    "classify_batches",
     "crc32c",
     "parse_record_batches",
 ]
