@@ -90,7 +90,11 @@ class _CollectionReader(Generic[T]):
         self._source = source
         self._splits = splits
         self._positions = {s: positions.get(s, 0) for s in splits}
+        self._started_at = dict(self._positions)
         self._finished = False
+
+    def start_positions(self) -> Mapping[str, int]:
+        return self._started_at
 
     def poll(self, max_records: int, timeout: float) -> Sequence[SourceRecord[T]]:
         out: list[SourceRecord[T]] = []

@@ -46,6 +46,15 @@ class SourceReader(Protocol[T_co]):
         """True once a bounded source has returned its last record; unbounded sources return False."""
         ...
 
+    def start_positions(self) -> Mapping[str, int]:
+        """The position each split started at, where it is known: every restored position, and the
+        configured start resolved to a position where the source can (Kafka: ``latest`` to the
+        partition's end offset). The runtime checkpoints a split that has read nothing yet at this
+        position, so a restart continues there instead of resolving the start again (for ``latest``
+        that would skip whatever arrived while the job was down). Splits whose configured start gives
+        the same records whenever it is resolved (``earliest``) may be left out."""
+        ...
+
     def close(self) -> None: ...
 
 

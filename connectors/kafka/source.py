@@ -20,22 +20,25 @@ from typing import Any, Final, Generic, TypeVar
 import structlog
 from confluent_kafka import (
     OFFSET_BEGINNING,
-    OFFSET_END,
     OFFSET_STORED,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
+    IsolationLevel,
     KafkaError,
     KafkaException,
     Message,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from eventapp.checkpoint.commit import CommitPoint
 from eventapp.connectors.kafka.commit import KafkaOffsetsCommitPoint, KafkaTransactionalCommitPoint
 from eventapp.connectors.kafka.config import (
     KafkaCommitConfig,
     KafkaSourceConfig,
+    OffsetReset,
+    admin_settings,
     parse_split,
     split_id,
     validate_transaction_timeout,
@@ -99,16 +102,7 @@ class KafkaSource(Generic[T]):
     def splits(self) -> list[str]:
         """``"<topic>-<partition>"`` for every partition of every configured topic (from metadata)."""
         config = self._config
-        admin = AdminClient(
-            {
-                "bootstrap.servers": config.bootstrap_servers,
-                **{
-                    k: v
-                    for k, v in config.consumer_config.items()
-                    if k.startswith(("security.", "sasl.", "ssl.", "client.", "socket."))
-                },
-            }
-        )
+        admin = AdminClient(admin_settings(config.bootstrap_servers, config.consumer_config))
         try:
             # Metadata of all topics: naming a topic in the request makes some brokers (Tansu, Kafka with
             # auto.create.topics.enable) create it, and a typo must not create a topic.
@@ -192,6 +186,7 @@ class KafkaSourceReader:
         #: Partitions started ``from_timestamp``: records before the first one at/after the timestamp
         #: are skipped (the broker's time index may point earlier; Tansu always answers offset 0).
         self._skip_before: dict[tuple[str, int], int] = {}
+        self._started_at: dict[str, int] = {}
         self._consumer = Consumer(config.consumer_settings())
         self._closed = False
         try:
@@ -212,9 +207,14 @@ class KafkaSourceReader:
         )
 
     def _start_offsets(self, start_positions: Mapping[str, int]) -> list[TopicPartition]:
+        """The assignment: restored positions, else the configured start. ``latest`` (also as the
+        reset of ``committed`` and for a timestamp after a partition's last record) is resolved to a
+        concrete offset here and recorded in :meth:`start_positions`."""
         start = self._config.start_position
         assignment: list[TopicPartition] = []
         by_time: list[TopicPartition] = []
+        to_end: list[TopicPartition] = []
+        stored: list[TopicPartition] = []
         for (topic, partition), split in self._split_of.items():
             restored = start_positions.get(split)
             if restored is not None:
@@ -223,15 +223,25 @@ class KafkaSourceReader:
                         f"start position of split {split!r} must be an int >= 0, got {restored!r}"
                     )
                 assignment.append(TopicPartition(topic, partition, restored))
+                self._started_at[split] = restored
+            elif start.kind == "committed" and start.reset is OffsetReset.LATEST:
+                stored.append(TopicPartition(topic, partition))
             elif start.kind == "committed":
                 assignment.append(TopicPartition(topic, partition, OFFSET_STORED))
             elif start.kind == "earliest":
                 assignment.append(TopicPartition(topic, partition, OFFSET_BEGINNING))
             elif start.kind == "latest":
-                assignment.append(TopicPartition(topic, partition, OFFSET_END))
+                to_end.append(TopicPartition(topic, partition))
             else:
                 assert start.timestamp_ms is not None
                 by_time.append(TopicPartition(topic, partition, start.timestamp_ms))
+        if stored:
+            for tp in self._committed(stored):
+                if tp.offset >= 0:
+                    assignment.append(tp)
+                    self._started_at[self._split_of[(tp.topic, tp.partition)]] = tp.offset
+                else:
+                    to_end.append(TopicPartition(tp.topic, tp.partition))
         if by_time:
             assert start.timestamp_ms is not None
             try:
@@ -247,10 +257,63 @@ class KafkaSourceReader:
                         f"Kafka source {self._name!r}: offset lookup for timestamp {start.timestamp_ms} "
                         f"failed on {tp.topic}-{tp.partition}: {describe_kafka_error(tp.error)}"
                     )
-                offset = tp.offset if tp.offset >= 0 else OFFSET_END
-                assignment.append(TopicPartition(tp.topic, tp.partition, offset))
+                if tp.offset < 0:
+                    to_end.append(TopicPartition(tp.topic, tp.partition))
+                    continue
+                # Not recorded as a start position: the time filter below only applies to this first
+                # start, and resolving the timestamp again after a restart gives the same records.
+                assignment.append(TopicPartition(tp.topic, tp.partition, tp.offset))
                 self._skip_before[(tp.topic, tp.partition)] = start.timestamp_ms
+        for tp in self._end_offsets(to_end):
+            assignment.append(tp)
+            self._started_at[self._split_of[(tp.topic, tp.partition)]] = tp.offset
         return assignment
+
+    def _committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        try:
+            found = self._consumer.committed(partitions, timeout=self._config.operation_timeout_s)
+        except KafkaException as exc:
+            raise SourceError(
+                f"Kafka source {self._name!r}: cannot read the committed offsets of group "
+                f"{self._config.group_id!r}: {describe_kafka_error(kafka_error_of(exc), exc)}"
+            ) from exc
+        for tp in found:
+            if tp.error is not None:
+                raise SourceError(
+                    f"Kafka source {self._name!r}: reading the committed offset of {tp.topic}-{tp.partition} "
+                    f"(group {self._config.group_id!r}) failed: {describe_kafka_error(tp.error)}"
+                )
+        return list(found)
+
+    def _end_offsets(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """Each partition's end for a ``read_committed`` reader (its last stable offset): what
+        librdkafka's ``OFFSET_END`` would resolve to, but known here so it can be checkpointed."""
+        if not partitions:
+            return []
+        config = self._config
+        admin = AdminClient(admin_settings(config.bootstrap_servers, config.consumer_config))
+        try:
+            latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+            futures = admin.list_offsets(
+                {tp: latest for tp in partitions},
+                isolation_level=IsolationLevel.READ_COMMITTED,
+                request_timeout=config.operation_timeout_s,
+            )
+            result: list[TopicPartition] = []
+            for tp, future in futures.items():
+                info = future.result(timeout=config.operation_timeout_s)
+                result.append(TopicPartition(tp.topic, tp.partition, info.offset))
+        except (KafkaException, TimeoutError) as exc:
+            raise SourceError(
+                f"Kafka source {self._name!r}: cannot look up the end offsets of "
+                f"{[f'{tp.topic}-{tp.partition}' for tp in partitions]} (start position latest): "
+                f"{describe_kafka_error(kafka_error_of(exc), exc)}"
+            ) from exc
+        return result
+
+    def start_positions(self) -> Mapping[str, int]:
+        """Restored positions and the offsets ``latest`` resolved to (see :class:`SourceReader`)."""
+        return dict(self._started_at)
 
     @property
     def splits(self) -> list[str]:

@@ -26,6 +26,7 @@ from eventapp.errors import (
     RestoreError,
     SerializationError,
     SnapshotCorruptError,
+    SourceError,
 )
 from eventapp.functions import TimeDomain
 from eventapp.runtime.faults import fault_point
@@ -188,6 +189,15 @@ class LocalRunner:
             for op in self._operators:
                 op.open()
             self._reader = source.create_reader(assigned, start_positions)
+            for split_id, position in self._reader.start_positions().items():
+                if split_id not in self._splits:
+                    raise SourceError(
+                        f"source {source.name!r} reported a start position for split {split_id!r}, which "
+                        f"this worker does not read (it reads {assigned}); the source's reader is wrong"
+                    )
+                sp = self._splits[split_id]
+                if sp.position is None:
+                    sp.position = position  # checkpointed even if the split reads nothing
         except BaseException:
             for unused in commit_points.values():
                 if unused is not None:

@@ -93,6 +93,12 @@ def test_source_resumes_exactly_at_start_positions(make_source: SourceFactory) -
     source = make_source(VALUES)
     first = read_all(source)
     resume = {split: 3 for split in source.splits()}
+    reader = source.create_reader(source.splits(), resume)
+    try:
+        reported = reader.start_positions()
+    finally:
+        reader.close()
+    assert {s: reported.get(s) for s in resume} == resume, "start_positions() reports restored positions"
     rest = read_all(source, resume)
     expected = sorted(r.value["i"] for r in first if r.position is not None and r.position >= 3)
     assert sorted(r.value["i"] for r in rest) == expected

@@ -24,6 +24,7 @@ from eventapp.connectors.kafka import (
     KafkaSinkConfig,
     KafkaSource,
     KafkaSourceConfig,
+    StartPosition,
 )
 from tests.support.broker import KafkaBroker, OutRecord, produce
 from tests.support.kafka_audit import audit_topic
@@ -41,7 +42,15 @@ class RunningCount(KeyedProcessFunction[str, dict[str, Any], dict[str, Any]]):
         out.collect({"user": value["user"], "n": value["n"], "count": n})
 
 
-def run_job(broker: KafkaBroker, name: str, source_topic: str, out: str, group_id: str, storage: Path) -> Any:
+def run_job(
+    broker: KafkaBroker,
+    name: str,
+    source_topic: str,
+    out: str,
+    group_id: str,
+    storage: Path,
+    start_position: StartPosition | None = None,
+) -> Any:
     job = Job(name, JobConfig(checkpoint=CheckpointConfig(storage=storage, interval_ms=100)))
     source: KafkaSource[dict[str, Any]] = KafkaSource(
         KafkaSourceConfig(
@@ -50,6 +59,7 @@ def run_job(broker: KafkaBroker, name: str, source_topic: str, out: str, group_i
             group_id=group_id,
             value_deserializer="json",
             bounded=True,
+            start_position=start_position or StartPosition.committed(),
         )
     )
     sink: KafkaSink[dict[str, Any]] = KafkaSink(
@@ -89,3 +99,29 @@ def test_exactly_once_job_resumes_state_and_positions_from_kafka(
     for user in {o["user"] for o in outputs}:
         counts = sorted(o["count"] for o in outputs if o["user"] == user)
         assert counts == list(range(1, 26))  # state survived the restart
+
+
+def test_latest_start_is_checkpointed_before_the_first_record(
+    kafka_broker: KafkaBroker, topic_factory: Any, group_id: str, tmp_path: Path
+) -> None:
+    """A job started at ``latest`` that is stopped before a split saw a record must resume where it
+    started, not at ``latest`` again: records that arrived while it was down would be skipped."""
+    source_topic, out = topic_factory(prefix="in", partitions=2), topic_factory(prefix="out", partitions=2)
+    bootstrap = kafka_broker.bootstrap_servers
+
+    def one_per_batch(start: int, stop: int) -> None:
+        # One record per produce: Tansu's end offset (ListOffsets) is only right at a batch boundary.
+        for n in range(start, stop):
+            produce(
+                bootstrap, source_topic, [OutRecord(None, orjson.dumps({"user": f"u{n % 4}", "n": n}), n % 2)]
+            )
+
+    one_per_batch(0, 6)  # before the first start: never read
+    latest = StartPosition.latest()
+    first = run_job(kafka_broker, f"job-{group_id}", source_topic, out, group_id, tmp_path, latest)
+    assert first.records_read == 0
+    one_per_batch(6, 10)  # while the job is down
+    second = run_job(kafka_broker, f"job-{group_id}", source_topic, out, group_id, tmp_path, latest)
+    assert second.records_read == 4
+    outputs = [orjson.loads(v or b"") for v in audit_topic(bootstrap, out).committed_values()]
+    assert sorted(o["n"] for o in outputs) == [6, 7, 8, 9]

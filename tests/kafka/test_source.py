@@ -121,6 +121,7 @@ def test_committed_with_reset_latest_and_fail(
     reader = source.create_reader(source.splits(), {})
     try:
         assert drain(reader) == []
+        assert reader.start_positions() == {f"{topic}-0": 5}  # the end, resolved when assigned
     finally:
         reader.close()
     failing = make_source(
@@ -150,6 +151,8 @@ def test_latest_reads_only_new_records(kafka_broker: KafkaBroker, topic_factory:
             [OutRecord(None, orjson.dumps({"i": 100 + p}), p) for p in (0, 1)],
         )
         records = poll_until(reader, 2)
+        # "latest" was resolved to offsets, which the runtime checkpoints before any record is read.
+        assert reader.start_positions() == {f"{topic}-0": 3, f"{topic}-1": 3}
     finally:
         reader.close()
     assert sorted(r.value["i"] for r in records) == [100, 101]

@@ -172,6 +172,9 @@ class BrokenSource:
             def is_finished(self) -> bool:
                 return self.done
 
+            def start_positions(self) -> Mapping[str, int]:
+                return dict(start_positions)
+
             def close(self) -> None:
                 return None
 
