@@ -385,6 +385,7 @@ def scan_committed_markers(
                 timeout=max(1.0, deadline - time.monotonic()),
                 start_offsets={CHECKPOINT_TOPIC_PARTITION: floor},
                 client_id="eventapp-checkpoint-scan",
+                keys=frozenset(wanted.values()),
             )
         except (AuditError, KafkaProtocolError, OSError) as exc:
             raise CheckpointError(

@@ -259,6 +259,22 @@ def test_classify_markers_with_a_bumped_epoch_close_the_transaction_kip_890() ->
     assert _classified(data) == {"committed": [b"t1", b"t3"], "aborted": [b"t2"], "pending": [], "fenced": []}
 
 
+def test_classify_with_a_key_filter_checks_only_the_crc_of_batches_it_keeps() -> None:
+    def txn(base_offset: int, key: bytes, value: bytes, corrupt: bool = False) -> bytes:
+        record = _record(0, key, value)
+        return _batch(base_offset, [record], attributes=0x10, producer_id=7, corrupt_crc=corrupt)
+
+    data = txn(0, b"other", b"x", corrupt=True) + txn(1, b"mine", b"m1") + _control(2, 7, commit=True)
+    batches, _ = parse_record_batches(data, verify_crc=False)
+    assert [b.crc_matches() for b in batches] == [False, True, True]
+    state = classify_batches("t", 0, batches, keys={b"mine"}, check_crc=True)
+    assert [r.value for r in state.committed] == [b"m1"]  # the corrupt batch was not needed
+    corrupt_mine = txn(0, b"mine", b"m0", corrupt=True) + _control(1, 7, commit=True)
+    batches, _ = parse_record_batches(corrupt_mine, verify_crc=False)
+    with pytest.raises(KafkaProtocolError, match="CRC-32C mismatch in batch at offset 0"):
+        classify_batches("t", 0, batches, keys={b"mine"}, check_crc=True)
+
+
 def test_parse_truncated_trailing_batch_is_reported_not_parsed() -> None:
     first = _batch(0, [_record(0, b"k", b"a")])
     second = _batch(1, [_record(0, b"k", b"b" * 50)])
@@ -325,6 +341,29 @@ def _offsets_by_value(bootstrap: str, topic: str) -> dict[bytes | None, tuple[in
 
 
 @pytest.mark.kafka
+def test_audit_with_a_key_filter_keeps_only_those_keys_under_the_same_rules(
+    kafka_broker: KafkaBroker, topic_factory: TopicFactory, tx_producer: Callable[..., Producer]
+) -> None:
+    bootstrap = kafka_broker.bootstrap_servers
+    topic = topic_factory(partitions=1)
+    p = tx_producer("keys")
+    p.begin_transaction()
+    for n in range(3):
+        _send(p, topic, b"mine-%d" % n, key=b"mine")
+        _send(p, topic, b"other-%d" % n, key=b"other")
+    p.commit_transaction(30)
+    p.begin_transaction()
+    _send(p, topic, b"mine-aborted", key=b"mine")
+    _send(p, topic, b"other-aborted", key=b"other")
+    p.abort_transaction(30)
+    full = audit_topic(bootstrap, topic)
+    mine = audit_topic(bootstrap, topic, keys={b"mine"})  # CRC-checked lazily, only where kept
+    assert mine.committed_values() == [b"mine-0", b"mine-1", b"mine-2"]
+    assert [r.value for r in mine.partitions[0].aborted] == [b"mine-aborted"]
+    assert mine.committed == [r for r in full.committed if r.key == b"mine"]
+    assert mine.partitions[0].end_offset == full.partitions[0].end_offset
+
+
 def test_audit_single_partition_all_transaction_outcomes(
     kafka_broker: KafkaBroker, topic_factory: TopicFactory, tx_producer: Callable[..., Producer]
 ) -> None:
