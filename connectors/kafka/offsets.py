@@ -24,7 +24,7 @@ from eventapp.checkpoint.commit import CommittedCheckpoint
 from eventapp.connectors.kafka.config import KafkaCommitConfig, admin_settings, parse_split
 from eventapp.connectors.kafka.errors import describe_kafka_error, kafka_error_of
 from eventapp.connectors.kafka.metadata import CheckpointMarker, decode_metadata
-from eventapp.errors import CheckpointError
+from eventapp.errors import CheckpointError, EventAppError
 
 __all__ = [
     "CHECKPOINT_TOPIC_CONFIGS",
@@ -135,18 +135,24 @@ def _consumer(settings: dict[str, Any]) -> Iterator[Consumer]:
         consumer.close()
 
 
-def _committed(
-    consumer: Consumer, tps: list[TopicPartition], timeout: float, what: str
+def committed_offsets(
+    consumer: Consumer,
+    tps: list[TopicPartition],
+    timeout: float,
+    what: str,
+    *,
+    error: type[EventAppError] = CheckpointError,
 ) -> list[TopicPartition]:
+    """The committed offsets of ``tps`` in ``consumer``'s group; failures raise ``error`` naming ``what``."""
     try:
         result = consumer.committed(tps, timeout=timeout)
     except KafkaException as exc:
-        raise CheckpointError(
+        raise error(
             f"cannot read the committed offsets of {what}: {describe_kafka_error(kafka_error_of(exc), exc)}"
         ) from exc
     for tp in result:
         if tp.error is not None:
-            raise CheckpointError(
+            raise error(
                 f"cannot read the committed offset of {what} for {tp.topic}-{tp.partition}: "
                 f"{describe_kafka_error(tp.error)}"
             )
@@ -251,9 +257,9 @@ def read_committed_checkpoints(
     tps = [TopicPartition(topic, partition) for topic, partition in parsed.values()]
     timeout = config.operation_timeout_s
     with _consumer(config.consumer_settings(config.group_id)) as consumer:
-        main = _committed(consumer, tps, timeout, f"group {config.group_id!r}")
+        main = committed_offsets(consumer, tps, timeout, f"group {config.group_id!r}")
     with _consumer(config.consumer_settings(config.pointer_group_id, read_committed=False)) as consumer:
-        pointers = _committed(
+        pointers = committed_offsets(
             consumer,
             [TopicPartition(tp.topic, tp.partition) for tp in tps],
             timeout,

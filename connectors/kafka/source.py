@@ -44,6 +44,7 @@ from eventapp.connectors.kafka.config import (
     validate_transaction_timeout,
 )
 from eventapp.connectors.kafka.errors import describe_kafka_error, kafka_error_of
+from eventapp.connectors.kafka.offsets import committed_offsets
 from eventapp.errors import ConfigurationError, SerializationError, SourceError
 from eventapp.source import SourceRecord
 
@@ -236,7 +237,14 @@ class KafkaSourceReader:
                 assert start.timestamp_ms is not None
                 by_time.append(TopicPartition(topic, partition, start.timestamp_ms))
         if stored:
-            for tp in self._committed(stored):
+            found = committed_offsets(
+                self._consumer,
+                stored,
+                self._config.operation_timeout_s,
+                f"group {self._config.group_id!r} (Kafka source {self._name!r})",
+                error=SourceError,
+            )
+            for tp in found:
                 if tp.offset >= 0:
                     assignment.append(tp)
                     self._started_at[self._split_of[(tp.topic, tp.partition)]] = tp.offset
@@ -268,22 +276,6 @@ class KafkaSourceReader:
             assignment.append(tp)
             self._started_at[self._split_of[(tp.topic, tp.partition)]] = tp.offset
         return assignment
-
-    def _committed(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        try:
-            found = self._consumer.committed(partitions, timeout=self._config.operation_timeout_s)
-        except KafkaException as exc:
-            raise SourceError(
-                f"Kafka source {self._name!r}: cannot read the committed offsets of group "
-                f"{self._config.group_id!r}: {describe_kafka_error(kafka_error_of(exc), exc)}"
-            ) from exc
-        for tp in found:
-            if tp.error is not None:
-                raise SourceError(
-                    f"Kafka source {self._name!r}: reading the committed offset of {tp.topic}-{tp.partition} "
-                    f"(group {self._config.group_id!r}) failed: {describe_kafka_error(tp.error)}"
-                )
-        return list(found)
 
     def _end_offsets(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
         """Each partition's end for a ``read_committed`` reader (its last stable offset): what
