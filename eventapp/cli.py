@@ -72,6 +72,51 @@ def _split_sort_key(split: str) -> tuple[str, int, str]:
     return (base, int(number), split) if number.isdigit() else (split, -1, split)
 
 
+def _check_parallelism(parallelism: int) -> None:
+    if parallelism < 1:
+        raise ConfigurationError(
+            f"--parallelism must be >= 1 (the number of workers), got {parallelism}; for example "
+            f"--parallelism 2 --subtask 0 on one worker and --parallelism 2 --subtask 1 on the other"
+        )
+
+
+def _too_many_subtasks(source: str, available: Sequence[str]) -> str:
+    """Why some subtasks get no splits, and the fix."""
+    count = len(available)
+    if count == 0:
+        return f"source {source!r} has no splits, so no subtask gets work; check the source's configuration"
+    splits = "split" if count == 1 else "splits"
+    subtasks = "subtask gets" if count == 1 else "subtasks get"
+    return (
+        f"source {source!r} has {count} {splits}, so at most {count} {subtasks} work; lower "
+        f"--parallelism to <= {count}"
+    )
+
+
+def _subtasks(count: int) -> str:
+    return f"{count} subtask" if count == 1 else f"{count} subtasks"
+
+
+def _chosen_splits(option: str, source: str, available: Sequence[str], target: str) -> list[str]:
+    """The split ids of ``--splits``: at least one, each a split of the source."""
+    chosen = [s.strip() for s in option.split(",") if s.strip()]
+    ordered = sorted(available, key=_split_sort_key)
+    example = f"--splits {','.join(ordered[:2])}" if ordered else "--splits orders-0,orders-3"
+    if not chosen:
+        raise ConfigurationError(
+            f"--splits {option!r} is empty (it names no split ids): pass comma-separated split ids "
+            f"of source {source!r}, for example {example} (eventapp splits {target} lists them)"
+        )
+    unknown = [s for s in chosen if s not in available]
+    if unknown:
+        raise ConfigurationError(
+            f"--splits {option!r}: {', '.join(repr(s) for s in unknown)} "
+            f"{'is not a split' if len(unknown) == 1 else 'are not splits'} of source {source!r}; "
+            f"its splits are {', '.join(ordered) or '(none)'}. Pass some of these, for example {example}"
+        )
+    return chosen
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eventapp", description="Run and inspect eventapp jobs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -92,27 +137,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(json=getattr(args, "json_logs", None))
     try:
+        _check_parallelism(args.parallelism)
         job = load_job(args.target)
         source = job.source_node.source if job.source_node is not None else None
         if source is None:
             raise ConfigurationError(f"job {job.name!r} has no source")
+        available = list(source.splits())
         if args.command == "splits":
+            if args.parallelism > len(available):
+                raise ConfigurationError(
+                    f"--parallelism {args.parallelism} leaves {_subtasks(args.parallelism - len(available))} "
+                    f"without splits: "
+                    f"{_too_many_subtasks(source.name, available)}"
+                )
             for i in range(args.parallelism):
-                print(f"subtask {i}: {', '.join(assign_splits(source.splits(), args.parallelism, i))}")
+                print(f"subtask {i}: {', '.join(assign_splits(available, args.parallelism, i))}")
             return 0
         if args.splits is not None:
-            chosen = [s.strip() for s in args.splits.split(",") if s.strip()]
+            chosen = _chosen_splits(args.splits, source.name, available, args.target)
         elif args.subtask is not None:
-            chosen = assign_splits(source.splits(), args.parallelism, args.subtask)
+            chosen = assign_splits(available, args.parallelism, args.subtask)
+            if not chosen:
+                raise ConfigurationError(
+                    f"subtask {args.subtask} of --parallelism {args.parallelism} gets no splits: "
+                    f"{_too_many_subtasks(source.name, available)}"
+                )
         else:
             if args.parallelism != 1:
-                raise ConfigurationError("--parallelism needs --subtask (this worker's index)")
-            chosen = list(source.splits())
-        if not chosen:
-            raise ConfigurationError(
-                f"no splits for this worker: the source has {len(source.splits())} splits and "
-                f"--parallelism {args.parallelism}; lower the parallelism"
-            )
+                raise ConfigurationError(
+                    f"--parallelism {args.parallelism} needs --subtask (this worker's index, 0 to "
+                    f"{args.parallelism - 1}), for example --parallelism {args.parallelism} --subtask 0"
+                )
+            chosen = available
+            if not chosen:
+                raise ConfigurationError(f"job {job.name!r}: {_too_many_subtasks(source.name, available)}")
         # Every log line of this worker carries its subtask (and the job, bound by the runner).
         structlog.contextvars.bind_contextvars(
             subtask=args.subtask if args.subtask is not None else 0, parallelism=args.parallelism

@@ -199,7 +199,11 @@ class RocksDBStateStore:
         except Exception as exc:  # rocksdict raises bare Exception for RocksDB errors
             raise CheckpointError(
                 f"could not write the RocksDB state snapshot of scope {self.scope!r} to {directory}: "
-                f"{exc}. The directory must exist, be empty and be writable."
+                f"{exc}. A snapshot flushes the working database in {self.working_dir} and links (on "
+                f"another file system: copies) its files into the checkpoint directory, so both need "
+                f"free space and write permission. Free space (a full disk is the usual cause), or "
+                f"point CheckpointConfig(storage=...) or RocksDBStateBackend(directory=...) at a "
+                f"volume with room; the last completed checkpoint is unaffected."
             ) from exc
         shared = sum(1 for name in files if os.stat(target / name).st_nlink > 1)
         log.debug(

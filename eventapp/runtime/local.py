@@ -449,7 +449,8 @@ class LocalRunner:
                             f"return epoch milliseconds as an int"
                         )
                 except Exception as exc:  # noqa: BLE001 - raised or dead-lettered by the policy
-                    self._handle_source_failure(sp, record, exc)
+                    operator = f"timestamp assigner of source {self._source_node.name}"
+                    self._handle_source_failure(sp, record, exc, operator)
                     self._advance_position(sp, record)
                     return
             if ts is not None and ts > sp.watermark.max_timestamp:
@@ -468,9 +469,12 @@ class LocalRunner:
         if record.position is not None:
             sp.position = record.position + 1
 
-    def _handle_source_failure(self, sp: _Split, record: SourceRecord[Any], cause: BaseException) -> None:
+    def _handle_source_failure(
+        self, sp: _Split, record: SourceRecord[Any], cause: BaseException, operator: str | None = None
+    ) -> None:
+        """``operator`` names what failed (default: the source, which could not decode the record)."""
         err = RecordProcessingError(
-            operator=self._source_node.name,
+            operator=operator or self._source_node.name,
             key=None,
             record=record.raw if record.error is not None else record.value,
             split=record.split,

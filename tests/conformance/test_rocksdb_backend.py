@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rocksdict
 
-from eventapp.errors import ConfigurationError, SnapshotCorruptError
+from eventapp.errors import CheckpointError, ConfigurationError, SnapshotCorruptError
 from eventapp.statebackends import RocksDBConfig, RocksDBStateBackend, RocksDBStateStore
 from eventapp.statebackends.rocksdb import SNAPSHOT_DB, SNAPSHOT_META, scope_dirname
 
@@ -149,6 +150,34 @@ def test_snapshot_layout_and_metadata(backend: RocksDBStateBackend, tmp_path: Pa
     listed = set(meta["files"])
     assert listed == {p.name for p in (snapshot / SNAPSHOT_DB).iterdir()}
     assert any(name.endswith(".sst") for name in listed)
+
+
+def test_snapshot_on_a_full_disk_says_to_free_space_or_move_the_directories(
+    backend: RocksDBStateBackend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class FullDisk:
+        def __init__(self, db: object) -> None:
+            pass
+
+        def create_checkpoint(self, path: str) -> None:
+            raise Exception(f"IO error: No space left on device: While appending to file: {path}/000009.sst")
+
+    store = open_store(backend)
+    store.put(b"k", b"v")
+    monkeypatch.setattr(rocksdict, "Checkpoint", FullDisk)
+    snapshot = tmp_path / "snap"
+    snapshot.mkdir()
+    with pytest.raises(CheckpointError) as info:
+        store.snapshot(snapshot)
+    message = str(info.value)
+    assert f"to {snapshot}: IO error: No space left on device" in message
+    assert f"working database in {store.working_dir}" in message
+    assert "Free space (a full disk is the usual cause)" in message
+    assert "CheckpointConfig(storage=...) or RocksDBStateBackend(directory=...)" in message
+    assert "must" not in message and "empty" not in message
+    monkeypatch.undo()
+    store.snapshot(snapshot)  # the store stays usable once there is room
+    assert (snapshot / SNAPSHOT_META).exists()
 
 
 def test_snapshots_share_unchanged_files_and_restore_links_them(

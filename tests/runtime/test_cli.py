@@ -43,6 +43,14 @@ def test_splits_command_lists_assignment(capsys: pytest.CaptureFixture[str]) -> 
     assert "subtask 1: collection-1, collection-3" in out
 
 
+JOB = "tests.runtime.cli_job:build_job"
+ALL_SPLITS = "collection-0, collection-1, collection-2, collection-3"
+MUST_BE_POSITIVE = (
+    "eventapp: configuration error: --parallelism must be >= 1 (the number of workers), got {}; for example "
+    "--parallelism 2 --subtask 0 on one worker and --parallelism 2 --subtask 1 on the other\n"
+)
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -50,11 +58,23 @@ def test_splits_command_lists_assignment(capsys: pytest.CaptureFixture[str]) -> 
         (["run", "no.such.module:job"], "cannot import module 'no.such.module'"),
         (["run", "tests.runtime.cli_job:missing"], "has no attribute 'missing'"),
         (["run", "tests.runtime.cli_job:not_a_job"], "is not an eventapp Job"),
-        (["run", "tests.runtime.cli_job:build_job", "--parallelism", "3"], "--parallelism needs --subtask"),
-        (["run", "tests.runtime.cli_job:build_job", "--splits", "nope-9"], "are not splits of source"),
         (
-            ["run", "tests.runtime.cli_job:build_job", "--parallelism", "9", "--subtask", "8"],
-            "no splits for this worker",
+            ["run", JOB, "--parallelism", "3"],
+            "--parallelism 3 needs --subtask (this worker's index, 0 to 2), for example --parallelism 3 --subtask 0",
+        ),
+        (
+            ["run", JOB, "--splits", "nope-9"],
+            f"--splits 'nope-9': 'nope-9' is not a split of source 'collection'; its splits are {ALL_SPLITS}. "
+            f"Pass some of these, for example --splits collection-0,collection-1",
+        ),
+        (
+            ["run", JOB, "--splits", "collection-1,nope-9,t-2"],
+            f"'nope-9', 't-2' are not splits of source 'collection'; its splits are {ALL_SPLITS}",
+        ),
+        (
+            ["run", JOB, "--parallelism", "9", "--subtask", "8"],
+            "subtask 8 of --parallelism 9 gets no splits: source 'collection' has 4 splits, so at most 4 "
+            "subtasks get work; lower --parallelism to <= 4",
         ),
     ],
 )
@@ -63,6 +83,60 @@ def test_wrong_usage_exits_2_with_an_actionable_message(
 ) -> None:
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", JOB, "--parallelism", "0"],
+        ["run", JOB, "--parallelism", "-1"],
+        ["run", JOB, "--parallelism", "0", "--subtask", "0"],
+        ["run", JOB, "--parallelism", "-2", "--splits", "collection-0"],
+        ["run", "no.such.module:job", "--parallelism", "0"],  # checked before the job is loaded
+        ["splits", JOB, "--parallelism", "0"],
+        ["splits", JOB, "--parallelism", "-3"],
+    ],
+)
+def test_parallelism_below_1_is_rejected_first(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    parallelism = argv[argv.index("--parallelism") + 1]
+    assert captured.err == MUST_BE_POSITIVE.format(parallelism)
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("splits", [",", " , ,", ""])
+def test_empty_splits_option_is_rejected_with_an_example(
+    splits: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli_job.SINK.clear()
+    assert main(["run", JOB, "--splits", splits]) == 2
+    assert capsys.readouterr().err == (
+        f"eventapp: configuration error: --splits {splits!r} is empty (it names no split ids): pass "
+        f"comma-separated split ids of source 'collection', for example --splits collection-0,collection-1 "
+        f"(eventapp splits {JOB} lists them)\n"
+    )
+    assert cli_job.SINK.values == []
+
+
+@pytest.mark.parametrize("parallelism", [5, 9])
+def test_splits_command_rejects_more_subtasks_than_splits(
+    parallelism: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["splits", JOB, "--parallelism", str(parallelism)]) == 2
+    captured = capsys.readouterr()
+    idle = parallelism - 4
+    assert captured.err == (
+        f"eventapp: configuration error: --parallelism {parallelism} leaves {idle} subtask{'s' if idle > 1 else ''} "
+        f"without splits: source 'collection' has 4 splits, so at most 4 subtasks get work; lower "
+        f"--parallelism to <= 4\n"
+    )
+    assert captured.out == "", "no assignment with an empty subtask is printed"
+
+
+def test_splits_command_accepts_one_subtask_per_split(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["splits", JOB, "--parallelism", "4"]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"subtask {i}: collection-{i}" for i in range(4)]
 
 
 def test_unknown_flag_is_rejected_by_argparse(capsys: pytest.CaptureFixture[str]) -> None:

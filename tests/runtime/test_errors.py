@@ -220,3 +220,37 @@ def test_timestamp_assigner_returning_a_non_int_is_a_bad_record() -> None:
     assert sink.values == ["a:1"]
     (letter,) = dead.values
     assert letter.error_type == "SerializationError" and "returned 'soon' (str)" in letter.error
+
+
+def test_failing_timestamp_assigner_is_named_as_the_operator() -> None:
+    from eventapp import WatermarkStrategy
+
+    def job_with_assigner(name: str, config: JobConfig) -> Job:
+        job = Job(name, config)
+        records = [{"k": "a", "amount": 1, "ts": 5}, {"k": "a", "amount": 1}]
+        strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+            lambda v, _: int(v["ts"])
+        )
+        job.from_source(CollectionSource(records), strategy).key_by(lambda v: v["k"]).process(
+            Fragile(), uid="f"
+        )
+        return job
+
+    with pytest.raises(RecordProcessingError) as info:
+        job_with_assigner("failing-ts", JobConfig(clock=ManualClock())).run()
+    err = info.value
+    assert (err.operator, err.split, err.position) == (
+        "timestamp assigner of source collection",
+        "collection-0",
+        1,
+    )
+    assert str(err).startswith(
+        "operator 'timestamp assigner of source collection' failed on record {'k': 'a', 'amount': 1} "
+        "from collection-0 at offset 1: KeyError: 'ts'. Fix the function"
+    )
+
+    dead: CollectionSink[DeadLetter] = CollectionSink("dlq")
+    job_with_assigner(
+        "failing-ts-dlq", JobConfig(error_policy=ErrorPolicy.dead_letter(dead), clock=ManualClock())
+    ).run()
+    assert [(d.operator, d.position) for d in dead.values] == [("timestamp assigner of source collection", 1)]
