@@ -229,6 +229,10 @@ class EmbeddedBroker:
     :param binary: explicit path to a ``tansu`` executable (default: :func:`find_tansu_binary`).
     """
 
+    #: The broker quirks (``EVENTAPP_KAFKA_BROKER_QUIRKS``, :mod:`eventapp.connectors.kafka.quirks`)
+    #: that jobs on this broker need worked around.
+    BROKER_QUIRKS: Final = "tansu"
+
     def __init__(
         self,
         port: int | None = None,

@@ -30,6 +30,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventapp import Job, JobConfig, ManualClock, WatermarkStrategy, configure_logging
 from eventapp.connectors.collection import CollectionSink, CollectionSource
+from eventapp.connectors.kafka.quirks import QUIRKS_ENVIRONMENT_VARIABLE
 from eventapp.connectors.kafka.txnlog import audit_topic
 from eventapp.embedded_broker import EmbeddedBroker
 from examples.fraud_detection import Alert, FraudDetector
@@ -126,6 +127,9 @@ def main() -> int:
             "FRAUD_DIR": str(work),
             "FRAUD_BOUNDED": "1",
             "PYTHONPATH": str(ROOT),
+            # The embedded broker is Tansu: the worker works around its quirks (the default is none,
+            # for Apache Kafka; see eventapp.connectors.kafka.quirks).
+            QUIRKS_ENVIRONMENT_VARIABLE: EmbeddedBroker.BROKER_QUIRKS,
         }
         env["EVENTAPP_LOG_LEVEL"] = "INFO"
         log = work / "worker.log"

