@@ -23,6 +23,7 @@ from eventapp.errors import (
     SnapshotMissingError,
     SourceError,
     StateError,
+    SupersededError,
 )
 from eventapp.functions import (
     Collector,
@@ -127,6 +128,7 @@ __all__ = [
     "StateError",
     "StateTtlConfig",
     "StateVisibility",
+    "SupersededError",
     "SystemClock",
     "TimeDomain",
     "TimerService",

@@ -7,24 +7,35 @@
 ``run`` imports ``module:attribute`` (a :class:`~eventapp.Job` or a function returning one), picks
 the splits of this worker and runs them until the source ends or SIGTERM/SIGINT arrives; a stop
 takes a final checkpoint when checkpointing is on. Splits are assigned statically: split ``i`` of
-the source's sorted split list goes to subtask ``i % parallelism``. Exit codes: 0 done or stopped,
-1 the job failed (the error names what and where), 2 wrong usage.
+the source's sorted split list goes to subtask ``i % parallelism``. ``--from-checkpoint PATH`` and
+``--start-fresh`` decide what splits restore from when the committed checkpoint is not the answer
+(:mod:`eventapp.checkpoint.restore`). Exit codes: 0 done or stopped, 1 the job failed (the error
+names what and where), 2 wrong usage, 3 superseded: a newer instance of the job took over this
+worker's splits (:mod:`eventapp.connectors.kafka.ownership`); do not restart it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import random
 import signal
 import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 
-from eventapp.errors import ConfigurationError, EventAppError
+from eventapp.checkpoint.restore import RestoreRequest
+from eventapp.errors import ConfigurationError, EventAppError, ProducerFencedError, SupersededError
 from eventapp.log import configure_logging
 from eventapp.stream import Job
+
+if TYPE_CHECKING:
+    from eventapp.runtime.local import LocalRunner
 
 __all__ = ["assign_splits", "load_job", "main"]
 
@@ -127,10 +138,72 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--subtask", type=int, help="this worker's index, with --parallelism")
     run.add_argument("--parallelism", type=int, default=1, help="number of workers (default 1)")
     run.add_argument("--json-logs", action=argparse.BooleanOptionalAction, default=None)
+    restore = run.add_mutually_exclusive_group()
+    restore.add_argument(
+        "--from-checkpoint",
+        metavar="PATH",
+        type=Path,
+        help="restore splits from these snapshots (a snapshot, split or job directory of checkpoint "
+        "storage) instead of their committed checkpoints; they are never modified or deleted",
+    )
+    restore.add_argument(
+        "--start-fresh",
+        action="store_true",
+        help="start splits whose committed checkpoint is unknown (but whose storage holds committed "
+        "snapshots) from empty state, archiving those snapshots (never deleting them)",
+    )
     splits = sub.add_parser("splits", help="list a job's splits and their assignment")
     splits.add_argument("target")
     splits.add_argument("--parallelism", type=int, default=1)
     return parser
+
+
+#: Exit code of a worker that a newer instance of the same job superseded (do not restart it).
+EXIT_SUPERSEDED = 3
+#: How often a worker fenced by an *older* instance recovers its splits again before giving up.
+FENCED_RECOVERY_ATTEMPTS = 5
+
+
+def _run_worker(job: Job, splits: list[str], restore: RestoreRequest) -> int:
+    """Run the worker's splits until done or stopped. Fenced by an older instance of the job (one
+    that fenced before it saw this instance's claim, see eventapp.connectors.kafka.ownership), it
+    recovers again with backoff, at most FENCED_RECOVERY_ATTEMPTS times; superseded by a newer one,
+    it raises SupersededError."""
+    stopping = threading.Event()
+    attempt = 0
+    while True:
+        runner = job.runner(splits, restore)
+
+        def stop(signum: int, frame: FrameType | None, runner: LocalRunner = runner) -> None:
+            log.info("job.stop_requested", job=job.name, signal=signal.Signals(signum).name)
+            stopping.set()
+            runner.request_stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            runner.run()
+            return 0
+        except SupersededError:
+            raise
+        except ProducerFencedError as exc:
+            attempt += 1
+            if attempt > FENCED_RECOVERY_ATTEMPTS:
+                raise
+            if runner.result().checkpoints:
+                restore = RestoreRequest()  # progress was committed: restore that, not the user's snapshot
+            backoff = min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            log.warning(
+                "job.fenced_recovering",
+                job=job.name,
+                attempt=attempt,
+                attempts=FENCED_RECOVERY_ATTEMPTS,
+                backoff_s=round(backoff, 3),
+                split=exc.split,
+                error=str(exc),
+            )
+            if stopping.wait(backoff):
+                return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,16 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         structlog.contextvars.bind_contextvars(
             subtask=args.subtask if args.subtask is not None else 0, parallelism=args.parallelism
         )
-        runner = job.runner(chosen)
-
-        def stop(signum: int, frame: FrameType | None) -> None:
-            log.info("job.stop_requested", job=job.name, signal=signal.Signals(signum).name)
-            runner.request_stop()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        runner.run()
-        return 0
+        restore = RestoreRequest(from_checkpoint=args.from_checkpoint, start_fresh=args.start_fresh)
+        return _run_worker(job, chosen, restore)
+    except SupersededError as exc:
+        print(f"eventapp: superseded: {exc}", file=sys.stderr)
+        return EXIT_SUPERSEDED
     except ConfigurationError as exc:
         print(f"eventapp: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,7 @@ __all__ = [
     "SnapshotMissingError",
     "SourceError",
     "StateError",
+    "SupersededError",
 ]
 
 _MAX_RECORD_REPR = 200
@@ -74,6 +75,12 @@ class ProducerFencedError(CheckpointError):
         super().__init__(message)
         self.split = split
         self.transactional_id = transactional_id
+
+
+class SupersededError(ProducerFencedError):
+    """A newer instance of the job claimed the split (see
+    :mod:`eventapp.connectors.kafka.ownership`): this instance steps back and must not retry. The
+    ``eventapp run`` worker exits with code 3."""
 
 
 class RestoreError(EventAppError):

@@ -28,6 +28,7 @@ from eventapp.source import Source
 from eventapp.watermarks import WatermarkStrategy
 
 if TYPE_CHECKING:
+    from eventapp.checkpoint.restore import RestoreRequest
     from eventapp.runtime.local import JobResult, LocalRunner
 
 __all__ = ["DataStream", "Job", "KeyedStream", "ProcessedStream"]
@@ -135,11 +136,17 @@ class Job:
         self.source_node = node
         return DataStream(self, node)
 
-    def runner(self, splits: Iterable[str] | None = None) -> LocalRunner:
-        """A runner for this job in this process, over ``splits`` (default: all of the source's)."""
+    def runner(
+        self, splits: Iterable[str] | None = None, restore: RestoreRequest | None = None
+    ) -> LocalRunner:
+        """A runner for this job in this process, over ``splits`` (default: all of the source's).
+
+        ``restore`` overrides what splits restore from (``--from-checkpoint``/``--start-fresh``, see
+        :mod:`eventapp.checkpoint.restore`); by default each restores its committed checkpoint.
+        """
         from eventapp.runtime.local import LocalRunner
 
-        return LocalRunner(self, splits=None if splits is None else list(splits))
+        return LocalRunner(self, splits=None if splits is None else list(splits), restore=restore)
 
     def run(self, splits: Iterable[str] | None = None) -> JobResult:
         """Run the job in this process until its source is finished (forever if unbounded)."""

@@ -41,11 +41,14 @@ from eventapp.connectors.kafka.metadata import CheckpointMarker, encode_metadata
 from eventapp.connectors.kafka.offsets import (
     CHECKPOINT_TOPIC_PARTITION,
     CommittedSplitState,
+    _can_scan,
     ensure_checkpoint_topic,
     group_metadata,
     read_committed_checkpoints,
 )
-from eventapp.errors import CheckpointError
+from eventapp.connectors.kafka.ownership import SplitOwnership, instance_id
+from eventapp.errors import CheckpointError, SupersededError
+from eventapp.runtime.faults import fault_point
 
 __all__ = [
     "KafkaOffsetsCommitPoint",
@@ -112,6 +115,13 @@ class _KafkaCommitPointBase:
         #: Durations (ms) of the last recover/commit steps, for logs and benchmarks.
         self.timings: dict[str, float] = {}
 
+    def __repr__(self) -> str:
+        config = self._config
+        return (
+            f"{type(self).__name__}(split={self.split!r}, group={config.group_id!r}, "
+            f"checkpoint_topic={config.checkpoint_topic!r}, bootstrap={config.bootstrap_servers!r})"
+        )
+
     @property
     def config(self) -> KafkaCommitConfig:
         return self._config
@@ -131,10 +141,13 @@ class _KafkaCommitPointBase:
             raise CheckpointError(f"commit point of split {self.split!r} cannot {action}: {hint}")
         return self._producer
 
-    def _read_committed(self) -> CommittedCheckpoint | None:
+    def _read_committed(self, has_committed_snapshots: bool) -> CommittedCheckpoint | None:
         began = time.perf_counter()
         state = read_committed_checkpoints(
-            self._config, [self.split], previous_owners_fenced=self._fences_previous_owner
+            self._config,
+            [self.split],
+            previous_owners_fenced=self._fences_previous_owner,
+            splits_with_snapshots=None if has_committed_snapshots else (),
         )[self.split]
         self.timings["read_committed_ms"] = _ms(began)
         self.recovered_state = state
@@ -250,6 +263,28 @@ class KafkaTransactionalCommitPoint(_KafkaCommitPointBase):
         self.transactional_id = config.transactional_id(split)
         self._group_md: Any = None
         self._pointer_md: Any = None
+        self._ownership = SplitOwnership(config, split) if _can_scan(config) else None
+
+    def _step_back_if_superseded(self, action: str, cause: BaseException | None = None) -> None:
+        """Raise SupersededError if a newer instance claimed the split (ownership module)."""
+        newer = None if self._ownership is None else self._ownership.newer_claim()
+        if newer is None:
+            return
+        self._state = "failed"
+        log.warning(
+            "kafka.split.superseded",
+            **self._log_context(),
+            action=action,
+            newer_owner=newer.instance,
+            newer_claim_offset=newer.offset,
+        )
+        raise SupersededError(
+            f"split {self.split!r}: this instance ({instance_id()}) was superseded by a newer one, "
+            f"{newer.describe()}; it stops without fencing it (could not {action}). The newer instance "
+            f"owns the split now; this one must not be restarted in its place.",
+            split=self.split,
+            transactional_id=self.transactional_id,
+        ) from cause
 
     def _log_context(self) -> dict[str, Any]:
         return {**super()._log_context(), "transactional_id": self.transactional_id}
@@ -263,7 +298,7 @@ class KafkaTransactionalCommitPoint(_KafkaCommitPointBase):
         """
         return self._producer if self._state == "ready" else None
 
-    def recover(self) -> CommittedCheckpoint | None:
+    def recover(self, *, has_committed_snapshots: bool = True) -> CommittedCheckpoint | None:
         """Fence the previous owner (``init_transactions`` aborts its open transaction), read the
         committed checkpoint, open a transaction."""
         if self._state == "closed":
@@ -275,8 +310,17 @@ class KafkaTransactionalCommitPoint(_KafkaCommitPointBase):
         ensure_checkpoint_topic(self._config)
         self._group_md = _cached_group_metadata(self._config, self._config.group_id)
         self._pointer_md = _cached_group_metadata(self._config, self._config.pointer_group_id)
+        if self._ownership is not None:
+            step = time.perf_counter()
+            # Recovering again in this process (after being fenced): has a newer instance claimed the
+            # split since this process's previous claim? Then step back, else claim it afresh.
+            self._step_back_if_superseded("recover the split again")
+            self._ownership.claim()
+            self._step_back_if_superseded("restore the split")
+            self.timings["claim_ms"] = _ms(step)
         producer = Producer(self._config.producer_settings(self.transactional_id))
         forget_producer(producer)  # a new object may reuse the id of a dead, fenced one
+        fault_point("recover.before_init_transactions")
         step = time.perf_counter()
         try:
             producer.init_transactions(self._config.operation_timeout_s)
@@ -291,7 +335,7 @@ class KafkaTransactionalCommitPoint(_KafkaCommitPointBase):
         self.timings["init_transactions_ms"] = _ms(step)
         self._producer = producer
         self._state = "failed"  # until the transaction is open
-        checkpoint = self._read_committed()
+        checkpoint = self._read_committed(has_committed_snapshots)
         try:
             producer.begin_transaction()
         except (KafkaException, SystemError) as exc:
@@ -433,6 +477,7 @@ class KafkaTransactionalCommitPoint(_KafkaCommitPointBase):
         context = self._log_context()
         checkpoint_id = None if checkpoint is None else checkpoint.checkpoint_id
         if fencing is not None:
+            self._step_back_if_superseded(action, exc)
             log.error(
                 "kafka.commit_point.fenced",
                 **context,
@@ -443,8 +488,9 @@ class KafkaTransactionalCommitPoint(_KafkaCommitPointBase):
             raise ProducerFencedError(
                 f"split {self.split!r}: could not {action}: the transactional producer "
                 f"{self.transactional_id!r} was fenced by a newer owner of the split "
-                f"({describe_kafka_error(fencing)}). Its open transaction is aborted; this instance must "
-                f"stop processing the split.",
+                f"({describe_kafka_error(fencing)}), which claimed it before this instance did. Its open "
+                f"transaction is aborted; this instance must recover the split again (restart it: its "
+                f"newer claim makes the other one step back).",
                 split=self.split,
                 transactional_id=self.transactional_id,
             ) from exc
@@ -488,14 +534,14 @@ class KafkaOffsetsCommitPoint(_KafkaCommitPointBase):
     def transaction(self) -> None:
         return None
 
-    def recover(self) -> CommittedCheckpoint | None:
+    def recover(self, *, has_committed_snapshots: bool = True) -> CommittedCheckpoint | None:
         if self._state == "closed":
             raise CheckpointError(f"commit point of split {self.split!r} is closed")
         self._release()
         self.timings = {}
         began = time.perf_counter()
         ensure_checkpoint_topic(self._config)
-        checkpoint = self._read_committed()
+        checkpoint = self._read_committed(has_committed_snapshots)
         self._producer = Producer(self._config.producer_settings(None))
         self._main_consumer = Consumer(self._config.consumer_settings(self._config.group_id))
         self._pointer_consumer = Consumer(self._config.consumer_settings(self._config.pointer_group_id))

@@ -22,6 +22,7 @@ cluster must run at-least-once in an at-least-once job.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Generic, NoReturn, TypeVar
@@ -225,6 +226,12 @@ class KafkaSinkWriter(Generic[T]):
         error = unwrap_kafka_error(exc)
         if error is None:
             raise exc
+        if not is_fencing_error(error) and self._transactional and error.code() == KafkaError._STATE:
+            # The transaction is in an abortable error state: the cause (e.g. PRODUCER_FENCED) is in
+            # a delivery report not served yet.
+            with contextlib.suppress(KafkaException, SystemError):
+                self._producer.poll(0)
+            error = self._fenced or error
         if not is_fencing_error(error) and self._transactional and error.code() in _FATAL_STATE_CODES:
             error = self._fatal_cause() or error
         if is_fencing_error(error):

@@ -37,10 +37,13 @@ class CommitPoint(Protocol):
         """The transactional resource sinks write into (``None`` when there is none)."""
         ...
 
-    def recover(self) -> CommittedCheckpoint | None:
+    def recover(self, *, has_committed_snapshots: bool = True) -> CommittedCheckpoint | None:
         """Fence any previous owner of the split, then return its committed checkpoint (or ``None``).
 
         Called once, before the split is read. After it, the commit point is ready for new output.
+        ``has_committed_snapshots`` says whether checkpoint storage holds snapshots of this split
+        that a commit completed; when it is False a commit point may skip searching for a
+        checkpoint that its own committed position does not name (the split was never checkpointed).
         """
         ...
 

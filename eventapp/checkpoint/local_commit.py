@@ -25,11 +25,14 @@ class FileCommitPoint:
         self._dir = directory
         self._path = directory / "_committed.json"
 
+    def __repr__(self) -> str:
+        return f"FileCommitPoint({str(self._path)!r})"
+
     @property
     def transaction(self) -> Any:
         return None
 
-    def recover(self) -> CommittedCheckpoint | None:
+    def recover(self, *, has_committed_snapshots: bool = True) -> CommittedCheckpoint | None:
         if not self._path.exists():
             return None
         try:

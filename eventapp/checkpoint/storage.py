@@ -6,10 +6,17 @@ Layout of :class:`LocalCheckpointStorage` (a local or mounted directory)::
         state/                                          the state backend's snapshot
         split.json                                      checkpoint id, position, watermark, ...
     <root>/<job>/<split>/chk-000000013-<incarnation>.inprogress/   being written (ignored)
+    <root>/<job>/<split>/_committed/chk-000000012-<incarnation>    its commit completed (a hint)
+    <root>/<job>/<split>/archive-<UTC time>/chk-.../                archived by ``--start-fresh``
 
 A snapshot directory is written under ``.inprogress`` and renamed when complete, so a finished name
 always holds a complete snapshot. The incarnation is random per process start, so a fenced zombie
 and its successor never write the same directory.
+
+After the commit point committed a snapshot, the runtime marks it committed (an empty file beside
+it, not fsynced). The mark is what lets a restart notice that storage holds committed state which
+the commit point no longer knows of (a new group id, a lost Kafka cluster): the job then refuses to
+start instead of silently starting from empty state (``docs/exactly-once.md``, "Refusal rules").
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -39,6 +47,7 @@ log = structlog.get_logger("eventapp.checkpoint")
 
 _NAME = re.compile(r"^chk-(\d{9})-([0-9a-z]+)$")
 _META = "split.json"
+_COMMITTED_DIR = "_committed"
 
 
 def snapshot_name(checkpoint_id: int, incarnation: str) -> str:
@@ -47,9 +56,12 @@ def snapshot_name(checkpoint_id: int, incarnation: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SnapshotInfo:
+    """A finished snapshot; ``committed``: a commit of it completed (see the module docstring)."""
+
     split: str
     name: str
     checkpoint_id: int
+    committed: bool = False
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -81,6 +93,15 @@ class CheckpointStorage(Protocol):
         ...
 
     def delete(self, job: str, split: str, name: str) -> None: ...
+
+    def mark_committed(self, job: str, split: str, name: str) -> None:
+        """Record that snapshot ``name`` was committed (a hint; need not be durable)."""
+        ...
+
+    def archive(self, job: str, split: str, names: Sequence[str]) -> str:
+        """Move snapshots ``names`` aside, out of :meth:`list_snapshots` and never deleted; returns
+        where they went."""
+        ...
 
     def splits(self, job: str) -> list[str]:
         """Splits that have snapshots."""
@@ -152,10 +173,17 @@ class LocalCheckpointStorage:
         base = self.split_dir(job, split)
         if not base.is_dir():
             return
+        marks = base / _COMMITTED_DIR
+        committed = set(os.listdir(marks)) if marks.is_dir() else set()
         for entry in base.iterdir():
             m = _NAME.match(entry.name)
             if m and entry.is_dir():
-                yield SnapshotInfo(split=split, name=entry.name, checkpoint_id=int(m.group(1)))
+                yield SnapshotInfo(
+                    split=split,
+                    name=entry.name,
+                    checkpoint_id=int(m.group(1)),
+                    committed=entry.name in committed,
+                )
 
     def list_snapshots(self, job: str, split: str) -> list[SnapshotInfo]:
         return sorted(self._iter(job, split), key=lambda s: (s.checkpoint_id, s.name))
@@ -163,7 +191,32 @@ class LocalCheckpointStorage:
     def delete(self, job: str, split: str, name: str) -> None:
         path = self.split_dir(job, split) / name
         shutil.rmtree(path, ignore_errors=False)
+        (path.parent / _COMMITTED_DIR / name).unlink(missing_ok=True)
         log.debug("checkpoint.snapshot.deleted", job=job, split=split, snapshot=name)
+
+    def mark_committed(self, job: str, split: str, name: str) -> None:
+        marks = self.split_dir(job, split) / _COMMITTED_DIR
+        marks.mkdir(exist_ok=True)
+        (marks / _safe(name)).touch()
+
+    def archive(self, job: str, split: str, names: Sequence[str]) -> str:
+        base = self.split_dir(job, split)
+        target = base / time.strftime("archive-%Y%m%dT%H%M%SZ", time.gmtime())
+        suffix = 0
+        while target.exists():
+            suffix += 1
+            target = target.with_name(f"{target.name.split('.')[0]}.{suffix}")
+        target.mkdir(parents=True)
+        for name in names:
+            os.rename(base / _safe(name), target / name)
+            mark = base / _COMMITTED_DIR / name
+            if mark.exists():
+                (target / _COMMITTED_DIR).mkdir(exist_ok=True)
+                os.rename(mark, target / _COMMITTED_DIR / name)
+        fsync_directory(target)
+        fsync_directory(base)
+        log.info("checkpoint.snapshots.archived", job=job, split=split, snapshots=list(names), to=str(target))
+        return str(target)
 
     def splits(self, job: str) -> list[str]:
         base = self.root / _safe(job)

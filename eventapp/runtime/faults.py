@@ -1,7 +1,8 @@
 """Fault-injection points for crash tests.
 
 Set ``EVENTAPP_FAULTS`` to a comma-separated list of ``point@n`` (kill the process with SIGKILL at
-the n-th time ``point`` is reached) before the process starts, for example
+the n-th time ``point`` is reached) or ``point@n:stop`` (stop it with SIGSTOP there, as a long pause
+would: a test resumes it with SIGCONT) before the process starts, for example
 ``EVENTAPP_FAULTS=checkpoint.before_commit@3``. Points are reached in checkpoint phases and in the
 record loop; ``docs/exactly-once.md`` lists them. Without the variable a point costs one dict lookup.
 """
@@ -24,21 +25,31 @@ FAULT_POINTS = (
     "checkpoint.before_commit",
     "checkpoint.after_commit",
     "checkpoint.after_prune",
+    "recover.before_init_transactions",
     "record.after_process",
     "timer.after_fire",
 )
 
 
-def _parse(spec: str) -> dict[str, int]:
-    plan: dict[str, int] = {}
+_ACTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
+
+
+def _parse(spec: str) -> dict[str, tuple[int, signal.Signals]]:
+    plan: dict[str, tuple[int, signal.Signals]] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, _, count = part.partition("@")
-        if name not in FAULT_POINTS or not count.isdigit() or int(count) < 1:
+        name, _, rest = part.partition("@")
+        count, _, action = rest.partition(":")
+        if (
+            name not in FAULT_POINTS
+            or not count.isdigit()
+            or int(count) < 1
+            or (action or "kill") not in _ACTIONS
+        ):
             raise ConfigurationError(
-                f"EVENTAPP_FAULTS entry {part!r} is invalid; use point@n with n >= 1 and point one of "
-                f"{', '.join(FAULT_POINTS)}"
+                f"EVENTAPP_FAULTS entry {part!r} is invalid; use point@n or point@n:stop with n >= 1 and "
+                f"point one of {', '.join(FAULT_POINTS)}"
             )
-        plan[name] = int(count)
+        plan[name] = (int(count), _ACTIONS[action or "kill"])
     return plan
 
 
@@ -48,14 +59,15 @@ _lock = threading.Lock()  # splits checkpoint in parallel threads: count hits ex
 
 
 def fault_point(name: str) -> None:
-    """Kill this process with SIGKILL if the fault plan says so for this hit of ``name``."""
+    """Kill (or stop) this process if the fault plan says so for this hit of ``name``."""
     if not _plan:
         return
-    target = _plan.get(name)
-    if target is None:
+    planned = _plan.get(name)
+    if planned is None:
         return
+    target, action = planned
     with _lock:
         hits = _hits.get(name, 0) + 1
         _hits[name] = hits
     if hits == target:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), action)

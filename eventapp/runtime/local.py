@@ -10,13 +10,15 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from eventapp.checkpoint.commit import CommitPoint, CommittedCheckpoint
 from eventapp.checkpoint.local_commit import FileCommitPoint
-from eventapp.checkpoint.storage import CheckpointStorage, snapshot_name
+from eventapp.checkpoint.restore import LEGACY_LINEAGE, RestoreRequest, explicit_snapshots, refusal
+from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo, snapshot_name
 from eventapp.config import CheckpointingMode
 from eventapp.deadletter import DeadLetter
 from eventapp.errors import (
@@ -74,6 +76,8 @@ class _Split:
         "dead_letter_writer",
         "id",
         "journal",
+        "lineage",
+        "lineages",
         "position",
         "raw_store",
         "store",
@@ -92,18 +96,25 @@ class _Split:
         self.position: int | None = None
         self.watermark = SplitWatermark()
         self.checkpoint_id = 0
+        #: This split's snapshot lineage (see eventapp.checkpoint.restore); pruning stays inside it.
+        self.lineage = secrets.token_hex(6)
+        #: Lineage of each snapshot name seen in storage (read once from its metadata).
+        self.lineages: dict[str, str] = {}
 
 
 class LocalRunner:
     """Executes a :class:`~eventapp.Job` over some (default: all) of its source's splits."""
 
-    def __init__(self, job: Job, splits: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, job: Job, splits: Sequence[str] | None = None, restore: RestoreRequest | None = None
+    ) -> None:
         if job.source_node is None:
             raise ConfigurationError(f"job {job.name!r} has no source; call job.from_source(...) first")
         self.job = job
         self.config = job.config
         self._source_node: SourceNode = job.source_node
         self._requested = None if splits is None else list(splits)
+        self._restore = restore or RestoreRequest()
         self._execution = ExecutionScope(self.config.clock)
         self._operators: list[KeyedProcessOperator] = []
         self._splits: dict[str, _Split] = {}
@@ -176,11 +187,16 @@ class LocalRunner:
         start_positions: dict[str, int] = {}
         commit_points: dict[str, CommitPoint | None] = {}
         try:
+            snapshots = self._committed_snapshots(assigned)
+            explicit = self._explicit_snapshots(assigned)
             for split_id in assigned:
                 commit_points[split_id] = self._commit_point(split_id)
-            recovered = self._recover(commit_points)
+            recovered = self._recover(commit_points, {s: bool(snapshots.get(s)) for s in assigned})
+            self._refuse_lost_state(commit_points, recovered, snapshots, explicit)
             for split_id in assigned:
-                sp = self._open_split(split_id, now, commit_points.pop(split_id), recovered[split_id])
+                sp = self._open_split(
+                    split_id, now, commit_points.pop(split_id), recovered[split_id], explicit.get(split_id)
+                )
                 self._splits[split_id] = sp
                 self._stores[split_id] = sp.store
                 if sp.position is not None:
@@ -231,8 +247,64 @@ class LocalRunner:
             )
         return FileCommitPoint(split_dir(self.job.name, split_id))
 
+    def _committed_snapshots(self, splits: list[str]) -> dict[str, list[SnapshotInfo]]:
+        """Per split, the snapshots in checkpoint storage that a commit completed."""
+        storage = self._storage
+        if storage is None:
+            return {}
+        return {s: [i for i in storage.list_snapshots(self.job.name, s) if i.committed] for s in splits}
+
+    def _explicit_snapshots(self, splits: list[str]) -> dict[str, tuple[Path, dict[str, Any]]]:
+        path = self._restore.from_checkpoint
+        if path is None:
+            return {}
+        if self._storage is None:
+            raise ConfigurationError("--from-checkpoint needs checkpointing (JobConfig(checkpoint=...))")
+        found = explicit_snapshots(path, self.job.name, splits)
+        if not found:
+            raise RestoreError(
+                f"--from-checkpoint {path} holds no snapshot of this worker's splits {splits}; point it "
+                f"at a snapshot, split or job directory of job {self.job.name!r}"
+            )
+        return found
+
+    def _refuse_lost_state(
+        self,
+        commit_points: dict[str, CommitPoint | None],
+        recovered: dict[str, CommittedCheckpoint | None],
+        snapshots: dict[str, list[SnapshotInfo]],
+        explicit: dict[str, tuple[Path, dict[str, Any]]],
+    ) -> None:
+        """No silent empty start: storage holds committed snapshots of a split whose commit point
+        knows no committed checkpoint (eventapp.checkpoint.restore). Refuse, or with --start-fresh
+        archive those snapshots."""
+        lost = {
+            s: infos
+            for s, infos in snapshots.items()
+            if infos and s not in explicit and (recovered[s] is None or not recovered[s].snapshot)  # type: ignore[union-attr]
+        }
+        if not lost:
+            return
+        storage = self._storage
+        assert storage is not None
+        if not self._restore.start_fresh:
+            where = "; ".join(f"{commit_points[s]!r}" for s in sorted(lost))
+            raise refusal(self.job.name, storage, lost, where)
+        for split_id in sorted(lost):
+            names = [i.name for i in storage.list_snapshots(self.job.name, split_id)]
+            archived = storage.archive(self.job.name, split_id, names)
+            self._log.warning(
+                "split.started_fresh",
+                split=split_id,
+                archived=names,
+                archive=archived,
+                hint="--start-fresh: the split starts from empty state; its snapshots were archived",
+            )
+
     @staticmethod
-    def _recover(commit_points: dict[str, CommitPoint | None]) -> dict[str, CommittedCheckpoint | None]:
+    def _recover(
+        commit_points: dict[str, CommitPoint | None], has_snapshots: dict[str, bool]
+    ) -> dict[str, CommittedCheckpoint | None]:
         """Recover every split's commit point (fence, read the committed checkpoint). Concurrently:
         each is a few broker round trips (``init_transactions`` can wait ~0.5 s for librdkafka's
         retry timer), and they are independent."""
@@ -240,12 +312,18 @@ class LocalRunner:
         todo = {s: cp for s, cp in commit_points.items() if cp is not None}
         if len(todo) <= 1:
             for split_id, cp in todo.items():
-                result[split_id] = cp.recover()
+                result[split_id] = cp.recover(has_committed_snapshots=has_snapshots[split_id])
             return result
         with ThreadPoolExecutor(
             max_workers=min(len(todo), 16), thread_name_prefix="eventapp-recover"
         ) as pool:
-            futures = {s: pool.submit(contextvars.copy_context().run, cp.recover) for s, cp in todo.items()}
+            futures = {
+                s: pool.submit(
+                    contextvars.copy_context().run,
+                    lambda cp=cp, s=s: cp.recover(has_committed_snapshots=has_snapshots[s]),
+                )
+                for s, cp in todo.items()
+            }
             wait(futures.values())
         for split_id, future in futures.items():
             error = future.exception()
@@ -255,12 +333,21 @@ class LocalRunner:
         return result
 
     def _open_split(
-        self, split_id: str, now: int, commit_point: CommitPoint | None, committed: CommittedCheckpoint | None
+        self,
+        split_id: str,
+        now: int,
+        commit_point: CommitPoint | None,
+        committed: CommittedCheckpoint | None,
+        explicit: tuple[Path, dict[str, Any]] | None,
     ) -> _Split:
         backend = self.config.state_backend
-        if committed is not None and committed.snapshot:
+        if explicit is not None or (committed is not None and committed.snapshot):
             assert self._storage is not None
-            path, meta = self._storage.open(self.job.name, split_id, committed.snapshot)
+            if explicit is not None:
+                path, meta = explicit
+            else:
+                assert committed is not None
+                path, meta = self._storage.open(self.job.name, split_id, committed.snapshot)
             if meta.get("backend") != backend.name:
                 raise RestoreError(
                     f"snapshot {path} of split {split_id!r} was written by the {meta.get('backend')!r} "
@@ -274,16 +361,36 @@ class LocalRunner:
                 )
             raw_store = backend.open(split_id, restore_from=path / "state")
             sp = _Split(split_id, raw_store, self._dead_letter)
-            sp.checkpoint_id = committed.checkpoint_id
-            sp.position = committed.position
             sp.watermark = SplitWatermark(int(meta["max_timestamp"]), now)
-            self._log.info(
-                "split.restored",
-                split=split_id,
-                checkpoint_id=committed.checkpoint_id,
-                snapshot=committed.snapshot,
-                position=committed.position,
-            )
+            if explicit is not None:
+                # A new lineage from the user's snapshot (never pruned by it); checkpoint ids stay
+                # monotonic for the commit point.
+                snapshot_id = int(meta["checkpoint_id"])
+                sp.checkpoint_id = max(snapshot_id, 0 if committed is None else committed.checkpoint_id)
+                sp.position = None if meta.get("position") is None else int(meta["position"])
+                self._log.warning(
+                    "split.restored_explicitly",
+                    split=split_id,
+                    snapshot=str(path),
+                    checkpoint_id=snapshot_id,
+                    position=sp.position,
+                    committed_checkpoint_id=None if committed is None else committed.checkpoint_id,
+                    committed_position=None if committed is None else committed.position,
+                )
+            else:
+                assert committed is not None
+                sp.checkpoint_id = committed.checkpoint_id
+                sp.position = committed.position
+                sp.lineage = str(meta.get("lineage", LEGACY_LINEAGE))
+                sp.lineages[committed.snapshot] = sp.lineage
+                self._log.info(
+                    "split.restored",
+                    split=split_id,
+                    checkpoint_id=committed.checkpoint_id,
+                    snapshot=committed.snapshot,
+                    position=committed.position,
+                    lineage=sp.lineage,
+                )
         else:
             sp = _Split(split_id, backend.open(split_id), self._dead_letter)
             sp.watermark = SplitWatermark(MIN_WATERMARK, now)
@@ -629,6 +736,7 @@ class LocalRunner:
                 "position": sp.position,
                 "max_timestamp": sp.watermark.max_timestamp,
                 "backend": self.config.state_backend.name,
+                "lineage": sp.lineage,
                 "operators": [op.uid for op in self._operators],
                 "created_ms": int(time.time() * 1000),
             },
@@ -636,6 +744,8 @@ class LocalRunner:
         fault_point("checkpoint.after_snapshot_complete")
         fault_point("checkpoint.before_commit")
         sp.commit_point.commit(CommittedCheckpoint(checkpoint_id, name, sp.position))
+        storage.mark_committed(self.job.name, sp.id, name)
+        sp.lineages[name] = sp.lineage
         fault_point("checkpoint.after_commit")
         sp.checkpoint_id = checkpoint_id
         self._log.debug(
@@ -646,9 +756,23 @@ class LocalRunner:
             position=sp.position,
         )
         for info in storage.list_snapshots(self.job.name, sp.id):
-            if info.checkpoint_id <= checkpoint_id - retained:
+            if info.checkpoint_id <= checkpoint_id - retained and self._lineage(sp, info.name) == sp.lineage:
                 storage.delete(self.job.name, sp.id, info.name)
+                sp.lineages.pop(info.name, None)
         fault_point("checkpoint.after_prune")
+
+    def _lineage(self, sp: _Split, name: str) -> str | None:
+        """The lineage of snapshot ``name`` (from its metadata, read once); ``None`` if unreadable,
+        which keeps it from being pruned."""
+        lineage = sp.lineages.get(name)
+        if lineage is None:
+            assert self._storage is not None
+            try:
+                _path, meta = self._storage.open(self.job.name, sp.id, name)
+            except RestoreError:
+                return None
+            lineage = sp.lineages[name] = str(meta.get("lineage", LEGACY_LINEAGE))
+        return lineage
 
     # --- the operator chain --------------------------------------------------------------------------
     def _compile_root(self) -> Emit:

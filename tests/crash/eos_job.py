@@ -102,7 +102,7 @@ def build_job() -> Job:
         KafkaSourceConfig(
             bootstrap_servers=bootstrap,
             topics=[env["CRASH_INPUT"]],
-            group_id=f"{job_name}-group",
+            group_id=env.get("CRASH_GROUP") or f"{job_name}-group",
             value_deserializer="json",
             bounded=True,
             checkpoint_topic=env["CRASH_CHECKPOINT_TOPIC"],

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,10 +60,11 @@ def produce_input(
     *,
     bad_json_every: int = 0,
     bad_type_every: int = 0,
+    first_id: int = 0,
 ) -> Oracle:
     """Keys ``k<i>`` live in partition ``i % partitions``; event time grows with the id, so it is
     monotonic per partition. Every ``bad_json_every``-th record is not JSON; every ``bad_type_every``-th
-    has a string timestamp."""
+    has a string timestamp. Ids start at ``first_id`` (to append more input to a topic)."""
     oracle = Oracle(partitions)
     producer = Producer(
         {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "acks": "all"}
@@ -74,7 +76,7 @@ def produce_input(
         assert err is None, err
         delivered[rid] = (msg.partition(), msg.offset())
 
-    for rid in range(records):
+    for rid in range(first_id, first_id + records):
         key_index = rid % keys
         key = f"k{key_index}"
         partition = key_index % partitions
@@ -151,7 +153,15 @@ class Worker:
     """One ``eventapp run`` worker process; its output goes to a log file per launch."""
 
     def __init__(
-        self, setup: CrashSetup, subtask: int, parallelism: int, launch: int, faults: str = "", **env: str
+        self,
+        setup: CrashSetup,
+        subtask: int,
+        parallelism: int,
+        launch: int,
+        faults: str = "",
+        *,
+        args: Sequence[str] = (),
+        **env: str,
     ) -> None:
         self.subtask = subtask
         self.log = setup.work_dir / f"worker-{subtask}-launch-{launch}.log"
@@ -174,6 +184,7 @@ class Worker:
                     "--subtask",
                     str(subtask),
                     "--json-logs",
+                    *args,
                 ],
                 env=setup.env(state_dir, **extra),
                 stdout=log,

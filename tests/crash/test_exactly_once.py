@@ -8,33 +8,15 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from eventapp.runtime.faults import FAULT_POINTS
 from tests.crash.harness import CrashSetup, Oracle, Worker, produce_input, verify_exactly_once
-from tests.support.broker import KafkaBroker, unique_topic_name
 
 pytestmark = [pytest.mark.kafka, pytest.mark.crash]
 
 CHECKPOINT_PHASES = [p for p in FAULT_POINTS if p.startswith("checkpoint.")]
-
-
-@pytest.fixture
-def setup(kafka_broker: KafkaBroker, topic_factory: Callable[..., str], tmp_path: Path) -> CrashSetup:
-    partitions = 4
-    return CrashSetup(
-        bootstrap=kafka_broker.bootstrap_servers,
-        job=unique_topic_name("crashjob"),
-        input=topic_factory("crash-in", partitions=partitions),
-        output=topic_factory("crash-out", partitions=partitions),
-        dlq=topic_factory("crash-dlq", partitions=1),
-        checkpoint_topic=topic_factory("crash-chk", partitions=1),
-        checkpoint_dir=tmp_path / "checkpoints",
-        work_dir=tmp_path,
-        partitions=partitions,
-    )
 
 
 def run_until_done(
@@ -160,8 +142,8 @@ def test_zombie_is_fenced_and_nothing_is_duplicated(setup: CrashSetup) -> None:
     assert successor.proc.wait(timeout=180) == 0, successor.tail()
     rc = zombie.proc.wait(timeout=120)
     text = zombie.log.read_text(errors="replace")
-    assert rc == 1, f"the fenced instance must stop with an error (rc={rc}):\n{zombie.tail()}"
-    assert "fenced" in text.lower(), zombie.tail()
+    assert rc == 3, f"the older instance must step back as superseded (rc={rc}):\n{zombie.tail()}"
+    assert "superseded by a newer one" in text and "kafka.split.superseded" in text, zombie.tail()
     verify_exactly_once(setup, oracle, [f"{setup.input}-{p}" for p in range(setup.partitions)])
 
 

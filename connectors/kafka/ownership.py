@@ -1,0 +1,201 @@
+"""Which instance owns a split: ownership claims, so a split always ends with one live owner.
+
+Kafka's fencing (``init_transactions`` with the split's transactional id) makes the *last* instance to
+fence the owner. That is not always the instance that should own the split: a worker paused during
+its restore (a long GC, a frozen VM, SIGSTOP) that resumes after its successor started would fence
+the successor, and the successor, restarting, would fence it back. Claims order the instances.
+
+Before it fences, an instance's commit point writes a **claim** for its split to the checkpoint topic
+(key ``<group>/<split>/owner``, not transactional) and remembers the claim's offset. Offsets order
+claims: the instance with the newest claim is the one that should own the split.
+
+* Just before ``init_transactions``, an instance reads the claims written after its own. If there is
+  one, a newer instance has started for the split: it does not fence, it raises
+  :class:`~eventapp.errors.SupersededError` and the worker exits saying so (exit code 3).
+* An instance fenced while restoring or running does the same check: superseded if a newer claim
+  exists; otherwise it was fenced by an *older* instance (one that checked just before the newer
+  claim was written), and it recovers again with a fresh claim (the worker retries with backoff a
+  bounded number of times). The older instance then finds the fresh claim and steps back.
+
+Reads are bounded by recent history: from the instance's own claim (or :data:`CLAIM_WINDOW` offsets
+below the end, whichever is later) to the end of the checkpoint topic. Claims need the plaintext
+reader of :mod:`eventapp.connectors.kafka.txnlog`; with TLS/SASL they are skipped (then fencing alone
+decides, as before).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+import structlog
+from confluent_kafka import KafkaError, Message, Producer
+
+from eventapp.connectors.kafka.config import KafkaCommitConfig
+from eventapp.errors import CheckpointError
+
+__all__ = ["CLAIM_WINDOW", "OwnershipClaim", "SplitOwnership", "instance_id"]
+
+log = structlog.get_logger(__name__)
+
+#: Most offsets below the end of the checkpoint topic that a claim check reads.
+CLAIM_WINDOW: Final = 65_536
+_CLAIM_PARTITION: Final = 0
+
+_INSTANCE = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def instance_id() -> str:
+    """``host:pid:random`` of this process (names the owner in claims and messages)."""
+    return _INSTANCE
+
+
+@dataclass(frozen=True, slots=True)
+class OwnershipClaim:
+    """One claim record: which instance claimed a split, and when (wall clock, for humans)."""
+
+    group_id: str
+    split: str
+    instance: str
+    claimed_at_ms: int
+    offset: int = -1
+
+    @staticmethod
+    def key_of(group_id: str, split: str) -> bytes:
+        return f"{group_id}/{split}/owner".encode()
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": 1,
+                "group": self.group_id,
+                "split": self.split,
+                "instance": self.instance,
+                "claimed_at_ms": self.claimed_at_ms,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes | None, offset: int) -> OwnershipClaim:
+        try:
+            raw: Any = orjson.loads(data or b"")
+            return cls(
+                str(raw["group"]), str(raw["split"]), str(raw["instance"]), int(raw["claimed_at_ms"]), offset
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(
+                f"ownership claim at checkpoint-topic offset {offset} is unreadable: {exc}"
+            ) from exc
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.claimed_at_ms / 1000))
+        return f"instance {self.instance} (claimed at {when}, checkpoint-topic offset {self.offset})"
+
+
+#: This process's latest claim offset per (bootstrap, group, split): a worker that recovers a split
+#: again (after being fenced) first checks for claims newer than its previous one.
+_last_claims: dict[tuple[str, str, str], int] = {}
+_producers: dict[str, Producer] = {}
+_producers_lock = threading.Lock()
+
+
+def _claim_producer(config: KafkaCommitConfig) -> Producer:
+    """One idempotent producer per process and bootstrap servers, for claims."""
+    with _producers_lock:
+        producer = _producers.get(config.bootstrap_servers)
+        if producer is None:
+            producer = Producer(config.producer_settings(None))
+            _producers[config.bootstrap_servers] = producer
+        return producer
+
+
+class SplitOwnership:
+    """The claims of one split by this instance (module docstring)."""
+
+    def __init__(self, config: KafkaCommitConfig, split: str) -> None:
+        self._config = config
+        self.split = split
+        self._key = OwnershipClaim.key_of(config.group_id, split)
+        self._registry_key = (config.bootstrap_servers, config.group_id, split)
+        #: Offset of this process's latest claim of the split (``None`` before its first :meth:`claim`).
+        with _producers_lock:
+            self.claim_offset: int | None = _last_claims.get(self._registry_key)
+
+    def claim(self) -> int:
+        """Write a fresh claim for the split; returns its offset."""
+        claim = OwnershipClaim(self._config.group_id, self.split, instance_id(), int(time.time() * 1000))
+        producer = _claim_producer(self._config)
+        result: list[tuple[KafkaError | None, int | None]] = []
+
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            result.append((error, None if error is not None else message.offset()))
+
+        producer.produce(
+            self._config.checkpoint_topic,
+            claim.to_bytes(),
+            key=self._key,
+            partition=_CLAIM_PARTITION,
+            on_delivery=delivered,
+        )
+        timeout = self._config.operation_timeout_s
+        if producer.flush(timeout) or not result:
+            raise CheckpointError(
+                f"split {self.split!r}: the ownership claim was not acknowledged within {timeout}s by "
+                f"{self._config.bootstrap_servers}"
+            )
+        error, offset = result[0]
+        if error is not None or offset is None or offset < 0:
+            raise CheckpointError(f"split {self.split!r}: writing the ownership claim failed: {error}")
+        self.claim_offset = offset
+        with _producers_lock:
+            _last_claims[self._registry_key] = offset
+        log.info("kafka.split.claimed", split=self.split, instance=instance_id(), claim_offset=offset)
+        return offset
+
+    def newer_claim(self) -> OwnershipClaim | None:
+        """The newest claim of the split written after this instance's latest one, if any."""
+        from eventapp.connectors.kafka.txnlog import (
+            AuditError,
+            KafkaProtocolError,
+            audit_topic,
+            high_watermark,
+        )
+
+        if self.claim_offset is None:
+            return None
+        topic = self._config.checkpoint_topic
+        timeout = self._config.operation_timeout_s
+        try:
+            end = high_watermark(
+                self._config.bootstrap_servers,
+                topic,
+                _CLAIM_PARTITION,
+                timeout=timeout,
+                client_id="eventapp-claims",
+            )
+            start = max(self.claim_offset + 1, end - CLAIM_WINDOW)
+            audit = audit_topic(
+                self._config.bootstrap_servers,
+                topic,
+                partitions=[_CLAIM_PARTITION],
+                verify_crc=True,
+                timeout=timeout,
+                start_offsets={_CLAIM_PARTITION: start},
+                client_id="eventapp-claims",
+                keys=frozenset({self._key}),
+            )
+        except (AuditError, KafkaProtocolError, OSError) as exc:
+            raise CheckpointError(
+                f"split {self.split!r}: cannot read ownership claims from {topic!r}: {exc}"
+            ) from exc
+        records = [r for r in audit.partitions[_CLAIM_PARTITION].committed if r.offset > self.claim_offset]
+        if not records:
+            return None
+        newest = records[-1]
+        return OwnershipClaim.from_bytes(newest.value, newest.offset)
