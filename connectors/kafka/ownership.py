@@ -106,11 +106,15 @@ _producers_lock = threading.Lock()
 
 
 def _claim_producer(config: KafkaCommitConfig) -> Producer:
-    """One idempotent producer per process and bootstrap servers, for claims."""
+    """One producer per process and bootstrap servers, for claims. Not idempotent: a claim is one
+    record, a duplicate of it is harmless (claims of this instance are skipped when reading), and an
+    idempotent producer's InitProducerId would add ~0.5 s (librdkafka's retry timer) to each restart."""
     with _producers_lock:
         producer = _producers.get(config.bootstrap_servers)
         if producer is None:
-            producer = Producer(config.producer_settings(None))
+            settings = config.producer_settings(None)
+            settings["enable.idempotence"] = False
+            producer = Producer(settings)
             _producers[config.bootstrap_servers] = producer
         return producer
 
@@ -194,8 +198,10 @@ class SplitOwnership:
             raise CheckpointError(
                 f"split {self.split!r}: cannot read ownership claims from {topic!r}: {exc}"
             ) from exc
-        records = [r for r in audit.partitions[_CLAIM_PARTITION].committed if r.offset > self.claim_offset]
-        if not records:
-            return None
-        newest = records[-1]
-        return OwnershipClaim.from_bytes(newest.value, newest.offset)
+        claims = [
+            OwnershipClaim.from_bytes(r.value, r.offset)
+            for r in audit.partitions[_CLAIM_PARTITION].committed
+            if r.offset > self.claim_offset
+        ]
+        newer = [c for c in claims if c.instance != instance_id()]
+        return newer[-1] if newer else None

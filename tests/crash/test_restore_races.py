@@ -166,3 +166,39 @@ def test_lost_kafka_checkpoints_refuse_to_start_and_delete_nothing(setup: CrashS
     assert {n for (k, i, _), n in seen.items() if i in first_ids} == {2}
     assert {n for (k, i, _), n in seen.items() if i not in first_ids} == {1}
     assert _newest_state(setup, splits_of(setup)) == dict(combined.per_key())
+
+
+def test_restart_after_the_checkpoint_topic_grew_past_50k_markers(setup: CrashSetup) -> None:
+    """A long history in the checkpoint topic: 50k markers written after this job's last checkpoint
+    (other jobs sharing the topic while it was down). The restart finds its markers below them and
+    continues exactly once."""
+    from confluent_kafka import Producer
+
+    from eventapp.connectors.kafka.metadata import CheckpointMarker
+    from eventapp.connectors.kafka.txnlog import high_watermark
+
+    oracle = produce_input(setup.bootstrap, setup.input, setup.partitions, records=2_000, keys=40)
+    first = Worker(setup, 0, 1, launch=1)
+    assert first.proc.wait(timeout=180) == 0, first.tail()
+
+    history = Producer(
+        {"bootstrap.servers": setup.bootstrap, "transactional.id": f"{setup.job}-history", "linger.ms": 5}
+    )
+    history.init_transactions(30)
+    for batch in range(50):
+        history.begin_transaction()
+        for i in range(1_000):
+            n = batch * 1_000 + i
+            marker = CheckpointMarker("another-job", f"orders-{n % 8}", n, f"chk-{n:09d}-x", n)
+            history.produce(setup.checkpoint_topic, marker.to_bytes(), key=marker.key, partition=0)
+        history.commit_transaction(30)
+    assert high_watermark(setup.bootstrap, setup.checkpoint_topic, 0) >= 50_000
+
+    more = produce_input(
+        setup.bootstrap, setup.input, setup.partitions, records=1_000, keys=40, first_id=2_000
+    )
+    second = Worker(setup, 0, 1, launch=2)
+    assert second.proc.wait(timeout=300) == 0, second.tail()
+    log = second.log.read_text(errors="replace")
+    assert "kafka.checkpoint_marker.scan_widened" in log and log.count('"split.restored"') == setup.partitions
+    verify_exactly_once(setup, Oracle(setup.partitions, valid=oracle.valid + more.valid), splits_of(setup))

@@ -244,7 +244,9 @@ def test_crash_before_commit_transaction_recovers_the_previous_checkpoint(
         recovered.close()
     markers = audit_topic(kafka_broker.bootstrap_servers, checkpoint_topic)
     # Besides markers, the topic holds the ownership claims of each recovery (key ".../owner").
-    assert [orjson.loads(r.value or b"")["checkpoint_id"] for r in markers.committed if r.key == marker.key] == [1]
+    assert [
+        orjson.loads(r.value or b"")["checkpoint_id"] for r in markers.committed if r.key == marker.key
+    ] == [1]
     assert sum(r.key == marker.key + b"/owner" for r in markers.committed) == 2
     assert markers.aborted_count == 1, markers.summary()
     del crashed  # never closed: it "crashed"
@@ -414,3 +416,91 @@ def test_a_marker_left_in_an_open_transaction_is_waited_for_then_refused_or_igno
         stray.abort_transaction(10)
     # Once aborted, nothing is pending: checkpoint 1 again, without fencing (it would refuse otherwise).
     assert scan_committed_markers(config, pointers)[split][1].checkpoint_id == 1
+
+
+def test_without_broker_quirks_recovery_reads_the_marker_the_pointer_names(
+    kafka_broker: KafkaBroker, topic_factory: Any, group_id: str, checkpoint_topic: str
+) -> None:
+    """Apache Kafka's behaviour (the default, BrokerQuirks.none()): the committed pointer is exact, so
+    recovery reads the one marker it names and never scans the checkpoint topic."""
+    from structlog.testing import capture_logs
+
+    from eventapp.connectors.kafka.quirks import BrokerQuirks
+
+    split = f"{topic_factory(prefix='in')}-0"
+    config = commit_config(kafka_broker, group_id, checkpoint_topic, broker_quirks=BrokerQuirks.none())
+    owner = KafkaTransactionalCommitPoint(config, split)
+    try:
+        owner.recover()
+        owner.commit(CommittedCheckpoint(1, "chk-000000001-a", 4))
+        owner.commit(CommittedCheckpoint(2, "chk-000000002-a", 9))
+    finally:
+        owner.close()
+    with capture_logs() as logs:
+        again = KafkaTransactionalCommitPoint(config, split)
+        try:
+            assert again.recover() == CommittedCheckpoint(2, "chk-000000002-a", 9)
+        finally:
+            again.close()
+    events = [e["event"] for e in logs]
+    assert "kafka.commit_point.recovered" in events
+    assert not any(e.startswith("kafka.checkpoint_marker.scan") for e in events), events
+    assert again.recovered_state is not None and again.recovered_state.resolution == "marker"
+
+
+def test_the_tail_scan_widens_until_it_finds_an_old_marker(
+    kafka_broker: KafkaBroker, topic_factory: Any, group_id: str, checkpoint_topic: str
+) -> None:
+    """With stale-transactional-offsets the marker is found in the topic's tail; a split whose last
+    marker lies below the first window (other writers appended many markers since) is found by
+    widening the window, and a split that was never checkpointed costs no scan at all."""
+    from confluent_kafka import Producer
+    from structlog.testing import capture_logs
+
+    from eventapp.connectors.kafka.offsets import SCAN_FIRST_WINDOW
+    from eventapp.connectors.kafka.quirks import BrokerQuirks
+
+    split = f"{topic_factory(prefix='in')}-0"
+    config = commit_config(kafka_broker, group_id, checkpoint_topic, broker_quirks=BrokerQuirks.tansu())
+    owner = KafkaTransactionalCommitPoint(config, split)
+    try:
+        owner.recover()
+        owner.commit(CommittedCheckpoint(7, "chk-000000007-a", 70))
+    finally:
+        owner.close()
+    foreign = Producer({"bootstrap.servers": kafka_broker.bootstrap_servers, "linger.ms": 5})
+    for i in range(SCAN_FIRST_WINDOW + 500):
+        marker = CheckpointMarker("another-job", split, i, f"chk-{i:09d}-x", i)
+        foreign.produce(checkpoint_topic, marker.to_bytes(), key=marker.key, partition=0)
+        if i % 1000 == 0:
+            foreign.poll(0)
+    assert foreign.flush(30) == 0
+    with capture_logs() as logs:
+        again = KafkaTransactionalCommitPoint(config, split)
+        try:
+            assert again.recover() == CommittedCheckpoint(7, "chk-000000007-a", 70)
+        finally:
+            again.close()
+    assert "kafka.checkpoint_marker.scan_widened" in [e["event"] for e in logs]
+
+    never = f"{topic_factory(prefix='in')}-0"
+    with capture_logs() as logs:
+        fresh = KafkaTransactionalCommitPoint(config, never)
+        try:
+            assert fresh.recover(has_committed_snapshots=False) is None
+        finally:
+            fresh.close()
+    assert not any(e["event"].startswith("kafka.checkpoint_marker.scan") for e in logs)
+
+
+def test_broker_quirks_are_named_or_refused() -> None:
+    from eventapp.connectors.kafka.quirks import BrokerQuirks
+    from eventapp.errors import ConfigurationError
+
+    assert BrokerQuirks.parse("") == BrokerQuirks.none() == BrokerQuirks()
+    assert BrokerQuirks.parse("tansu").stale_transactional_offsets
+    assert BrokerQuirks.parse(" stale-transactional-offsets ").names == ("stale-transactional-offsets",)
+    with pytest.raises(
+        ConfigurationError, match=r"unknown broker quirk 'redpanda'.*Leave it empty for Apache Kafka"
+    ):
+        BrokerQuirks.parse("redpanda")
