@@ -176,3 +176,25 @@ def test_checkpoint_storage_ignores_unfinished_snapshots(storage: CheckpointStor
         storage.open("job", "orders-0", "chk-000000001-aa")
     write_snapshot(storage, "orders-0", "chk-000000001-aa", b"z")  # a retry of the same name works
     assert [s.name for s in storage.list_snapshots("job", "orders-0")] == ["chk-000000001-aa"]
+
+
+def test_checkpoint_storage_marks_commits_and_archives_without_deleting(storage: CheckpointStorage) -> None:
+    for name in ["chk-000000001-aa", "chk-000000002-aa", "chk-000000003-aa"]:
+        write_snapshot(storage, "orders-0", name, name.encode())
+    storage.mark_committed("job", "orders-0", "chk-000000002-aa")
+    assert [(s.name, s.committed) for s in storage.list_snapshots("job", "orders-0")] == [
+        ("chk-000000001-aa", False),
+        ("chk-000000002-aa", True),
+        ("chk-000000003-aa", False),
+    ]
+    storage.delete("job", "orders-0", "chk-000000002-aa")
+    write_snapshot(storage, "orders-0", "chk-000000002-aa", b"again")  # a new snapshot is not committed
+    assert not any(s.committed for s in storage.list_snapshots("job", "orders-0"))
+    storage.mark_committed("job", "orders-0", "chk-000000003-aa")
+    where = storage.archive("job", "orders-0", ["chk-000000001-aa", "chk-000000003-aa"])
+    assert [s.name for s in storage.list_snapshots("job", "orders-0")] == ["chk-000000002-aa"]
+    assert storage.splits("job") == ["orders-0"], "an archive is not a split"
+    assert "orders-0" in where
+    second = storage.archive("job", "orders-0", ["chk-000000002-aa"])
+    assert second != where, "a second archive never overwrites the first"
+    assert storage.list_snapshots("job", "orders-0") == []
