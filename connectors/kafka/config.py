@@ -23,8 +23,8 @@ from eventapp.connectors.kafka.formats import (
     resolve_deserializer,
     resolve_serializer,
 )
-from eventapp.errors import ConfigurationError
 from eventapp.connectors.kafka.quirks import BrokerQuirks
+from eventapp.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_CHECKPOINT_TOPIC",
@@ -34,8 +34,8 @@ __all__ = [
     "KafkaSourceConfig",
     "OffsetReset",
     "StartPosition",
-    "parse_split",
     "default_checkpoint_topic",
+    "parse_split",
     "split_id",
     "validate_transaction_timeout",
 ]
@@ -57,7 +57,6 @@ _MAX_INT32: Final = 2**31 - 1
 # -- splits ---------------------------------------------------------------------------------------
 
 
-def split_id(topic: str, partition: int) -> str:
 def default_checkpoint_topic(group_id: str) -> str:
     """``eventapp-checkpoints.<group>``, with characters a topic name cannot hold replaced by ``_``."""
     safe = re.sub(r"[^a-zA-Z0-9._-]", "_", group_id)
@@ -72,6 +71,7 @@ def _check_quirks(value: object, owner: str) -> None:
         )
 
 
+def split_id(topic: str, partition: int) -> str:
     """The split id of a Kafka partition: ``"<topic>-<partition>"``."""
     return f"{topic}-{partition}"
 
@@ -345,8 +345,7 @@ class KafkaSourceConfig:
         across restarts and unique per job (it is how a restarted job fences its predecessor).
     :param checkpoint_topic: topic for checkpoint markers (created with 1 partition if missing and
         ``create_checkpoint_topic``); empty (the default) means ``eventapp-checkpoints.<group_id>``, one
-        per job; see
-        :mod:`eventapp.connectors.kafka.commit`.
+        per job; see :mod:`eventapp.connectors.kafka.commit`.
     :param broker_quirks: workarounds for a broker that is not Apache Kafka
         (:mod:`eventapp.connectors.kafka.quirks`); default: from ``EVENTAPP_KAFKA_BROKER_QUIRKS``, none
         when it is unset.
@@ -374,9 +373,9 @@ class KafkaSourceConfig:
     transaction_timeout_ms: int = 60_000
     producer_config: Mapping[str, Any] = field(default_factory=dict)
     operation_timeout_s: float = 30.0
+    broker_quirks: BrokerQuirks = field(default_factory=BrokerQuirks.from_environment)
     value_decoder: Decoder = field(init=False, repr=False, compare=False)
     key_decoder: Decoder | None = field(init=False, repr=False, compare=False)
-    broker_quirks: BrokerQuirks = field(default_factory=BrokerQuirks.from_environment)
 
     def __post_init__(self) -> None:
         owner = "KafkaSourceConfig"
@@ -429,17 +428,17 @@ class KafkaSourceConfig:
                 f"{owner}.transactional_id_prefix must be a non-empty string or None (None: the job "
                 f"name), got {self.transactional_id_prefix!r}"
             )
-        _check_topic_name(self.checkpoint_topic, f"{owner}.checkpoint_topic")
-        if self.checkpoint_topic in checked:
         if not self.checkpoint_topic:
             object.__setattr__(self, "checkpoint_topic", default_checkpoint_topic(self.group_id))
+        _check_topic_name(self.checkpoint_topic, f"{owner}.checkpoint_topic")
+        if self.checkpoint_topic in checked:
             raise ConfigurationError(
                 f"{owner}.checkpoint_topic {self.checkpoint_topic!r} is also an input topic; pick another "
                 f"name (default {default_checkpoint_topic(self.group_id)!r})"
             )
+        _check_quirks(self.broker_quirks, owner)
         _check_transaction_timeout_range(self.transaction_timeout_ms, owner)
         object.__setattr__(
-        _check_quirks(self.broker_quirks, owner)
             self, "producer_config", _frozen_settings(self.producer_config, f"{owner}.producer_config")
         )
         _check_timeout(self.operation_timeout_s, owner)
@@ -568,9 +567,9 @@ class KafkaCommitConfig:
     consumer_config: Mapping[str, Any] = field(default_factory=dict)
     operation_timeout_s: float = 30.0
     job: str | None = None
+    broker_quirks: BrokerQuirks = field(default_factory=BrokerQuirks.from_environment)
 
     def __post_init__(self) -> None:
-    broker_quirks: BrokerQuirks = field(default_factory=BrokerQuirks.from_environment)
         owner = "KafkaCommitConfig"
         object.__setattr__(self, "bootstrap_servers", _check_bootstrap(self.bootstrap_servers, owner))
         _check_group_id(self.group_id, owner)
@@ -579,12 +578,12 @@ class KafkaCommitConfig:
                 f"{owner}.transactional_id_prefix must be a non-empty string, got "
                 f"{self.transactional_id_prefix!r}"
             )
-        _check_topic_name(self.checkpoint_topic, f"{owner}.checkpoint_topic")
-        _check_transaction_timeout_range(self.transaction_timeout_ms, owner)
         if not self.checkpoint_topic:
             object.__setattr__(self, "checkpoint_topic", default_checkpoint_topic(self.group_id))
-        _check_timeout(self.operation_timeout_s, owner)
+        _check_topic_name(self.checkpoint_topic, f"{owner}.checkpoint_topic")
         _check_quirks(self.broker_quirks, owner)
+        _check_transaction_timeout_range(self.transaction_timeout_ms, owner)
+        _check_timeout(self.operation_timeout_s, owner)
         object.__setattr__(
             self, "producer_config", _frozen_settings(self.producer_config, f"{owner}.producer_config")
         )
@@ -610,9 +609,9 @@ class KafkaCommitConfig:
             consumer_config=consumer_config,
             operation_timeout_s=source.operation_timeout_s,
             job=job,
+            broker_quirks=source.broker_quirks,
         )
 
-            broker_quirks=source.broker_quirks,
     @property
     def pointer_group_id(self) -> str:
         """Group whose committed offset for a partition points at its latest checkpoint marker."""
