@@ -36,5 +36,16 @@ def build_daemon_job() -> Job:
         JobConfig(checkpoint=CheckpointConfig(storage=os.environ["CLI_JOB_CHECKPOINTS"], interval_ms=60_000)),
     )
     source = CollectionSource([(w, 1) for w in ["a", "b", "a"]], bounded=False)
-    job.from_source(source).key_by(lambda kv: kv[0]).process(RunningSum(), uid="sum").sink_to(SINK)
+    summed = job.from_source(source).key_by(lambda kv: kv[0]).process(RunningSum(), uid="sum")
+    summed.map(note_emitted).sink_to(SINK)
     return job
+
+
+def note_emitted(kv: tuple[str, int]) -> tuple[str, int]:
+    """Append each output as a line to ``$CLI_JOB_CHECKPOINTS/emitted.txt``: the SIGTERM test waits
+    for the third. (A file, not a log line: SIGTERM would land while the worker writes its log.)"""
+    import os
+
+    with open(os.path.join(os.environ["CLI_JOB_CHECKPOINTS"], "emitted.txt"), "a") as emitted:
+        emitted.write(f"{kv[0]} {kv[1]}\n")
+    return kv

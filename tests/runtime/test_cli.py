@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -156,13 +157,22 @@ def test_sigterm_stops_a_daemon_with_a_final_checkpoint(tmp_path: Path) -> None:
         cwd=ROOT,
     )
     assert proc.stdout is not None
-    for line in proc.stdout:
-        if b'"job.started"' in line:
-            break
-    time.sleep(0.3)  # the three records are processed; no periodic checkpoint yet (interval 60 s)
-    proc.send_signal(signal.SIGTERM)
-    rest = proc.stdout.read().decode()
-    assert proc.wait(timeout=30) == 0, rest
+    watchdog = threading.Timer(90, proc.kill)  # a hung worker fails the test instead of blocking it
+    watchdog.start()
+    try:
+        for line in proc.stdout:
+            if b'"job.started"' in line:
+                break
+        emitted = tmp_path / "emitted.txt"  # the job appends a line per output
+        deadline = time.monotonic() + 60
+        while not emitted.exists() or emitted.read_text().count("\n") < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the three records were not processed"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)  # no periodic checkpoint yet (interval 60 s)
+        rest = proc.stdout.read().decode()
+        assert proc.wait(timeout=30) == 0, rest
+    finally:
+        watchdog.cancel()
     assert "job.stop_requested" in rest and "checkpoint.completed" in rest
     lines = [json.loads(line) for line in rest.splitlines() if line.startswith("{")]
     assert all(line.get("subtask") == 0 and line.get("parallelism") == 1 for line in lines), lines[:2]
