@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from eventapp.connectors.kafka.clientlog import with_client_logging
 from eventapp.connectors.kafka.formats import (
     Decoder,
     DeserializerSpec,
@@ -169,7 +170,7 @@ class _Required:
 def admin_settings(bootstrap_servers: str, consumer_config: Mapping[str, Any]) -> dict[str, Any]:
     """Settings for an ``AdminClient`` next to a consumer: the bootstrap servers and the connection
     settings (security, client id, sockets) of the user's consumer config."""
-    return {
+    settings = {
         "bootstrap.servers": bootstrap_servers,
         **{
             k: v
@@ -178,6 +179,7 @@ def admin_settings(bootstrap_servers: str, consumer_config: Mapping[str, Any]) -
             or k == "broker.address.family"
         },
     }
+    return with_client_logging(settings, "admin", polled=False)
 
 
 def _merge_settings(
@@ -464,7 +466,7 @@ class KafkaSourceConfig:
         if self.start_position.kind == "latest":
             reset = OffsetReset.LATEST
         settings["auto.offset.reset"] = reset.value
-        return settings
+        return with_client_logging(settings, f"source-consumer:{self.group_id}", polled=True)
 
 
 def _check_timeout(value: object, owner: str) -> None:
@@ -635,7 +637,9 @@ class KafkaCommitConfig:
         if transactional_id is not None:
             settings["transactional.id"] = transactional_id
             settings["transaction.timeout.ms"] = self.transaction_timeout_ms
-        return settings
+        return with_client_logging(
+            settings, f"commit-producer:{transactional_id or self.group_id}", polled=True
+        )
 
     def consumer_settings(self, group_id: str, *, read_committed: bool = True) -> dict[str, Any]:
         """Settings of the short-lived consumers that read committed offsets and markers.
@@ -657,7 +661,7 @@ class KafkaCommitConfig:
                 "isolation.level": "read_committed" if read_committed else "read_uncommitted",
             }
         )
-        return settings
+        return with_client_logging(settings, f"commit-consumer:{group_id}", polled=False)
 
 
 # -- sink -----------------------------------------------------------------------------------------
@@ -784,4 +788,4 @@ class KafkaSinkConfig:
             "KafkaSinkConfig.producer_config", _SINK_DEFAULTS, self.producer_config, required, _SINK_FORBIDDEN
         )
         settings["bootstrap.servers"] = self.bootstrap_servers
-        return settings
+        return with_client_logging(settings, f"sink-producer:{self.display_name}", polled=True)

@@ -13,6 +13,7 @@ policy decides.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -33,6 +34,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from eventapp.checkpoint.commit import CommitPoint
+from eventapp.connectors.kafka.clientlog import mark_reachable
 from eventapp.connectors.kafka.commit import KafkaOffsetsCommitPoint, KafkaTransactionalCommitPoint
 from eventapp.connectors.kafka.config import (
     KafkaCommitConfig,
@@ -65,6 +67,12 @@ _FATAL_CONSUMER_ERRORS: Final[frozenset[int]] = frozenset(
         KafkaError.TOPIC_AUTHORIZATION_FAILED,
         KafkaError.GROUP_AUTHORIZATION_FAILED,
     }
+)
+
+
+#: ``list_topics`` errors retried until ``operation_timeout_s`` (no broker answered in time).
+_RETRIED_METADATA_ERRORS: Final[frozenset[int]] = frozenset(
+    {KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE}
 )
 
 
@@ -103,16 +111,29 @@ class KafkaSource(Generic[T]):
     def splits(self) -> list[str]:
         """``"<topic>-<partition>"`` for every partition of every configured topic (from metadata)."""
         config = self._config
-        admin = AdminClient(admin_settings(config.bootstrap_servers, config.consumer_config))
-        try:
-            # Metadata of all topics: naming a topic in the request makes some brokers (Tansu, Kafka with
-            # auto.create.topics.enable) create it, and a typo must not create a topic.
-            metadata = admin.list_topics(timeout=config.operation_timeout_s)
-        except KafkaException as exc:
-            raise SourceError(
-                f"Kafka source {self.name!r}: cannot read topic metadata from {config.bootstrap_servers}: "
-                f"{describe_kafka_error(kafka_error_of(exc), exc)}"
-            ) from exc
+        settings = admin_settings(config.bootstrap_servers, config.consumer_config)
+        admin = AdminClient(settings)
+        deadline = time.monotonic() + config.operation_timeout_s
+        attempt_s = 0.5
+        while True:
+            try:
+                # Metadata of all topics: naming a topic in the request makes some brokers (Tansu, Kafka
+                # with auto.create.topics.enable) create it, and a typo must not create a topic.
+                metadata = admin.list_topics(timeout=max(0.001, min(attempt_s, deadline - time.monotonic())))
+                break
+            except KafkaException as exc:
+                # The client's log lines and errors (kafka.broker_unreachable) are delivered by poll()
+                # only: serve them between attempts of growing length until the operation timeout.
+                admin.poll(0)
+                error = kafka_error_of(exc)
+                retry = error is not None and error.code() in _RETRIED_METADATA_ERRORS
+                if not retry or time.monotonic() >= deadline:
+                    raise SourceError(
+                        f"Kafka source {self.name!r}: cannot read topic metadata from "
+                        f"{config.bootstrap_servers}: {describe_kafka_error(error, exc)}"
+                    ) from exc
+                attempt_s *= 2
+        mark_reachable(settings)
         result: list[str] = []
         for topic in config.topics:
             described = metadata.topics.get(topic)
