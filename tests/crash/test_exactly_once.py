@@ -207,17 +207,25 @@ def test_at_least_once_mode_loses_nothing_through_sigkills(setup: CrashSetup) ->
     oracle = produce_input(
         setup.bootstrap, setup.input, setup.partitions, records=20_000, keys=80, bad_json_every=997
     )
-    launch = 0
-    for _ in range(3):
+    offsets = input_offsets(oracle)
+    launch = kills = repeating_kills = 0
+    while kills < 3 or not repeating_kills:
+        assert launch < 8, f"none of {kills} kills left output past the committed checkpoint"
         launch += 1
         worker = Worker(setup, 0, 1, launch, CRASH_MODE="at_least_once", CRASH_SLOW_MS="0.1")
+        # Kill once the worker checkpointed twice and wrote output past its committed checkpoint.
         deadline = time.monotonic() + 60
-        while worker.log.read_text(errors="replace").count("checkpoint.completed") < 2:
+        while worker.log.read_text(errors="replace").count("checkpoint.completed") < 2 or not (
+            output_past_checkpoint(setup, offsets)
+        ):
             assert worker.poll() is None, worker.tail()
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        time.sleep(0.15)  # output produced after the last checkpoint, not yet committed
         worker.kill()
+        kills += 1
+        # A checkpoint may have committed that output before the kill: count the kills after which
+        # some output lies past the committed checkpoint (the next worker writes it again).
+        repeating_kills += output_past_checkpoint(setup, offsets)
     final = Worker(setup, 0, 1, launch + 1, CRASH_MODE="at_least_once")
     assert final.proc.wait(timeout=240) == 0, final.tail()
 
@@ -232,3 +240,40 @@ def test_at_least_once_mode_loses_nothing_through_sigkills(setup: CrashSetup) ->
     assert {k: s["count"] for k, s in state.items() if "count" in s} == dict(oracle.per_key())
     letters, _ = audit_json(setup.bootstrap, setup.dlq)
     assert {(int(d["split"].rsplit("-", 1)[1]), d["position"]) for d in letters} == set(oracle.malformed)
+
+
+def input_offsets(oracle: Oracle) -> dict[int, tuple[int, int]]:
+    """Valid input id -> (partition, offset) of its record. The input topic started empty, so a
+    partition's offsets count from 0; key ``k<i>`` is in partition ``i % partitions``."""
+    offsets: dict[int, tuple[int, int]] = {}
+    next_offset = [0] * oracle.partitions
+    for record in oracle.valid:  # in per-partition order
+        partition = int(record["k"][1:]) % oracle.partitions
+        while (partition, next_offset[partition]) in oracle.malformed:
+            next_offset[partition] += 1
+        offsets[record["id"]] = (partition, next_offset[partition])
+        next_offset[partition] += 1
+    return offsets
+
+
+def output_past_checkpoint(setup: CrashSetup, offsets: dict[int, tuple[int, int]]) -> bool:
+    """Whether the output topic holds a count output of an input record at or after its split's
+    committed position: the next worker starts there and writes that output again."""
+    from eventapp.connectors.kafka import KafkaCommitConfig, read_committed_checkpoints
+    from tests.crash.harness import audit_json
+
+    splits = [f"{setup.input}-{p}" for p in range(setup.partitions)]
+    committed = read_committed_checkpoints(
+        KafkaCommitConfig.for_source(setup.source_config(), setup.job), splits, wait_for_pending=False
+    )
+    position = {}
+    for p, split in enumerate(splits):
+        checkpoint = committed[split].checkpoint
+        position[p] = 0 if checkpoint is None else checkpoint.position
+    outputs, _ = audit_json(setup.bootstrap, setup.output)
+    for output in outputs:
+        if output["t"] == "count":
+            partition, offset = offsets[output["id"]]
+            if offset >= position[partition]:
+                return True
+    return False
