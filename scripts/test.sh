@@ -5,8 +5,22 @@
 #
 # Slow soak, chaos and scale/memory tests are marked `slow` and deselected; run them with:
 # scripts/test.sh -m slow
+#
+# --under-load (anywhere among the arguments) runs pytest beside one busy-looping process per core
+# (nproc), to check that the suite holds on a saturated machine; the busy loops end with the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+under_load=0
+args=()
+for arg in "$@"; do
+    if [ "$arg" = "--under-load" ]; then
+        under_load=1
+    else
+        args+=("$arg")
+    fi
+done
+set -- ${args[@]+"${args[@]}"}
 
 PYTHON="${PYTHON:-python3}"
 "$PYTHON" -c 'import sys; assert sys.version_info >= (3, 11), "eventapp needs Python >= 3.11"'
@@ -28,4 +42,30 @@ echo "== pytest"
 if [ "$#" -eq 0 ]; then
     set -- -m "not slow"
 fi
-exec .venv/bin/pytest "$@"
+if [ "$under_load" -eq 0 ]; then
+    exec .venv/bin/pytest "$@"
+fi
+
+# Each hog busy-loops and checks every ~100k iterations that this script still runs, so a hog
+# left behind (the script killed with SIGKILL) ends by itself.
+hogs=()
+stop_hogs() {
+    if [ "${#hogs[@]}" -gt 0 ]; then
+        kill "${hogs[@]}" 2>/dev/null || true
+    fi
+}
+trap stop_hogs EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+cores="$(nproc)"
+for _ in $(seq "$cores"); do
+    sh -c 'while kill -0 "$1" 2>/dev/null; do i=0; while [ "$i" -lt 100000 ]; do i=$((i + 1)); done; done' \
+        hog "$$" &
+    hogs+=("$!")
+done
+echo "== under load: $cores busy-looping processes (one per core) beside pytest"
+started="$(date +%s)"
+status=0
+.venv/bin/pytest "$@" || status=$?
+echo "== under load: pytest exit $status after $(($(date +%s) - started)) s; load average: $(cat /proc/loadavg)"
+exit "$status"
