@@ -171,6 +171,7 @@ class Worker:
             extra["EVENTAPP_FAULTS"] = faults
         self.faults = faults
         self.killed_by_us = False
+        self._started = False
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
                 [
@@ -194,6 +195,13 @@ class Worker:
 
     def poll(self) -> int | None:
         return self.proc.poll()
+
+    def started(self) -> bool:
+        """Whether the worker restored its splits and started processing (``job.started`` logged)."""
+        if not self._started:
+            with open(self.log, "rb") as log:
+                self._started = b'"job.started"' in log.read()
+        return self._started
 
     def kill(self) -> None:
         self.killed_by_us = True

@@ -79,7 +79,9 @@ def run_until_done(
         # plan for a checkpoint phase that has not been killed in yet.
         wanted = stats["random_kills"] < kills or (untried and not any(w.faults for w in workers.values()))
         if wanted and time.monotonic() >= next_kill:
-            alive = [i for i, w in workers.items() if i not in done and w.poll() is None]
+            # Only workers that restored and started processing: on a loaded machine a worker can
+            # take longer to start than the kill interval, and kills during start-up prove less.
+            alive = [i for i, w in workers.items() if i not in done and w.poll() is None and w.started()]
             if alive:
                 victim = rng.choice(alive)
                 workers[victim].kill()
