@@ -912,16 +912,9 @@ def _audit_partition(
                 f"audit of {topic}[{partition}] timed out at offset {offset} (read from {start_offset}); "
                 f"raise the timeout"
             )
-        try:
-            error, watermark, records = client.fetch(leader, topic, partition, offset, fetch_bytes, wait_ms)
-        except OSError as exc:  # includes ConnectionError and socket timeouts
-            client.drop(leader)
-            leader = _wait_for_leader(client, topic, partition, deadline, f"connection error {exc}")
-            continue
-        if error in _RETRIABLE:
-            client.drop(leader)
-            leader = _wait_for_leader(client, topic, partition, deadline, f"fetch error code {error}")
-            continue
+        leader, error, watermark, records = _fetch(
+            client, leader, topic, partition, offset, fetch_bytes, wait_ms, deadline
+        )
         if error == _OFFSET_OUT_OF_RANGE:
             raise AuditError(
                 f"{topic}[{partition}]: offset {offset} is out of range (retention deleted data, or the "
@@ -977,6 +970,32 @@ def _audit_partition(
 
     _finish(state, open_transactions)
     return state
+
+
+def _fetch(
+    client: _Client,
+    leader: int,
+    topic: str,
+    partition: int,
+    offset: int,
+    max_bytes: int,
+    max_wait_ms: int,
+    deadline: float,
+) -> tuple[int, int, int, memoryview | None]:
+    """One fetch from the partition's leader; connection errors and leader moves are retried (with
+    the new leader) until ``deadline``. Returns ``(leader, error_code, high_watermark, records)``."""
+    while True:
+        try:
+            error, watermark, records = client.fetch(leader, topic, partition, offset, max_bytes, max_wait_ms)
+        except OSError as exc:  # includes ConnectionError and socket timeouts
+            client.drop(leader)
+            leader = _wait_for_leader(client, topic, partition, deadline, f"connection error {exc}")
+            continue
+        if error in _RETRIABLE:
+            client.drop(leader)
+            leader = _wait_for_leader(client, topic, partition, deadline, f"fetch error code {error}")
+            continue
+        return leader, error, watermark, records
 
 
 def _wait_for_leader(client: _Client, topic: str, partition: int, deadline: float, why: str) -> int:
@@ -1081,19 +1100,9 @@ def high_watermark(
             raise AuditError(f"{topic}[{partition}] does not exist")
         if leader < 0:
             leader = _wait_for_leader(client, topic, partition, deadline, "no leader in metadata")
-        while True:
-            try:
-                error, watermark, _records = client.fetch(leader, topic, partition, 0, 1, 1)
-            except OSError as exc:
-                client.drop(leader)
-                leader = _wait_for_leader(client, topic, partition, deadline, f"connection error {exc}")
-                continue
-            if error in _RETRIABLE:
-                client.drop(leader)
-                leader = _wait_for_leader(client, topic, partition, deadline, f"fetch error code {error}")
-                continue
-            if error not in (_NONE, _OFFSET_OUT_OF_RANGE):
-                raise AuditError(f"fetch of {topic}[{partition}] failed with error code {error}")
-            return max(watermark, 0)
+        _leader, error, watermark, _records = _fetch(client, leader, topic, partition, 0, 1, 1, deadline)
+        if error not in (_NONE, _OFFSET_OUT_OF_RANGE):
+            raise AuditError(f"fetch of {topic}[{partition}] failed with error code {error}")
+        return max(watermark, 0)
     finally:
         client.close()

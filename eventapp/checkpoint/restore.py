@@ -22,13 +22,12 @@ pruning deletes only old snapshots of the split's own lineage, never those of an
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo
-from eventapp.errors import ConfigurationError, RestoreError, SnapshotCorruptError
+from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo, read_snapshot_meta
+from eventapp.errors import ConfigurationError, RestoreError
 
 __all__ = ["LEGACY_LINEAGE", "RestoreRequest", "explicit_snapshots", "refusal"]
 
@@ -58,16 +57,12 @@ class RestoreRequest:
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads((path / _META).read_bytes())
-    except (OSError, ValueError) as exc:
-        raise SnapshotCorruptError(
-            f"--from-checkpoint {path}: cannot read {path / _META} ({exc}); point it at a snapshot "
-            f"directory (chk-...), a split directory or a job directory of checkpoint storage"
-        ) from exc
-    if not isinstance(meta, dict) or meta.get("snapshot") != path.name:
-        raise SnapshotCorruptError(f"--from-checkpoint {path}: its {_META} does not name it ({meta!r})")
-    return meta
+    return read_snapshot_meta(
+        path,
+        f"--from-checkpoint {path}",
+        "Point it at a snapshot directory (chk-...), a split directory or a job directory of checkpoint "
+        "storage.",
+    )
 
 
 def _newest_in(split_dir: Path) -> Path | None:

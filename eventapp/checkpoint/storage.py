@@ -40,6 +40,7 @@ __all__ = [
     "CheckpointStorage",
     "LocalCheckpointStorage",
     "SnapshotInfo",
+    "read_snapshot_meta",
     "snapshot_name",
 ]
 
@@ -62,6 +63,20 @@ class SnapshotInfo:
     name: str
     checkpoint_id: int
     committed: bool = False
+
+
+def read_snapshot_meta(path: Path, what: str, fix: str) -> dict[str, Any]:
+    """The metadata (``split.json``) of the snapshot directory ``path``; it must name the directory.
+
+    Raises :class:`SnapshotCorruptError` starting with ``what`` and ending with ``fix``.
+    """
+    try:
+        meta = json.loads((path / _META).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise SnapshotCorruptError(f"{what} has an unreadable {_META} ({exc}). {fix}") from exc
+    if not isinstance(meta, dict) or meta.get("snapshot") != path.name:
+        raise SnapshotCorruptError(f"{what} has metadata that does not name it ({meta!r}). {fix}")
+    return meta
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -155,18 +170,11 @@ class LocalCheckpointStorage:
                 f"from a savepoint; starting from scratch requires resetting the split's committed "
                 f"position explicitly."
             )
-        try:
-            meta = json.loads((path / _META).read_bytes())
-        except (OSError, ValueError) as exc:
-            raise SnapshotCorruptError(
-                f"snapshot {path} of split {split!r} has an unreadable {_META} ({exc}). Refusing to "
-                f"start; restore the snapshot from a backup or restore the job from a savepoint."
-            ) from exc
-        if not isinstance(meta, dict) or meta.get("snapshot") != name:
-            raise SnapshotCorruptError(
-                f"snapshot {path} of split {split!r} has metadata that does not name it ({meta!r}); "
-                f"refusing to start. Restore the snapshot from a backup or use a savepoint."
-            )
+        meta = read_snapshot_meta(
+            path,
+            f"snapshot {path} of split {split!r}",
+            "Refusing to start; restore the snapshot from a backup or restore the job from a savepoint.",
+        )
         return path, meta
 
     def _iter(self, job: str, split: str) -> Iterator[SnapshotInfo]:
