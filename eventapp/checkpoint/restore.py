@@ -22,14 +22,23 @@ pruning deletes only old snapshots of the split's own lineage, never those of an
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eventapp.checkpoint.commit import CommittedCheckpoint
 from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo, read_snapshot_meta
 from eventapp.errors import ConfigurationError, RestoreError
 
-__all__ = ["LEGACY_LINEAGE", "RestoreRequest", "explicit_snapshots", "refusal"]
+__all__ = [
+    "LEGACY_LINEAGE",
+    "RestoreRequest",
+    "explicit_snapshots",
+    "lost_state",
+    "refusal",
+    "refuse_or_archive",
+]
 
 #: Lineage of snapshots written before lineages existed.
 LEGACY_LINEAGE = "legacy"
@@ -108,10 +117,52 @@ def explicit_snapshots(path: Path, job: str, splits: list[str]) -> dict[str, tup
     return found
 
 
+def lost_state(
+    snapshots: Mapping[str, list[SnapshotInfo]],
+    recovered: Mapping[str, CommittedCheckpoint | None],
+    explicit: Mapping[str, object],
+) -> dict[str, list[SnapshotInfo]]:
+    """Splits whose storage holds committed snapshots (``snapshots``: the committed ones per split)
+    while their commit point knows no committed checkpoint, and no explicit snapshot was given."""
+
+    def knows_no_checkpoint(split: str) -> bool:
+        committed = recovered.get(split)
+        return committed is None or not committed.snapshot
+
+    return {
+        s: infos for s, infos in snapshots.items() if infos and s not in explicit and knows_no_checkpoint(s)
+    }
+
+
+def refuse_or_archive(
+    job: str,
+    storage: CheckpointStorage,
+    lost: Mapping[str, list[SnapshotInfo]],
+    commit_points: Mapping[str, object],
+    request: RestoreRequest,
+    log: Any,
+) -> None:
+    """No silent empty start: raise :func:`refusal` for the ``lost`` splits, or, with
+    ``request.start_fresh``, archive their snapshots so they start from empty state."""
+    if not request.start_fresh:
+        where = "; ".join(f"{commit_points[s]!r}" for s in sorted(lost))
+        raise refusal(job, storage, lost, where)
+    for split in sorted(lost):
+        names = [i.name for i in storage.list_snapshots(job, split)]
+        archived = storage.archive(job, split, names)
+        log.warning(
+            "split.started_fresh",
+            split=split,
+            archived=names,
+            archive=archived,
+            hint="--start-fresh: the split starts from empty state; its snapshots were archived",
+        )
+
+
 def refusal(
     job: str,
     storage: CheckpointStorage,
-    lost: dict[str, list[SnapshotInfo]],
+    lost: Mapping[str, list[SnapshotInfo]],
     where: str,
 ) -> RestoreError:
     """The error for splits whose storage holds committed snapshots the commit point does not know."""

@@ -17,7 +17,13 @@ import structlog
 
 from eventapp.checkpoint.commit import CommitPoint, CommittedCheckpoint
 from eventapp.checkpoint.local_commit import FileCommitPoint
-from eventapp.checkpoint.restore import LEGACY_LINEAGE, RestoreRequest, explicit_snapshots, refusal
+from eventapp.checkpoint.restore import (
+    LEGACY_LINEAGE,
+    RestoreRequest,
+    explicit_snapshots,
+    lost_state,
+    refuse_or_archive,
+)
 from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo, snapshot_name
 from eventapp.config import CheckpointingMode
 from eventapp.deadletter import DeadLetter
@@ -192,7 +198,10 @@ class LocalRunner:
             for split_id in assigned:
                 commit_points[split_id] = self._commit_point(split_id)
             recovered = self._recover(commit_points, {s: bool(snapshots.get(s)) for s in assigned})
-            self._refuse_lost_state(commit_points, recovered, snapshots, explicit)
+            lost = lost_state(snapshots, recovered, explicit)
+            if lost:
+                assert self._storage is not None
+                refuse_or_archive(self.job.name, self._storage, lost, commit_points, self._restore, self._log)
             for split_id in assigned:
                 sp = self._open_split(
                     split_id, now, commit_points.pop(split_id), recovered[split_id], explicit.get(split_id)
@@ -267,39 +276,6 @@ class LocalRunner:
                 f"at a snapshot, split or job directory of job {self.job.name!r}"
             )
         return found
-
-    def _refuse_lost_state(
-        self,
-        commit_points: dict[str, CommitPoint | None],
-        recovered: dict[str, CommittedCheckpoint | None],
-        snapshots: dict[str, list[SnapshotInfo]],
-        explicit: dict[str, tuple[Path, dict[str, Any]]],
-    ) -> None:
-        """No silent empty start: storage holds committed snapshots of a split whose commit point
-        knows no committed checkpoint (eventapp.checkpoint.restore). Refuse, or with --start-fresh
-        archive those snapshots."""
-        lost = {
-            s: infos
-            for s, infos in snapshots.items()
-            if infos and s not in explicit and (recovered[s] is None or not recovered[s].snapshot)  # type: ignore[union-attr]
-        }
-        if not lost:
-            return
-        storage = self._storage
-        assert storage is not None
-        if not self._restore.start_fresh:
-            where = "; ".join(f"{commit_points[s]!r}" for s in sorted(lost))
-            raise refusal(self.job.name, storage, lost, where)
-        for split_id in sorted(lost):
-            names = [i.name for i in storage.list_snapshots(self.job.name, split_id)]
-            archived = storage.archive(self.job.name, split_id, names)
-            self._log.warning(
-                "split.started_fresh",
-                split=split_id,
-                archived=names,
-                archive=archived,
-                hint="--start-fresh: the split starts from empty state; its snapshots were archived",
-            )
 
     @staticmethod
     def _recover(
