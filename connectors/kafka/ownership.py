@@ -6,16 +6,20 @@ its restore (a long GC, a frozen VM, SIGSTOP) that resumes after its successor s
 the successor, and the successor, restarting, would fence it back. Claims order the instances.
 
 Before it fences, an instance's commit point writes a **claim** for its split to the checkpoint topic
-(key ``<group>/<split>/owner``, not transactional) and remembers the claim's offset. Offsets order
-claims: the instance with the newest claim is the one that should own the split.
+(key ``<group>/<split>/owner``, not transactional) naming the instance and when its process started,
+and remembers the claim's offset. Instances are ordered by ``(process start time, instance id)``:
+the newest instance is the one that should own the split. (Ordering instances, not single claims,
+keeps the order the same for every split: two workers started at once for the same splits, whose
+per-split claims interleave, cannot both step back.)
 
-* Just before ``init_transactions``, an instance reads the claims written after its own. If there is
-  one, a newer instance has started for the split: it does not fence, it raises
-  :class:`~eventapp.errors.SupersededError` and the worker exits saying so (exit code 3).
-* An instance fenced while restoring or running does the same check: superseded if a newer claim
-  exists; otherwise it was fenced by an *older* instance (one that checked just before the newer
-  claim was written), and it recovers again with a fresh claim (the worker retries with backoff a
-  bounded number of times). The older instance then finds the fresh claim and steps back.
+* Just before ``init_transactions``, an instance reads the claims written after its own. If one is
+  by a newer instance, it does not fence: it raises :class:`~eventapp.errors.SupersededError` and
+  the worker exits saying so (exit code 3).
+* An instance fenced while restoring or running does the same check: superseded if a newer
+  instance claimed the split since; otherwise it was fenced by an *older* instance (one that checked
+  before the newer claim was written), and it recovers again with a fresh claim (the worker retries
+  with backoff a bounded number of times). The older instance then finds the fresh claim and steps
+  back.
 
 Reads are bounded by recent history: from the instance's own claim (or :data:`CLAIM_WINDOW` offsets
 below the end, whichever is later) to the end of the checkpoint topic. Claims need the plaintext
@@ -49,6 +53,7 @@ CLAIM_WINDOW: Final = 65_536
 _CLAIM_PARTITION: Final = 0
 
 _INSTANCE = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+_STARTED_MS = int(time.time() * 1000)
 
 
 def instance_id() -> str:
@@ -64,7 +69,14 @@ class OwnershipClaim:
     split: str
     instance: str
     claimed_at_ms: int
+    #: When the claiming process started (wall clock): instances are ordered by it.
+    started_at_ms: int
     offset: int = -1
+
+    @property
+    def order(self) -> tuple[int, str]:
+        """Instances with a larger order are newer."""
+        return (self.started_at_ms, self.instance)
 
     @staticmethod
     def key_of(group_id: str, split: str) -> bytes:
@@ -78,6 +90,7 @@ class OwnershipClaim:
                 "split": self.split,
                 "instance": self.instance,
                 "claimed_at_ms": self.claimed_at_ms,
+                "started_at_ms": self.started_at_ms,
             }
         )
 
@@ -86,7 +99,12 @@ class OwnershipClaim:
         try:
             raw: Any = orjson.loads(data or b"")
             return cls(
-                str(raw["group"]), str(raw["split"]), str(raw["instance"]), int(raw["claimed_at_ms"]), offset
+                str(raw["group"]),
+                str(raw["split"]),
+                str(raw["instance"]),
+                int(raw["claimed_at_ms"]),
+                int(raw["started_at_ms"]),
+                offset,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(
@@ -94,13 +112,18 @@ class OwnershipClaim:
             ) from exc
 
     def describe(self) -> str:
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.claimed_at_ms / 1000))
-        return f"instance {self.instance} (claimed at {when}, checkpoint-topic offset {self.offset})"
+        def utc(ms: int) -> str:
+            return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+        return (
+            f"instance {self.instance} (started at {utc(self.started_at_ms)}, claimed the split at "
+            f"{utc(self.claimed_at_ms)}, checkpoint-topic offset {self.offset})"
+        )
 
 
 #: This process's latest claim offset per (bootstrap, group, split): a worker that recovers a split
 #: again (after being fenced) first checks for claims newer than its previous one.
-_last_claims: dict[tuple[str, str, str], int] = {}
+_last_claims: dict[tuple[str, str, str, str], int] = {}
 _producers: dict[str, Producer] = {}
 _producers_lock = threading.Lock()
 
@@ -122,18 +145,24 @@ def _claim_producer(config: KafkaCommitConfig) -> Producer:
 class SplitOwnership:
     """The claims of one split by this instance (module docstring)."""
 
-    def __init__(self, config: KafkaCommitConfig, split: str) -> None:
+    def __init__(
+        self, config: KafkaCommitConfig, split: str, instance: tuple[str, int] | None = None
+    ) -> None:
         self._config = config
         self.split = split
+        #: ``(instance id, process start ms)``; this process by default.
+        self.instance, self.started_at_ms = instance or (_INSTANCE, _STARTED_MS)
         self._key = OwnershipClaim.key_of(config.group_id, split)
-        self._registry_key = (config.bootstrap_servers, config.group_id, split)
+        self._registry_key = (config.bootstrap_servers, config.group_id, split, self.instance)
         #: Offset of this process's latest claim of the split (``None`` before its first :meth:`claim`).
         with _producers_lock:
             self.claim_offset: int | None = _last_claims.get(self._registry_key)
 
     def claim(self) -> int:
         """Write a fresh claim for the split; returns its offset."""
-        claim = OwnershipClaim(self._config.group_id, self.split, instance_id(), int(time.time() * 1000))
+        claim = OwnershipClaim(
+            self._config.group_id, self.split, self.instance, int(time.time() * 1000), self.started_at_ms
+        )
         producer = _claim_producer(self._config)
         result: list[tuple[KafkaError | None, int | None]] = []
 
@@ -159,11 +188,12 @@ class SplitOwnership:
         self.claim_offset = offset
         with _producers_lock:
             _last_claims[self._registry_key] = offset
-        log.info("kafka.split.claimed", split=self.split, instance=instance_id(), claim_offset=offset)
+        log.info("kafka.split.claimed", split=self.split, instance=self.instance, claim_offset=offset)
         return offset
 
     def newer_claim(self) -> OwnershipClaim | None:
-        """The newest claim of the split written after this instance's latest one, if any."""
+        """A claim of the split by a newer instance, written after this instance's latest claim (the
+        newest such instance's last claim), if any."""
         from eventapp.connectors.kafka.txnlog import (
             AuditError,
             KafkaProtocolError,
@@ -203,5 +233,6 @@ class SplitOwnership:
             for r in audit.partitions[_CLAIM_PARTITION].committed
             if r.offset > self.claim_offset
         ]
-        newer = [c for c in claims if c.instance != instance_id()]
-        return newer[-1] if newer else None
+        mine = (self.started_at_ms, self.instance)
+        newer = [c for c in claims if c.order > mine]
+        return max(newer, key=lambda c: (c.order, c.offset)) if newer else None
