@@ -30,7 +30,7 @@ are cleared before each restart, so that it costs what a restart in a new proces
 is checked (every split resumes at the checkpoint id it had committed, all keys are in state) before
 its figures are kept; a restart that fails (e.g. a scan exceeding ``operation_timeout_s``) is reported
 in the table. For reference it also times one ``scan_committed_markers`` call for all 8 splits at once
-(recovery scans once per split), and the old recovery read: the whole checkpoint topic read from
+(recovery coalesces the splits' concurrent scans, so it reads the tail once or a few times), and the old recovery read: the whole checkpoint topic read from
 offset 0 with ``txnlog.audit_topic``.
 
 A benchmark, not a test: it asserts nothing about speed.
@@ -521,8 +521,8 @@ def print_table(header: str, rows: Sequence[Row], repeat: int) -> None:
     print(
         "   restart: runner.open() until ready (or until it failed). ms columns: slowest of the 8 splits\n"
         "   (they recover in parallel), median over the successful restarts. shared scan: one\n"
-        "   scan_committed_markers call for all 8 splits (not what recovery does: each split scans on its\n"
-        f"   own, 8 scans of the same range at once). scan window (first {SCAN_FIRST_WINDOW:,}, "
+        "   scan_committed_markers call for all 8 splits, measured alone (recovery coalesces the splits'\n"
+        f"   concurrent scans into one or a few such reads). scan window (first {SCAN_FIRST_WINDOW:,}, "
         f"x{SCAN_WINDOW_GROWTH}) and offsets\n"
         "   scanned per split: computed from where the splits' committed markers lie. load 1m: mean of\n"
         "   os.getloadavg()[0] before and after the restarts."
