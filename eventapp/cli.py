@@ -21,7 +21,7 @@ import importlib
 import random
 import signal
 import sys
-import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -169,15 +169,17 @@ def _run_worker(job: Job, splits: list[str], restore: RestoreRequest) -> int:
     that fenced before it saw this instance's claim, see eventapp.connectors.kafka.ownership), it
     recovers again with backoff, at most FENCED_RECOVERY_ATTEMPTS times; superseded by a newer one,
     it raises SupersededError."""
-    stopping = threading.Event()
+    # Signal handlers run between two bytecodes of the main thread, which may hold a lock at that
+    # moment (structlog's output lock, an Event's condition): they only set plain attributes. The
+    # runner logs job.stop_requested from its loop.
+    stop_signals: list[str] = []
     attempt = 0
     while True:
         runner = job.runner(splits, restore)
 
         def stop(signum: int, frame: FrameType | None, runner: LocalRunner = runner) -> None:
-            log.info("job.stop_requested", job=job.name, signal=signal.Signals(signum).name)
-            stopping.set()
-            runner.request_stop()
+            stop_signals.append(signal.Signals(signum).name)
+            runner.request_stop(f"signal {signal.Signals(signum).name}")
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
@@ -202,7 +204,11 @@ def _run_worker(job: Job, splits: list[str], restore: RestoreRequest) -> int:
                 split=exc.split,
                 error=str(exc),
             )
-            if stopping.wait(backoff):
+            resume_at = time.monotonic() + backoff
+            while not stop_signals and time.monotonic() < resume_at:
+                time.sleep(0.05)
+            if stop_signals:
+                log.info("job.stop_requested", job=job.name, signal=stop_signals[0])
                 return 0
 
 

@@ -267,7 +267,14 @@ class KafkaTransactionalCommitPoint(_KafkaCommitPointBase):
 
     def _step_back_if_superseded(self, action: str, cause: BaseException | None = None) -> None:
         """Raise SupersededError if a newer instance claimed the split (ownership module)."""
-        newer = None if self._ownership is None else self._ownership.newer_claim()
+        try:
+            newer = None if self._ownership is None else self._ownership.newer_claim()
+        except CheckpointError as exc:
+            if cause is None:
+                raise
+            # Already handling a failure: report that one, not the failed look at the claims.
+            log.warning("kafka.split.claims_unreadable", **self._log_context(), error=str(exc))
+            return
         if newer is None:
             return
         self._state = "failed"
@@ -494,6 +501,9 @@ class KafkaTransactionalCommitPoint(_KafkaCommitPointBase):
                 split=self.split,
                 transactional_id=self.transactional_id,
             ) from exc
+        # Not recognisably fenced (on Tansu a fenced producer's commit can just time out): if a
+        # newer instance claimed the split meanwhile, that is the real reason.
+        self._step_back_if_superseded(action, exc)
         reason = describe_kafka_error(error, exc)
         log.error(
             "kafka.commit_point.commit_failed",

@@ -30,11 +30,13 @@ from eventapp.deadletter import DeadLetter
 from eventapp.errors import (
     ConfigurationError,
     EventAppError,
+    ProducerFencedError,
     RecordProcessingError,
     RestoreError,
     SerializationError,
     SnapshotCorruptError,
     SourceError,
+    SupersededError,
 )
 from eventapp.functions import TimeDomain
 from eventapp.runtime.faults import fault_point
@@ -108,6 +110,17 @@ class _Split:
         self.lineages: dict[str, str] = {}
 
 
+def raise_most_telling(errors: Sequence[BaseException | None]) -> None:
+    """Raise the error that decides what the worker does next, if any split failed: being superseded
+    by a newer instance (step back), then being fenced (recover again), then the first other error.
+    A fenced split's sibling may fail differently (a commit timing out on a fenced producer)."""
+    failed = [e for e in errors if e is not None]
+    for kind in (SupersededError, ProducerFencedError, BaseException):
+        for error in failed:
+            if isinstance(error, kind):
+                raise error
+
+
 class LocalRunner:
     """Executes a :class:`~eventapp.Job` over some (default: all) of its source's splits."""
 
@@ -134,6 +147,7 @@ class LocalRunner:
         self._opened = False
         self._finished = False
         self._stop_requested = False
+        self._stop_reason = ""
         self._records = 0
         self._dead_letters = 0
         self._checkpoints = 0
@@ -301,10 +315,8 @@ class LocalRunner:
                 for s, cp in todo.items()
             }
             wait(futures.values())
+        raise_most_telling([f.exception() for f in futures.values()])
         for split_id, future in futures.items():
-            error = future.exception()
-            if error is not None:
-                raise error
             result[split_id] = future.result()
         return result
 
@@ -428,9 +440,10 @@ class LocalRunner:
         )
 
     # --- driving -------------------------------------------------------------------------------------
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "requested") -> None:
         """Ask :meth:`run` to stop after the current step, with a final checkpoint. Safe to call from
-        a signal handler."""
+        a signal handler: it only sets attributes (``run`` logs ``job.stop_requested``)."""
+        self._stop_reason = reason
         self._stop_requested = True
 
     def run(self, max_duration_s: float | None = None) -> JobResult:
@@ -444,6 +457,8 @@ class LocalRunner:
                 self.step()
                 if deadline is not None and time.monotonic() >= deadline:
                     break
+            if self._stop_requested:
+                self._log.info("job.stop_requested", reason=self._stop_reason)
             if not self._finished:
                 if self.config.checkpoint is not None:
                     self.checkpoint()
@@ -678,10 +693,7 @@ class LocalRunner:
             for sp in splits
         ]
         wait(futures)
-        for future in futures:
-            error = future.exception()
-            if error is not None:
-                raise error
+        raise_most_telling([f.exception() for f in futures])
 
     def _checkpoint_split(self, sp: _Split, retained: int) -> None:
         storage = self._storage
