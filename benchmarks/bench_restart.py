@@ -24,14 +24,14 @@ transactions of 1,000 markers each, in one of two layouts:
 The restart is a new runner of the same job (same checkpoint directory, new RocksDB state directory)
 timed from ``open()`` until it returns, ready to process: for each of the 8 splits, in parallel, the
 commit point writes an ownership claim, fences the previous producer (``init_transactions``) and reads
-the committed checkpoint (the scan), then the snapshot is restored. The process-wide caches of the
-Kafka connector (checkpoint topic known, consumer-group metadata, ownership claims and their producer)
-are cleared before each restart, so that it costs what a restart in a new process costs. Each restart
-is checked (every split resumes at the checkpoint id it had committed, all keys are in state) before
-its figures are kept; a restart that fails (e.g. a scan exceeding ``operation_timeout_s``) is reported
-in the table. For reference it also times one ``scan_committed_markers`` call for all 8 splits at once
-(recovery coalesces the splits' concurrent scans, so it reads the tail once or a few times), and the old recovery read: the whole checkpoint topic read from
-offset 0 with ``txnlog.audit_topic``.
+the committed checkpoint (the scan), then the snapshot is restored. The process-wide caches of the Kafka
+connector (checkpoint topic known, consumer-group metadata, ownership claims and their producer) are
+cleared before each restart, so that it costs what a restart in a new process costs. Each restart is
+checked (every split resumes at the checkpoint id it had committed, all keys are in state) before its
+figures are kept; a restart that fails (e.g. a scan exceeding ``operation_timeout_s``) is reported in
+the table. For reference it also times one ``scan_committed_markers`` call for all 8 splits at once
+(recovery coalesces the splits' concurrent scans, so it reads the tail once or a few times), and the old
+recovery read: the whole checkpoint topic read from offset 0 with ``txnlog.audit_topic``.
 
 A benchmark, not a test: it asserts nothing about speed.
 """
