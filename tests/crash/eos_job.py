@@ -6,6 +6,7 @@ Per record it emits ``{"t": "count", "k", "id", "n"}`` (the key's running count)
 per key and 1-second window emits ``{"t": "window", "k", "w", "c"}`` (records of the key in the
 window); a processing-time timer ~50 ms after a key's first pending record emits
 ``{"t": "flush", "k", "ids"}`` for the ids buffered in list state since the last flush.
+The source is bounded (the job exits 0 at the end of its input) unless ``CRASH_BOUNDED=0``.
 """
 
 from __future__ import annotations
@@ -104,7 +105,9 @@ def build_job() -> Job:
             topics=[env["CRASH_INPUT"]],
             group_id=env.get("CRASH_GROUP") or f"{job_name}-group",
             value_deserializer="json",
-            bounded=True,
+            # CRASH_BOUNDED=0: never finish (a soak writes input while it runs, so the job would
+            # otherwise stop the first time it catches up with it).
+            bounded=env.get("CRASH_BOUNDED", "1") != "0",
             checkpoint_topic=env["CRASH_CHECKPOINT_TOPIC"],
         )
     )

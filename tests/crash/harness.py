@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,50 +67,120 @@ def produce_input(
     """Keys ``k<i>`` live in partition ``i % partitions``; event time grows with the id, so it is
     monotonic per partition. Every ``bad_json_every``-th record is not JSON; every ``bad_type_every``-th
     has a string timestamp. Ids start at ``first_id`` (to append more input to a topic)."""
-    oracle = Oracle(partitions)
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "acks": "all"}
-    )
-    delivered: dict[int, tuple[int, int]] = {}
-    payloads: dict[int, tuple[bytes, dict[str, Any] | None]] = {}
-
-    def on_delivery(err: Any, msg: Any, rid: int) -> None:
-        assert err is None, err
-        delivered[rid] = (msg.partition(), msg.offset())
-
+    writer = _InputWriter(bootstrap, topic, partitions, keys, bad_json_every, bad_type_every)
     for rid in range(first_id, first_id + records):
-        key_index = rid % keys
+        writer.write(rid)
+    return writer.finish()
+
+
+class _InputWriter:
+    """Writes input records (the format of :func:`produce_input`) and builds their oracle."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, partitions: int, keys: int, bad_json_every: int, bad_type_every: int
+    ) -> None:
+        self.topic, self.partitions, self.keys = topic, partitions, keys
+        self.bad_json_every, self.bad_type_every = bad_json_every, bad_type_every
+        self.producer = Producer(
+            {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "acks": "all"}
+        )
+        self.delivered: dict[int, tuple[int, int]] = {}
+        self.payloads: dict[int, tuple[bytes, dict[str, Any] | None]] = {}
+
+    def _on_delivery(self, err: Any, msg: Any, rid: int) -> None:
+        assert err is None, err
+        self.delivered[rid] = (msg.partition(), msg.offset())
+
+    def write(self, rid: int) -> None:
+        key_index = rid % self.keys
         key = f"k{key_index}"
-        partition = key_index % partitions
+        partition = key_index % self.partitions
         record = {"k": key, "id": rid, "ts": 1_000_000 + rid * 3}
-        if bad_json_every and rid % bad_json_every == bad_json_every - 1:
+        if self.bad_json_every and rid % self.bad_json_every == self.bad_json_every - 1:
             value, parsed = b'{"k": "' + key.encode() + b'", "id": ', None
-        elif bad_type_every and rid % bad_type_every == bad_type_every - 1:
+        elif self.bad_type_every and rid % self.bad_type_every == self.bad_type_every - 1:
             value, parsed = orjson.dumps({**record, "ts": "soon"}), None
         else:
             value, parsed = orjson.dumps(record), record
-        payloads[rid] = (value, parsed)
+        self.payloads[rid] = (value, parsed)
         while True:
             try:
-                producer.produce(
-                    topic,
+                self.producer.produce(
+                    self.topic,
                     value,
                     key.encode(),
                     partition=partition,
-                    on_delivery=lambda e, m, r=rid: on_delivery(e, m, r),
+                    on_delivery=lambda e, m, r=rid: self._on_delivery(e, m, r),
                 )
                 break
             except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    assert producer.flush(60) == 0
-    for rid in sorted(payloads, key=lambda r: delivered[r]):
-        value, parsed = payloads[rid]
-        if parsed is None:
-            oracle.malformed[delivered[rid]] = value
-        else:
-            oracle.valid.append(parsed)
-    return oracle
+                self.producer.poll(0.05)
+        self.producer.poll(0)
+
+    def finish(self) -> Oracle:
+        """Wait for every delivery; the oracle of everything written, in per-partition order."""
+        assert self.producer.flush(60) == 0
+        assert len(self.delivered) == len(self.payloads), "every record written was delivered"
+        oracle = Oracle(self.partitions)
+        for rid in sorted(self.payloads, key=lambda r: self.delivered[r]):
+            value, parsed = self.payloads[rid]
+            if parsed is None:
+                oracle.malformed[self.delivered[rid]] = value
+            else:
+                oracle.valid.append(parsed)
+        return oracle
+
+
+class PacedInput:
+    """Input written while a job runs: :func:`produce_input`'s records (ids from ``first_id``), about
+    ``rate`` per second from a background thread until :meth:`stop`, which returns the oracle of
+    every record written."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        keys: int,
+        rate: float,
+        *,
+        bad_json_every: int = 0,
+        bad_type_every: int = 0,
+        first_id: int = 0,
+    ) -> None:
+        self._writer = _InputWriter(bootstrap, topic, partitions, keys, bad_json_every, bad_type_every)
+        self._rate = rate
+        self._first_id = first_id
+        self._next_id = first_id
+        self._stopping = threading.Event()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="paced-input", daemon=True)
+        self._thread.start()
+
+    @property
+    def written(self) -> int:
+        return self._next_id - self._first_id
+
+    def _run(self) -> None:
+        try:
+            began = time.monotonic()
+            while not self._stopping.is_set():
+                due = self._first_id + int((time.monotonic() - began) * self._rate)
+                while self._next_id < due:
+                    self._writer.write(self._next_id)
+                    self._next_id += 1
+                self._writer.producer.poll(0)
+                self._stopping.wait(0.02)
+        except Exception as exc:  # noqa: BLE001 - re-raised by stop()
+            self._error = exc
+
+    def stop(self) -> Oracle:
+        self._stopping.set()
+        self._thread.join(timeout=120)
+        assert not self._thread.is_alive(), "the input thread did not stop"
+        if self._error is not None:
+            raise self._error
+        return self._writer.finish()
 
 
 @dataclass
@@ -212,8 +284,8 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def audit_json(bootstrap: str, topic: str) -> tuple[list[dict[str, Any]], Any]:
-    result = audit_topic(bootstrap, topic, verify_crc=False)
+def audit_json(bootstrap: str, topic: str, timeout: float = 60.0) -> tuple[list[dict[str, Any]], Any]:
+    result = audit_topic(bootstrap, topic, verify_crc=False, timeout=timeout)
     values = [orjson.loads(r.value) for r in result.committed if r.value is not None]
     return values, result
 
@@ -242,9 +314,12 @@ def final_state(setup: CrashSetup, splits: list[str]) -> dict[str, dict[str, Any
     return state
 
 
-def verify_exactly_once(setup: CrashSetup, oracle: Oracle, splits: list[str]) -> dict[str, int]:
-    """Assert output and final state reflect every input exactly once. Returns figures."""
-    outputs, audit = audit_json(setup.bootstrap, setup.output)
+def verify_exactly_once(
+    setup: CrashSetup, oracle: Oracle, splits: list[str], *, audit_timeout: float = 60.0
+) -> dict[str, int]:
+    """Assert output and final state reflect every input exactly once. Returns figures.
+    ``audit_timeout``: the deadline for reading each of the output and dead-letter topics."""
+    outputs, audit = audit_json(setup.bootstrap, setup.output, audit_timeout)
     assert audit.pending_count == 0, "no transaction may be left open"
     counts = [(o["k"], o["id"], o["n"]) for o in outputs if o["t"] == "count"]
     assert len(counts) == len(set(counts)), (
@@ -274,7 +349,7 @@ def verify_exactly_once(setup: CrashSetup, oracle: Oracle, splits: list[str]) ->
     )
     assert all(not s.get("windows") for s in state.values()), "every window fired at the end of input"
 
-    letters, dlq_audit = audit_json(setup.bootstrap, setup.dlq)
+    letters, dlq_audit = audit_json(setup.bootstrap, setup.dlq, audit_timeout)
     assert dlq_audit.pending_count == 0
     seen = Counter((int(d["split"].rsplit("-", 1)[1]), d["position"]) for d in letters)
     assert seen == Counter({pos: 1 for pos in oracle.malformed}), (
