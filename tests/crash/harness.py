@@ -77,12 +77,24 @@ class _InputWriter:
     """Writes input records (the format of :func:`produce_input`) and builds their oracle."""
 
     def __init__(
-        self, bootstrap: str, topic: str, partitions: int, keys: int, bad_json_every: int, bad_type_every: int
+        self,
+        bootstrap: str,
+        topic: str,
+        partitions: int,
+        keys: int,
+        bad_json_every: int,
+        bad_type_every: int,
+        linger_ms: int = 20,
     ) -> None:
         self.topic, self.partitions, self.keys = topic, partitions, keys
         self.bad_json_every, self.bad_type_every = bad_json_every, bad_type_every
         self.producer = Producer(
-            {"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "acks": "all"}
+            {
+                "bootstrap.servers": bootstrap,
+                "linger.ms": linger_ms,
+                "enable.idempotence": True,
+                "acks": "all",
+            }
         )
         self.delivered: dict[int, tuple[int, int]] = {}
         self.payloads: dict[int, tuple[bytes, dict[str, Any] | None]] = {}
@@ -134,7 +146,8 @@ class _InputWriter:
 class PacedInput:
     """Input written while a job runs: :func:`produce_input`'s records (ids from ``first_id``), about
     ``rate`` per second from a background thread until :meth:`stop`, which returns the oracle of
-    every record written."""
+    every record written. ``linger_ms``: how long the producer collects records into one batch (a
+    slow trickle in tiny batches makes every fetch of the embedded broker slower, see test_soak)."""
 
     def __init__(
         self,
@@ -147,8 +160,11 @@ class PacedInput:
         bad_json_every: int = 0,
         bad_type_every: int = 0,
         first_id: int = 0,
+        linger_ms: int = 20,
     ) -> None:
-        self._writer = _InputWriter(bootstrap, topic, partitions, keys, bad_json_every, bad_type_every)
+        self._writer = _InputWriter(
+            bootstrap, topic, partitions, keys, bad_json_every, bad_type_every, linger_ms
+        )
         self._rate = rate
         self._first_id = first_id
         self._next_id = first_id
