@@ -123,6 +123,8 @@ _METADATA_VERSIONS: Final = (4, 3, 2, 1)  # preference order
 
 _NONE: Final = 0
 _OFFSET_OUT_OF_RANGE: Final = 1
+#: Not a Kafka error code: the Fetch response had no entry for the partition (see ``_fetch``).
+_NO_ENTRY: Final = -10_001
 # Errors after which the partition leader may have moved: refresh metadata and retry.
 _RETRIABLE: Final = frozenset(
     {
@@ -628,7 +630,8 @@ class _Client:
     def fetch(
         self, node_id: int, topic: str, partition: int, offset: int, max_bytes: int, max_wait_ms: int
     ) -> tuple[int, int, memoryview | None]:
-        """Fetch v4, READ_UNCOMMITTED. Returns ``(error_code, high_watermark, records)``."""
+        """Fetch v4, READ_UNCOMMITTED. Returns ``(error_code, high_watermark, records)``; the error code
+        is ``_NO_ENTRY`` if the response holds no entry for the partition."""
         connection = self.connection(node_id)
         if not connection.supports(_FETCH, _FETCH_VERSION):
             raise KafkaProtocolError(
@@ -657,10 +660,7 @@ class _Client:
                 records = reader.nullable_bytes()
                 if name == topic and index == partition:
                     return error, high_watermark, records
-        raise KafkaProtocolError(
-            f"Fetch response has no entry for {topic}[{partition}] (Tansu 0.6.0 answers a fetch with "
-            f"max_wait_ms=0 with an empty response; this one used max_wait_ms={max_wait_ms})"
-        )
+        return _NO_ENTRY, -1, None
 
 
 def _split_host_port(item: str) -> tuple[str, int]:
@@ -983,7 +983,13 @@ def _fetch(
     deadline: float,
 ) -> tuple[int, int, int, memoryview | None]:
     """One fetch from the partition's leader; connection errors and leader moves are retried (with
-    the new leader) until ``deadline``. Returns ``(leader, error_code, high_watermark, records)``."""
+    the new leader) until ``deadline``. Returns ``(leader, error_code, high_watermark, records)``.
+
+    A response without an entry for the partition is retried with backoff and a longer max-wait
+    until ``deadline``: Tansu 0.6.0 answers so with ``max_wait_ms=0`` always, and under load with
+    short ones too (Apache Kafka always answers for every partition asked).
+    """
+    empty_responses = 0
     while True:
         try:
             error, watermark, records = client.fetch(leader, topic, partition, offset, max_bytes, max_wait_ms)
@@ -994,6 +1000,17 @@ def _fetch(
         if error in _RETRIABLE:
             client.drop(leader)
             leader = _wait_for_leader(client, topic, partition, deadline, f"fetch error code {error}")
+            continue
+        if error == _NO_ENTRY:
+            empty_responses += 1
+            if time.monotonic() > deadline:
+                raise AuditError(
+                    f"fetch of {topic}[{partition}] at offset {offset}: {empty_responses} responses had no "
+                    f"entry for the partition (last with max_wait_ms={max_wait_ms}); the broker is "
+                    f"overloaded: retry when it is healthy, or raise the deadline"
+                )
+            max_wait_ms = min(max(max_wait_ms * 2, 50), MAX_RETRY_WAIT_MS)
+            time.sleep(min(0.01 * empty_responses, 0.2))
             continue
         return leader, error, watermark, records
 
