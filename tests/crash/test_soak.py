@@ -227,18 +227,10 @@ def test_soak_8_splits_100ms_checkpoints_sigkill_every_20s(soak_setup: CrashSetu
                 f"records written, load {load[-1]:.2f}",
                 flush=True,
             )
-            if count >= target:
+            # Past the deadline the soak still ends as usual (final worker, exactly-once audit), then
+            # fails on the marker count.
+            if count >= target or elapsed >= deadline_s:
                 break
-            if elapsed >= deadline_s:
-                partial = {
-                    "failed": f"only {count} of {target} markers after {elapsed:.0f} s",
-                    "markers_counted": count,
-                    "input_records": source.written,
-                    **_restart_figures(launches, load),
-                    "progress_s_markers": progress[:: max(1, len(progress) // 20)] + progress[-1:],
-                }
-                out.write_text(json.dumps(partial, indent=2))
-                pytest.fail(f"soak deadline ({deadline_s:.0f} s): {json.dumps(partial, indent=2)}")
     finally:
         oracle = source.stop()
         if launches and launches[-1].worker.poll() is None:
@@ -260,7 +252,6 @@ def test_soak_8_splits_100ms_checkpoints_sigkill_every_20s(soak_setup: CrashSetu
     figures = verify_exactly_once(setup, oracle, splits, audit_timeout=900)
     checkpoint_topic = markers.read(0, timeout=900)
     written = len(checkpoint_topic.committed)
-    assert written >= target, f"{written} committed markers, wanted {target}"
     result = {
         "duration_s": round(duration, 1),
         "kill_loop_s": round(loop_seconds, 1),
@@ -282,3 +273,6 @@ def test_soak_8_splits_100ms_checkpoints_sigkill_every_20s(soak_setup: CrashSetu
     }
     out.write_text(json.dumps(result, indent=2))
     print(f"soak figures ({out}):\n{json.dumps(result, indent=2)}", flush=True)
+    assert written >= target, (
+        f"{written} committed markers, wanted {target}: the deadline ({deadline_s:.0f} s) came first"
+    )
