@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from eventapp.connectors.kafka import KafkaCommitConfig, KafkaSourceConfig, read
 from eventapp.state.inspect import StateInspector
 from eventapp.statebackends import RocksDBStateBackend
 from tests.crash.eos_job import UID, WINDOW_MS, CrashCounter
+from tests.support.broker import KafkaBroker, unique_topic_name
 from tests.support.kafka_audit import audit_topic
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -380,3 +381,20 @@ def verify_exactly_once(
         "flushed_ids": len(flushed),
         "pending_ids": len(pending),
     }
+
+
+def new_crash_setup(
+    broker: KafkaBroker, topic_factory: Callable[..., str], tmp_path: Path, name: str, partitions: int
+) -> CrashSetup:
+    """Fresh topics (input and output with ``partitions`` partitions), a job name and directories."""
+    return CrashSetup(
+        bootstrap=broker.bootstrap_servers,
+        job=unique_topic_name(f"{name}job"),
+        input=topic_factory(f"{name}-in", partitions=partitions),
+        output=topic_factory(f"{name}-out", partitions=partitions),
+        dlq=topic_factory(f"{name}-dlq", partitions=1),
+        checkpoint_topic=topic_factory(f"{name}-chk", partitions=1),
+        checkpoint_dir=tmp_path / "checkpoints",
+        work_dir=tmp_path,
+        partitions=partitions,
+    )

@@ -28,8 +28,8 @@ import orjson
 import pytest
 
 from eventapp.connectors.kafka.txnlog import audit_topic, high_watermark
-from tests.crash.harness import CrashSetup, PacedInput, Worker, verify_exactly_once
-from tests.support.broker import KafkaBroker, unique_topic_name
+from tests.crash.harness import CrashSetup, PacedInput, Worker, new_crash_setup, verify_exactly_once
+from tests.support.broker import KafkaBroker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.crash]
 
@@ -43,17 +43,7 @@ def _env_number(name: str, default: float) -> float:
 
 @pytest.fixture
 def soak_setup(kafka_broker: KafkaBroker, topic_factory: Callable[..., str], tmp_path: Path) -> CrashSetup:
-    return CrashSetup(
-        bootstrap=kafka_broker.bootstrap_servers,
-        job=unique_topic_name("soakjob"),
-        input=topic_factory("soak-in", partitions=PARTITIONS),
-        output=topic_factory("soak-out", partitions=PARTITIONS),
-        dlq=topic_factory("soak-dlq", partitions=1),
-        checkpoint_topic=topic_factory("soak-chk", partitions=1),
-        checkpoint_dir=tmp_path / "checkpoints",
-        work_dir=tmp_path,
-        partitions=PARTITIONS,
-    )
+    return new_crash_setup(kafka_broker, topic_factory, tmp_path, "soak", partitions=PARTITIONS)
 
 
 class MarkerCount:
