@@ -34,6 +34,7 @@ from eventapp.connectors.kafka.config import DeliveryGuarantee, KafkaSinkConfig
 from eventapp.connectors.kafka.errors import (
     ProducerFencedError,
     describe_kafka_error,
+    fencing_recorded,
     is_fencing_error,
     record_fencing,
     unwrap_kafka_error,
@@ -228,10 +229,13 @@ class KafkaSinkWriter(Generic[T]):
             raise exc
         if not is_fencing_error(error) and self._transactional and error.code() == KafkaError._STATE:
             # The transaction is in an abortable error state: the cause (e.g. PRODUCER_FENCED) is in
-            # a delivery report not served yet.
-            with contextlib.suppress(KafkaException, SystemError):
-                self._producer.poll(0)
-            error = self._fenced or error
+            # a delivery report that may still be on its way (librdkafka fails the in-flight batches
+            # with it): serve reports for up to 2 s until it shows.
+            until = time.monotonic() + 2.0
+            while self._fencing() is None and time.monotonic() < until:
+                with contextlib.suppress(KafkaException, SystemError):
+                    self._producer.poll(0.05)
+            error = self._fencing() or error
         if not is_fencing_error(error) and self._transactional and error.code() in _FATAL_STATE_CODES:
             error = self._fatal_cause() or error
         if is_fencing_error(error):
@@ -240,6 +244,10 @@ class KafkaSinkWriter(Generic[T]):
             self._raise_failures()
         where = f"Kafka sink {self._name!r} (split {self._context.split!r})"
         raise SinkError(f"{where}: {what}: {describe_kafka_error(error)}") from exc
+
+    def _fencing(self) -> KafkaError | None:
+        """The fencing this writer, or another user of the split's producer, saw."""
+        return self._fenced or fencing_recorded(self._producer)
 
     def _fatal_cause(self) -> KafkaError | None:
         """The fatal error of the split's (dead) transactional producer: ``produce`` only says ``_FATAL``;

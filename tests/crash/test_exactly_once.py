@@ -271,7 +271,7 @@ def output_past_checkpoint(setup: CrashSetup, offsets: dict[int, tuple[int, int]
     position = {}
     for p, split in enumerate(splits):
         checkpoint = committed[split].checkpoint
-        position[p] = 0 if checkpoint is None else checkpoint.position
+        position[p] = 0 if checkpoint is None or checkpoint.position is None else checkpoint.position
     outputs, _ = audit_json(setup.bootstrap, setup.output)
     for output in outputs:
         if output["t"] == "count":
