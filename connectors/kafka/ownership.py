@@ -42,6 +42,7 @@ import structlog
 from confluent_kafka import KafkaError, Message, Producer
 
 from eventapp.connectors.kafka.config import KafkaCommitConfig
+from eventapp.connectors.kafka.offsets import CHECKPOINT_TOPIC_PARTITION
 from eventapp.errors import CheckpointError
 
 __all__ = ["CLAIM_WINDOW", "OwnershipClaim", "SplitOwnership", "instance_id"]
@@ -50,7 +51,6 @@ log = structlog.get_logger(__name__)
 
 #: Most offsets below the end of the checkpoint topic that a claim check reads.
 CLAIM_WINDOW: Final = 65_536
-_CLAIM_PARTITION: Final = 0
 
 _INSTANCE = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 _STARTED_MS = int(time.time() * 1000)
@@ -173,7 +173,7 @@ class SplitOwnership:
             self._config.checkpoint_topic,
             claim.to_bytes(),
             key=self._key,
-            partition=_CLAIM_PARTITION,
+            partition=CHECKPOINT_TOPIC_PARTITION,
             on_delivery=delivered,
         )
         timeout = self._config.operation_timeout_s
@@ -209,7 +209,7 @@ class SplitOwnership:
             end = high_watermark(
                 self._config.bootstrap_servers,
                 topic,
-                _CLAIM_PARTITION,
+                CHECKPOINT_TOPIC_PARTITION,
                 timeout=timeout,
                 client_id="eventapp-claims",
             )
@@ -217,10 +217,10 @@ class SplitOwnership:
             audit = audit_topic(
                 self._config.bootstrap_servers,
                 topic,
-                partitions=[_CLAIM_PARTITION],
+                partitions=[CHECKPOINT_TOPIC_PARTITION],
                 verify_crc=True,
                 timeout=timeout,
-                start_offsets={_CLAIM_PARTITION: start},
+                start_offsets={CHECKPOINT_TOPIC_PARTITION: start},
                 client_id="eventapp-claims",
                 keys=frozenset({self._key}),
             )
@@ -230,7 +230,7 @@ class SplitOwnership:
             ) from exc
         claims = [
             OwnershipClaim.from_bytes(r.value, r.offset)
-            for r in audit.partitions[_CLAIM_PARTITION].committed
+            for r in audit.partitions[CHECKPOINT_TOPIC_PARTITION].committed
             if r.offset > self.claim_offset
         ]
         mine = (self.started_at_ms, self.instance)
