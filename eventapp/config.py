@@ -90,9 +90,9 @@ class ErrorPolicy:
 
 
 def _default_backend() -> StateBackend:
-    from eventapp.statebackends.memory import MemoryStateBackend
+    from eventapp.state.store import default_state_backend
 
-    return MemoryStateBackend()
+    return default_state_backend()
 
 
 @dataclass(frozen=True, slots=True)

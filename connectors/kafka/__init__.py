@@ -22,8 +22,8 @@ Example::
     ))
 """
 
-from eventapp.connectors.kafka.commit import KafkaOffsetsCommitPoint, KafkaTransactionalCommitPoint
-from eventapp.connectors.kafka.config import (
+from .commit import KafkaOffsetsCommitPoint, KafkaTransactionalCommitPoint
+from .config import (
     DEFAULT_CHECKPOINT_TOPIC,
     DeliveryGuarantee,
     KafkaCommitConfig,
@@ -35,11 +35,11 @@ from eventapp.connectors.kafka.config import (
     split_id,
     validate_transaction_timeout,
 )
-from eventapp.connectors.kafka.errors import ProducerFencedError
-from eventapp.connectors.kafka.metadata import CheckpointMarker, decode_metadata, encode_metadata
-from eventapp.connectors.kafka.offsets import CommittedSplitState, read_committed_checkpoints
-from eventapp.connectors.kafka.sink import KafkaSink, KafkaSinkWriter
-from eventapp.connectors.kafka.source import KafkaRecord, KafkaSource, KafkaSourceReader
+from .errors import ProducerFencedError
+from .metadata import CheckpointMarker, decode_metadata, encode_metadata
+from .offsets import CommittedSplitState, read_committed_checkpoints
+from .sink import KafkaSink, KafkaSinkWriter
+from .source import KafkaRecord, KafkaSource, KafkaSourceReader
 
 __all__ = [
     "DEFAULT_CHECKPOINT_TOPIC",

@@ -26,8 +26,11 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from eventapp.checkpoint.commit import CommittedCheckpoint
-from eventapp.connectors.kafka.config import KafkaCommitConfig, parse_split
-from eventapp.connectors.kafka.errors import (
+from eventapp.errors import CheckpointError, SupersededError
+from eventapp.runtime.faults import fault_point
+
+from .config import KafkaCommitConfig, parse_split
+from .errors import (
     ProducerFencedError,
     describe_kafka_error,
     fencing_recorded,
@@ -37,8 +40,8 @@ from eventapp.connectors.kafka.errors import (
     record_fencing,
     unwrap_kafka_error,
 )
-from eventapp.connectors.kafka.metadata import CheckpointMarker, encode_metadata
-from eventapp.connectors.kafka.offsets import (
+from .metadata import CheckpointMarker, encode_metadata
+from .offsets import (
     CHECKPOINT_TOPIC_PARTITION,
     CommittedSplitState,
     _can_scan,
@@ -46,9 +49,7 @@ from eventapp.connectors.kafka.offsets import (
     group_metadata,
     read_committed_checkpoints,
 )
-from eventapp.connectors.kafka.ownership import SplitOwnership, instance_id
-from eventapp.errors import CheckpointError, SupersededError
-from eventapp.runtime.faults import fault_point
+from .ownership import SplitOwnership, instance_id
 
 __all__ = [
     "KafkaOffsetsCommitPoint",

@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from eventapp.connectors.kafka.clientlog import with_client_logging
-from eventapp.connectors.kafka.formats import (
+from eventapp.errors import ConfigurationError
+
+from .clientlog import with_client_logging
+from .formats import (
     Decoder,
     DeserializerSpec,
     Encoder,
@@ -24,8 +26,7 @@ from eventapp.connectors.kafka.formats import (
     resolve_deserializer,
     resolve_serializer,
 )
-from eventapp.connectors.kafka.quirks import BrokerQuirks
-from eventapp.errors import ConfigurationError
+from .quirks import BrokerQuirks
 
 __all__ = [
     "DEFAULT_CHECKPOINT_TOPIC",

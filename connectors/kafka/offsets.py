@@ -21,10 +21,11 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from eventapp.checkpoint.commit import CommittedCheckpoint
-from eventapp.connectors.kafka.config import KafkaCommitConfig, admin_settings, parse_split
-from eventapp.connectors.kafka.errors import describe_kafka_error, kafka_error_of
-from eventapp.connectors.kafka.metadata import CheckpointMarker, decode_metadata
 from eventapp.errors import CheckpointError, EventAppError
+
+from .config import KafkaCommitConfig, admin_settings, parse_split
+from .errors import describe_kafka_error, kafka_error_of
+from .metadata import CheckpointMarker, decode_metadata
 
 __all__ = [
     "CHECKPOINT_TOPIC_CONFIGS",
@@ -417,7 +418,7 @@ def scan_committed_markers(
     still open is a write of the fenced epoch that the broker appended after the abort marker (seen on
     Tansu 0.6.0, see ``docs/exactly-once.md``). It can never commit: it is ignored, with a warning.
     """
-    from eventapp.connectors.kafka.txnlog import AuditError, KafkaProtocolError, audit_topic, high_watermark
+    from .txnlog import AuditError, KafkaProtocolError, audit_topic, high_watermark
 
     if not pointers:
         return {}

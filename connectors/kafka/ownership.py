@@ -41,9 +41,10 @@ import orjson
 import structlog
 from confluent_kafka import KafkaError, Message, Producer
 
-from eventapp.connectors.kafka.config import KafkaCommitConfig
-from eventapp.connectors.kafka.offsets import CHECKPOINT_TOPIC_PARTITION
 from eventapp.errors import CheckpointError
+
+from .config import KafkaCommitConfig
+from .offsets import CHECKPOINT_TOPIC_PARTITION
 
 __all__ = ["CLAIM_WINDOW", "OwnershipClaim", "SplitOwnership", "instance_id"]
 
@@ -194,7 +195,7 @@ class SplitOwnership:
     def newer_claim(self) -> OwnershipClaim | None:
         """A claim of the split by a newer instance, written after this instance's latest claim (the
         newest such instance's last claim), if any."""
-        from eventapp.connectors.kafka.txnlog import (
+        from .txnlog import (
             AuditError,
             KafkaProtocolError,
             audit_topic,

@@ -30,8 +30,11 @@ from typing import Any, Final, Generic, NoReturn, TypeVar
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from eventapp.connectors.kafka.config import DeliveryGuarantee, KafkaSinkConfig
-from eventapp.connectors.kafka.errors import (
+from eventapp.errors import ConfigurationError, SinkError, describe_record
+from eventapp.sink import SinkContext
+
+from .config import DeliveryGuarantee, KafkaSinkConfig
+from .errors import (
     ProducerFencedError,
     describe_kafka_error,
     fencing_recorded,
@@ -39,8 +42,6 @@ from eventapp.connectors.kafka.errors import (
     record_fencing,
     unwrap_kafka_error,
 )
-from eventapp.errors import ConfigurationError, SinkError, describe_record
-from eventapp.sink import SinkContext
 
 __all__ = ["KafkaSink", "KafkaSinkWriter"]
 

@@ -34,9 +34,12 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from eventapp.checkpoint.commit import CommitPoint
-from eventapp.connectors.kafka.clientlog import mark_reachable
-from eventapp.connectors.kafka.commit import KafkaOffsetsCommitPoint, KafkaTransactionalCommitPoint
-from eventapp.connectors.kafka.config import (
+from eventapp.errors import ConfigurationError, SerializationError, SourceError
+from eventapp.source import SourceRecord
+
+from .clientlog import mark_reachable
+from .commit import KafkaOffsetsCommitPoint, KafkaTransactionalCommitPoint
+from .config import (
     KafkaCommitConfig,
     KafkaSourceConfig,
     OffsetReset,
@@ -45,10 +48,8 @@ from eventapp.connectors.kafka.config import (
     split_id,
     validate_transaction_timeout,
 )
-from eventapp.connectors.kafka.errors import describe_kafka_error, kafka_error_of
-from eventapp.connectors.kafka.offsets import committed_offsets
-from eventapp.errors import ConfigurationError, SerializationError, SourceError
-from eventapp.source import SourceRecord
+from .errors import describe_kafka_error, kafka_error_of
+from .offsets import committed_offsets
 
 __all__ = ["KafkaRecord", "KafkaSource", "KafkaSourceReader"]
 

@@ -8,11 +8,12 @@ open a store from such a snapshot. Every backend must pass ``tests/conformance``
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["KeyedStateStore", "StateBackend", "prefix_successor"]
+__all__ = ["KeyedStateStore", "StateBackend", "default_state_backend", "prefix_successor"]
 
 
 @runtime_checkable
@@ -89,3 +90,14 @@ def prefix_successor(prefix: bytes) -> bytes | None:
     if not stripped:
         return None
     return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def default_state_backend() -> StateBackend:
+    """A new :class:`MemoryStateBackend`, the default of jobs and the test harness.
+
+    Loaded by name: the core depends on the :class:`StateBackend` protocol only, never on the
+    ``statebackends`` folder (which is mapped into ``eventapp.statebackends`` at install time).
+    """
+    backend = importlib.import_module("eventapp.statebackends.memory").MemoryStateBackend()
+    assert isinstance(backend, StateBackend)
+    return backend

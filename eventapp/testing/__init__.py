@@ -27,7 +27,7 @@ from eventapp.state.descriptors import StateDescriptor
 from eventapp.state.handles import read_state
 from eventapp.state.keys import encode_key
 from eventapp.state.scope import ExecutionScope
-from eventapp.state.store import KeyedStateStore, StateBackend
+from eventapp.state.store import KeyedStateStore, StateBackend, default_state_backend
 
 __all__ = ["KeyedProcessFunctionHarness"]
 
@@ -72,9 +72,7 @@ class KeyedProcessFunctionHarness(Generic[K, IN, OUT]):
         restore_from: Path | None = None,
     ) -> None:
         if state_backend is None:
-            from eventapp.statebackends.memory import MemoryStateBackend
-
-            state_backend = MemoryStateBackend()
+            state_backend = default_state_backend()
         self.clock = ManualClock(processing_time)
         self._backend = state_backend
         self._store: KeyedStateStore = state_backend.open(_SPLIT, restore_from=restore_from)

@@ -39,6 +39,31 @@ def test_wheel_layout(wheel: Path) -> None:
         assert module in names
 
 
+def test_every_package_folder_is_installed_under_its_one_name() -> None:
+    """pyproject lists packages explicitly (two folders are mapped into eventapp): a new package
+    folder missing from the list would be left out of the wheel."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = {"eventapp": "eventapp", **config["package-dir"]}
+    on_disk = set()
+    for package, folder in mapping.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder).parts
+            on_disk.add(".".join((package, *relative)))
+    assert set(config["packages"]) == on_disk
+    assert not [p for p in ROOT.rglob("*") if p.is_symlink() and ".venv" not in p.parts]
+
+
+@pytest.mark.parametrize("folder", ["connectors", "statebackends"])
+def test_mapped_folders_refuse_a_second_import_name(folder: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {folder}"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode != 0
+    assert f"this folder is the package eventapp.{folder}" in done.stderr
+
+
 def test_wheel_installs_and_imports_in_a_fresh_virtualenv(wheel: Path, tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

@@ -1,0 +1,1 @@
+"""Keyed state: descriptors, handles, the store seam and its key layout."""
