@@ -3,29 +3,40 @@
 See :mod:`eventapp.connectors.kafka.metadata` for what is stored where. :func:`read_committed_checkpoints`
 reads, for a set of splits, the consumer group's committed offsets (with ``read_committed``, so
 librdkafka asks for *stable* offsets), the marker pointers, and the markers they point at, and decides
-which checkpoint is committed.
+which checkpoint is committed. The checkpoint topic itself is managed by
+:mod:`eventapp.connectors.kafka.checkpoint_topic`, and the scan for committed markers that recovery
+needs on brokers with the ``stale-transactional-offsets`` quirk is :mod:`eventapp.connectors.kafka.markerscan`
+(both re-exported here).
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 from eventapp.checkpoint.commit import CommittedCheckpoint
 from eventapp.errors import CheckpointError, EventAppError
 
-from .config import KafkaCommitConfig, admin_settings, parse_split
+from .checkpoint_topic import (
+    CHECKPOINT_TOPIC_CONFIGS,
+    CHECKPOINT_TOPIC_PARTITION,
+    ensure_checkpoint_topic,
+)
+from .commit_config import KafkaCommitConfig
 from .errors import describe_kafka_error, kafka_error_of
+from .markerscan import SCAN_FIRST_WINDOW as SCAN_FIRST_WINDOW
+from .markerscan import SCAN_SECONDS_PER_OFFSET as SCAN_SECONDS_PER_OFFSET
+from .markerscan import SCAN_WINDOW_GROWTH as SCAN_WINDOW_GROWTH
+from .markerscan import can_scan, coalesced_scans
+from .markerscan import scan_committed_markers as scan_committed_markers
 from .metadata import CheckpointMarker, decode_metadata
+from .splits import parse_split
 
 __all__ = [
     "CHECKPOINT_TOPIC_CONFIGS",
@@ -37,12 +48,6 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-#: Markers always go to this partition of the checkpoint topic.
-CHECKPOINT_TOPIC_PARTITION = 0
-
-#: Configs of an auto-created checkpoint topic. Markers are tiny (~250 bytes per checkpoint per split)
-#: and the committed one must never be deleted, hence no time-based retention.
-CHECKPOINT_TOPIC_CONFIGS: Mapping[str, str] = {"retention.ms": "-1", "cleanup.policy": "delete"}
 
 Resolution = Literal["marker", "offset-metadata", "foreign-offset", "none"]
 
@@ -67,64 +72,8 @@ class CommittedSplitState:
     resolution: Resolution
 
 
-_known_topics: set[tuple[str, str]] = set()
-_known_topics_lock = threading.Lock()
-
-
-def ensure_checkpoint_topic(config: KafkaCommitConfig) -> None:
-    """Make sure the checkpoint topic exists (creating it if allowed); cached per process."""
-    cache_key = (config.bootstrap_servers, config.checkpoint_topic)
-    with _known_topics_lock:
-        if cache_key in _known_topics:
-            return
-    topic = config.checkpoint_topic
-    timeout = config.operation_timeout_s
-    admin = AdminClient(admin_settings(config.bootstrap_servers, config.consumer_config))
-    if not _topic_ready(admin, topic, timeout):
-        if not config.create_checkpoint_topic:
-            raise CheckpointError(
-                f"checkpoint topic {topic!r} does not exist on {config.bootstrap_servers}; create it "
-                f"(1 partition, cleanup.policy=delete, retention.ms=-1) or set create_checkpoint_topic=True"
-            )
-        futures = admin.create_topics(
-            [NewTopic(topic, num_partitions=1, replication_factor=-1, config=dict(CHECKPOINT_TOPIC_CONFIGS))],
-            operation_timeout=timeout,
-            request_timeout=timeout,
-        )
-        try:
-            futures[topic].result(timeout=timeout)
-            log.info("kafka.checkpoint_topic.created", topic=topic, bootstrap=config.bootstrap_servers)
-        except KafkaException as exc:
-            error = kafka_error_of(exc)
-            if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise CheckpointError(
-                    f"cannot create checkpoint topic {topic!r}: {describe_kafka_error(error, exc)}; create "
-                    f"it yourself (1 partition, cleanup.policy=delete, retention.ms=-1)"
-                ) from exc
-        deadline = time.monotonic() + timeout
-        while not _topic_ready(admin, topic, timeout):
-            if time.monotonic() > deadline:
-                raise CheckpointError(f"checkpoint topic {topic!r} did not appear in metadata in {timeout}s")
-            time.sleep(0.05)
-    with _known_topics_lock:
-        _known_topics.add(cache_key)
-
-
-def _topic_ready(admin: AdminClient, topic: str, timeout: float) -> bool:
-    try:
-        # All topics, not list_topics(topic): a metadata request naming a topic makes some brokers
-        # (Tansu, Kafka with auto.create.topics.enable) create it, with default configs.
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        raise CheckpointError(
-            f"cannot read metadata of checkpoint topic {topic!r}: "
-            f"{describe_kafka_error(kafka_error_of(exc), exc)}"
-        ) from exc
-    described = metadata.topics.get(topic)
-    if described is None or described.error is not None:
-        return False
-    partition = described.partitions.get(CHECKPOINT_TOPIC_PARTITION)
-    return partition is not None and partition.leader >= 0
+#: The name ``commit.py`` imports :func:`~eventapp.connectors.kafka.markerscan.can_scan` by.
+_can_scan = can_scan
 
 
 @contextlib.contextmanager
@@ -282,8 +231,8 @@ def read_committed_checkpoints(
         ]
         if searched:
             ensure_checkpoint_topic(config)
-        if config.broker_quirks.stale_transactional_offsets and _can_scan(config):
-            latest = _SCANS.scan(
+        if config.broker_quirks.stale_transactional_offsets and can_scan(config):
+            latest = coalesced_scans.scan(
                 config,
                 {split: pointer_of[split] for split in searched},
                 wait_for_pending=wait_for_pending,
@@ -355,260 +304,3 @@ def _resolve(
     if offset is not None:
         return None, "foreign-offset"
     return None, "none"
-
-
-_warned_no_scan: set[str] = set()
-
-
-def _can_scan(config: KafkaCommitConfig) -> bool:
-    """The marker scan uses eventapp's own plaintext wire client (no TLS/SASL)."""
-    settings = config.consumer_settings(config.pointer_group_id, read_committed=False)
-    protocol = str(settings.get("security.protocol", "plaintext")).lower()
-    if protocol == "plaintext":
-        return True
-    if config.bootstrap_servers not in _warned_no_scan:
-        _warned_no_scan.add(config.bootstrap_servers)
-        log.warning(
-            "kafka.checkpoint_marker.scan_unavailable",
-            bootstrap=config.bootstrap_servers,
-            security_protocol=protocol,
-            hint="the broker quirk stale-transactional-offsets is set, but the checkpoint-marker scan "
-            "speaks plaintext only: recovery trusts the committed marker pointer",
-        )
-    return False
-
-
-#: Offsets at the tail of the checkpoint topic read first by :func:`scan_committed_markers`; each
-#: split commits one marker and one control record per checkpoint, so this covers the last ~2,000
-#: commits of the topic (a few hundred KB).
-SCAN_FIRST_WINDOW: Final = 4_096
-#: Factor by which the scan window grows while a split's committed marker is not in it.
-SCAN_WINDOW_GROWTH: Final = 8
-#: Time a scan may take per offset it reads, on top of ``operation_timeout_s`` (a floor of 1,000
-#: offsets/s; a single scan reads ~8,000/s here with 8 running at once on 2 loaded cores).
-SCAN_SECONDS_PER_OFFSET: Final = 0.001
-
-
-def scan_committed_markers(
-    config: KafkaCommitConfig,
-    pointers: Mapping[str, int | None],
-    *,
-    wait_for_pending: bool = True,
-    previous_owners_fenced: bool = False,
-) -> dict[str, tuple[int, CheckpointMarker]]:
-    """For each split, the offset and content of its latest checkpoint marker *whose transaction
-    committed*, decided by the transaction control markers in the checkpoint topic.
-
-    The cost is bounded by recent history, not by the topic's length: the scan reads a window at the
-    tail of the topic (:data:`SCAN_FIRST_WINDOW` offsets below the high watermark, to the end). A
-    marker found committed there is the split's latest, since every later marker lies in the window
-    too. Only while some split's committed marker is not in the window does the window grow
-    (x :data:`SCAN_WINDOW_GROWTH`, down to offset 0 at most). A running job commits every split at
-    every checkpoint, so the window holds every split's marker unless the job was stopped while
-    other writers (other jobs sharing the topic) wrote thousands of markers.
-
-    ``pointers`` holds each split's committed pointer (or ``None``); the latest committed marker is
-    never older than a committed pointer. A split with a pointer but no committed marker at all
-    raises :class:`CheckpointError` (the topic lost it); a split without a pointer and without a
-    marker is absent from the result. Markers of a split that are still in an open transaction (its
-    previous owner was not fenced yet, or the abort is on its way) are waited for up to
-    ``operation_timeout_s`` when ``wait_for_pending``. If they are still open then, the scan fails,
-    unless ``previous_owners_fenced``: the caller has fenced the splits' transactional ids
-    (``init_transactions``), so Kafka guarantees their previous transactions are complete, and a marker
-    still open is a write of the fenced epoch that the broker appended after the abort marker (seen on
-    Tansu 0.6.0, see ``docs/exactly-once.md``). It can never commit: it is ignored, with a warning.
-    """
-    from .txnlog import AuditError, KafkaProtocolError, audit_topic, high_watermark
-
-    if not pointers:
-        return {}
-    wanted = {split: f"{config.group_id}/{split}".encode() for split in pointers}
-    by_key = {key: split for split, key in wanted.items()}
-    pending_deadline: float | None = None
-    topic = config.checkpoint_topic
-    window = SCAN_FIRST_WINDOW
-    began = time.perf_counter()
-    try:
-        end = high_watermark(
-            config.bootstrap_servers,
-            topic,
-            CHECKPOINT_TOPIC_PARTITION,
-            timeout=config.operation_timeout_s,
-            client_id="eventapp-checkpoint-scan",
-        )
-    except (AuditError, KafkaProtocolError, OSError) as exc:
-        raise _scan_failed(config, exc) from exc
-    while True:
-        start = max(0, end - window)
-        # A long read is not a stuck one: the deadline grows with the offsets to read.
-        read_timeout = config.operation_timeout_s + (end - start) * SCAN_SECONDS_PER_OFFSET
-        try:
-            audit = audit_topic(
-                config.bootstrap_servers,
-                topic,
-                partitions=[CHECKPOINT_TOPIC_PARTITION],
-                verify_crc=True,
-                timeout=read_timeout,
-                start_offsets={CHECKPOINT_TOPIC_PARTITION: start},
-                client_id="eventapp-checkpoint-scan",
-                keys=frozenset(wanted.values()),
-            )
-        except (AuditError, KafkaProtocolError, OSError) as exc:
-            raise _scan_failed(config, exc) from exc
-        log_state = audit.partitions[CHECKPOINT_TOPIC_PARTITION]
-        latest: dict[str, tuple[int, CheckpointMarker]] = {}
-        for record in log_state.committed:
-            split = by_key.get(record.key or b"")
-            if split is None:
-                continue
-            where = f"{topic}-{CHECKPOINT_TOPIC_PARTITION} offset {record.offset}"
-            latest[split] = (record.offset, CheckpointMarker.from_bytes(record.value, where))
-        if start > 0 and any(split not in latest for split in wanted):
-            window *= SCAN_WINDOW_GROWTH
-            end = max(end, log_state.end_offset)
-            log.info(
-                "kafka.checkpoint_marker.scan_widened",
-                topic=topic,
-                splits=sorted(s for s in wanted if s not in latest),
-                from_offset=max(0, end - window),
-                end_offset=end,
-            )
-            continue
-        pending = sorted({by_key[r.key] for r in log_state.pending if r.key in by_key})
-        missing = [s for s, p in pointers.items() if p is not None and s not in latest]
-        if missing:
-            # A committed pointer says a checkpoint was committed, but its marker is gone: never
-            # continue with empty state from the group's offset (that would silently lose state).
-            raise CheckpointError(
-                f"splits {missing} have committed checkpoint pointers in group "
-                f"{config.pointer_group_id!r}, but no committed checkpoint marker of theirs is left in "
-                f"topic {topic!r} (deleted, recreated or truncated?). Refusing to start rather than "
-                f"continue without their state. Restore the checkpoint topic, or restore the job from "
-                f"a savepoint; to start these splits from scratch, delete the committed offsets of "
-                f"groups {config.group_id!r} and {config.pointer_group_id!r} for them"
-            )
-        if pending and wait_for_pending:
-            if pending_deadline is None:
-                pending_deadline = time.monotonic() + config.operation_timeout_s
-            if time.monotonic() > pending_deadline and previous_owners_fenced:
-                log.warning(
-                    "kafka.checkpoint_marker.fenced_write_ignored",
-                    splits=pending,
-                    topic=topic,
-                    offsets=[r.offset for r in log_state.pending if r.key in by_key],
-                    hint="a marker of the fenced previous owner was appended after its transaction was "
-                    "aborted (a broker that does not reject fenced producer epochs); it never commits",
-                )
-            elif time.monotonic() > pending_deadline:
-                raise CheckpointError(
-                    f"checkpoint markers of splits {pending} stay in open transactions in {topic!r}; "
-                    f"their previous owners must be fenced first (is another instance of the job "
-                    f"still running with the same transactional ids?)"
-                )
-            else:
-                time.sleep(0.05)
-                continue
-        for split, (offset, marker) in latest.items():
-            if marker.group_id != config.group_id or marker.split != split:
-                raise CheckpointError(
-                    f"the checkpoint marker at {topic} offset {offset} is keyed for split {split!r} but "
-                    f"belongs to split {marker.split!r} of group {marker.group_id!r}"
-                )
-        log.debug(
-            "kafka.checkpoint_marker.scanned",
-            topic=topic,
-            splits=len(wanted),
-            from_offset=start,
-            end_offset=log_state.end_offset,
-            batches=log_state.batches,
-            duration_ms=round((time.perf_counter() - began) * 1000, 3),
-        )
-        return latest
-
-
-_ScanKey = tuple[str, str, str, bool, bool]
-_ScanResult = dict[str, tuple[int, CheckpointMarker]]
-
-
-class _ScanRequest:
-    __slots__ = ("done", "error", "pointers", "result")
-
-    def __init__(self, pointers: Mapping[str, int | None]) -> None:
-        self.pointers = pointers
-        self.done = False
-        self.result: _ScanResult = {}
-        self.error: BaseException | None = None
-
-
-class _CoalescedScans:
-    """One scan of the checkpoint topic for the splits whose commit points ask at the same time.
-
-    A worker's splits recover in parallel threads and each asks for its committed marker: without
-    this, each thread would read the same tail of the same topic. A request waits while a scan of
-    the same topic and group runs, then the next scan serves every request that waited. A request
-    never joins a scan that already started: the scan must begin after the request's split was
-    fenced, or it could miss a marker the previous owner committed just before the fence.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._queued: dict[_ScanKey, list[_ScanRequest]] = {}
-        self._running: set[_ScanKey] = set()
-
-    def scan(
-        self,
-        config: KafkaCommitConfig,
-        pointers: Mapping[str, int | None],
-        *,
-        wait_for_pending: bool,
-        previous_owners_fenced: bool,
-    ) -> _ScanResult:
-        key = (
-            config.bootstrap_servers,
-            config.checkpoint_topic,
-            config.group_id,
-            wait_for_pending,
-            previous_owners_fenced,
-        )
-        request = _ScanRequest(pointers)
-        with self._cond:
-            self._queued.setdefault(key, []).append(request)
-            while key in self._running and not request.done:
-                self._cond.wait()
-            if not request.done:  # lead the next scan, for every request queued so far
-                self._running.add(key)
-                batch = self._queued.pop(key)
-        if not request.done:
-            merged = {split: p for r in batch for split, p in r.pointers.items()}
-            try:
-                result = scan_committed_markers(
-                    config,
-                    merged,
-                    wait_for_pending=wait_for_pending,
-                    previous_owners_fenced=previous_owners_fenced,
-                )
-            except BaseException as exc:  # noqa: BLE001 - handed to every request of the batch
-                for r in batch:
-                    r.error = exc
-            else:
-                for r in batch:
-                    r.result = {s: found for s, found in result.items() if s in r.pointers}
-            finally:
-                with self._cond:
-                    self._running.discard(key)
-                    for r in batch:
-                        r.done = True
-                    self._cond.notify_all()
-        if request.error is not None:
-            raise request.error
-        return request.result
-
-
-_SCANS = _CoalescedScans()
-
-
-def _scan_failed(config: KafkaCommitConfig, exc: BaseException) -> CheckpointError:
-    return CheckpointError(
-        f"cannot read checkpoint markers from {config.checkpoint_topic!r} on {config.bootstrap_servers} "
-        f"(deadline: operation_timeout_s={config.operation_timeout_s} plus 1 ms per offset read): {exc}"
-    )
