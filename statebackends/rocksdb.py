@@ -10,20 +10,20 @@ working directory and opens it.
 
 Never modify snapshot files in place: SST files are shared by hard links, so an in-place write would
 change every snapshot (and the working database) that shares the file.
+
+A scope's store is :mod:`eventapp.statebackends.rocksdb_store`; the snapshot files and their restore
+are :mod:`eventapp.statebackends.rocksdb_snapshot`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
 import shutil
 import tempfile
 import time
 import weakref
-import zlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,22 +31,20 @@ from typing import Literal
 import rocksdict
 import structlog
 
-from eventapp._fs import fsync_tree, write_atomically
-from eventapp.errors import CheckpointError, ConfigurationError, SnapshotCorruptError, StateError
-from eventapp.state.store import KeyedStateStore, prefix_successor
+from eventapp.errors import ConfigurationError, StateError
+from eventapp.state.store import KeyedStateStore
+
+from .rocksdb_snapshot import SNAPSHOT_DB as SNAPSHOT_DB
+from .rocksdb_snapshot import SNAPSHOT_META as SNAPSHOT_META
+from .rocksdb_snapshot import corrupt, restore_files
+from .rocksdb_store import RocksDBStateStore
 
 __all__ = ["RocksDBConfig", "RocksDBStateBackend", "RocksDBStateStore"]
 
 log = structlog.get_logger(__name__)
 
 MiB = 1 << 20
-SNAPSHOT_DB = "db"
-SNAPSHOT_META = "eventapp-snapshot.json"
-_SNAPSHOT_FORMAT = 1
-_SHARED_SUFFIXES = (".sst", ".blob")  # immutable once written: safe to hard-link
-_CHUNK = 4 * MiB
 _SAFE_SCOPE = re.compile(r"[A-Za-z0-9._-]+")
-_MAX_HEADS = 16
 _MAX_SCOPE_NAME = 100
 
 Compression = Literal["lz4", "zstd", "snappy", "none"]
@@ -112,183 +110,6 @@ def _at_least(name: str, value: object, minimum: int, described: str) -> None:
 
 
 _DEFAULTS = RocksDBConfig()
-
-
-class RocksDBStateStore:
-    """One scope's state in a RocksDB database (see :class:`~eventapp.state.store.KeyedStateStore`)."""
-
-    def __init__(
-        self,
-        scope: str,
-        db: rocksdict.Rdict,
-        working_dir: Path,
-        on_close: Callable[[RocksDBStateStore], None],
-    ) -> None:
-        self.scope = scope
-        self.working_dir = working_dir
-        self._db = db
-        self._on_close = on_close
-        self._scans: weakref.WeakSet[Generator[tuple[bytes, bytes], None, None]] = weakref.WeakSet()
-        self._checksums: dict[tuple[int, int, int, int], int] = {}
-        self._closed = False
-        # Head hints, for the few prefixes recently passed to first(): prefix -> a key such that the
-        # prefix has no live key below it. Seeking there skips the tombstones that pile up at the
-        # head of a prefix when its smallest key is deleted again and again (firing timers); without
-        # it each first() would step over every tombstone: O(n) per call. Puts lower the hints; every
-        # hinted range [prefix, head) lies within [_heads_low, _heads_high), a cheap test per put.
-        self._heads: dict[bytes, bytes] = {}
-        self._heads_low = b""
-        self._heads_high = b""
-
-    def get(self, key: bytes) -> bytes | None:
-        value: bytes | None = self._db.get(key)
-        return value
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self._db[key] = value
-        if self._heads_low <= key < self._heads_high:
-            self._lower_heads(key)
-
-    def delete(self, key: bytes) -> None:
-        del self._db[key]
-
-    def delete_prefix(self, prefix: bytes) -> None:
-        upper = prefix_successor(prefix)
-        if upper is not None:
-            self._db.delete_range(prefix, upper)
-            return
-        # Only b"" or all-0xff prefixes have no successor: delete their (rare) keys one by one.
-        batch = rocksdict.WriteBatch(raw_mode=True)
-        iterator = self._iterator(prefix, None)
-        while iterator.valid():
-            batch.delete(iterator.key())
-            iterator.next()
-        del iterator
-        if not batch.is_empty():
-            self._db.write(batch)
-
-    def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        scan = self._scan(prefix, prefix_successor(prefix), start)
-        self._scans.add(scan)
-        return scan
-
-    def first(self, prefix: bytes) -> tuple[bytes, bytes] | None:
-        upper = prefix_successor(prefix)
-        iterator = self._iterator(prefix, upper)
-        if iterator.valid():
-            key: bytes = iterator.key()
-            if key.startswith(prefix):  # else: prefix has no successor (all 0xff), no upper bound
-                self._set_head(prefix, key)
-                return key, iterator.value()
-        if upper is not None:
-            self._set_head(prefix, upper)
-        return None
-
-    def snapshot(self, directory: Path) -> None:
-        started = time.perf_counter()
-        directory = Path(directory)
-        target = directory / SNAPSHOT_DB
-        try:
-            # Writes skip the WAL, so the memtables must be in SST files before the checkpoint.
-            self._db.flush(wait=True)
-            rocksdict.Checkpoint(self._db).create_checkpoint(str(target))
-            fsync_tree(target)
-            files = self._describe_files(target)
-            meta = {"format": _SNAPSHOT_FORMAT, "backend": "rocksdb", "scope": self.scope, "files": files}
-            write_atomically(directory / SNAPSHOT_META, json.dumps(meta, indent=1, sort_keys=True).encode())
-        except Exception as exc:  # rocksdict raises bare Exception for RocksDB errors
-            raise CheckpointError(
-                f"could not write the RocksDB state snapshot of scope {self.scope!r} to {directory}: "
-                f"{exc}. A snapshot flushes the working database in {self.working_dir} and links (on "
-                f"another file system: copies) its files into the checkpoint directory, so both need "
-                f"free space and write permission. Free space (a full disk is the usual cause), or "
-                f"point CheckpointConfig(storage=...) or RocksDBStateBackend(directory=...) at a "
-                f"volume with room; the last completed checkpoint is unaffected."
-            ) from exc
-        shared = sum(1 for name in files if os.stat(target / name).st_nlink > 1)
-        log.debug(
-            "state.snapshot.written",
-            backend="rocksdb",
-            scope=self.scope,
-            path=str(directory),
-            files=len(files),
-            shared_files=shared,
-            bytes=sum(entry["size"] for entry in files.values()),
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        # A live RocksDB iterator keeps the database open (and its LOCK held): end open scans first.
-        for scan in list(self._scans):
-            scan.close()
-        self._scans.clear()
-        self._db.close()
-        shutil.rmtree(self.working_dir, ignore_errors=True)
-        self._on_close(self)
-
-    def _iterator(
-        self, prefix: bytes, upper: bytes | None, start: bytes | None = None
-    ) -> rocksdict.RdictIter:
-        """An iterator bounded by ``upper``, at the first key ``>= start`` (or ``prefix``)."""
-        options = rocksdict.ReadOptions()
-        if upper is not None:
-            options.set_iterate_upper_bound(upper)
-        iterator = self._db.iter(options)
-        head = self._heads.get(prefix)
-        if start is None or (head is not None and start < head):
-            start = prefix if head is None else head
-        iterator.seek(start)
-        return iterator
-
-    def _set_head(self, prefix: bytes, head: bytes) -> None:
-        heads = self._heads
-        if not heads or (prefix not in heads and len(heads) >= _MAX_HEADS):
-            heads.clear()
-            self._heads_low, self._heads_high = prefix, head
-        else:
-            self._heads_low = min(self._heads_low, prefix)
-            self._heads_high = max(self._heads_high, head)
-        heads[prefix] = head
-
-    def _lower_heads(self, key: bytes) -> None:
-        heads = self._heads
-        for prefix, head in heads.items():
-            if key < head and key.startswith(prefix):
-                heads[prefix] = key
-
-    def _scan(
-        self, prefix: bytes, upper: bytes | None, start: bytes | None
-    ) -> Generator[tuple[bytes, bytes], None, None]:
-        iterator = self._iterator(prefix, upper, start)
-        try:
-            while iterator.valid():
-                key: bytes = iterator.key()
-                if upper is None and not key.startswith(prefix):
-                    return
-                yield key, iterator.value()
-                iterator.next()
-        finally:
-            del iterator
-
-    def _describe_files(self, root: Path) -> dict[str, dict[str, int]]:
-        """Size and CRC-32 of every snapshot file; shared (hard-linked) files are hashed only once."""
-        files: dict[str, dict[str, int]] = {}
-        checksums: dict[tuple[int, int, int, int], int] = {}
-        for entry in sorted(os.scandir(root), key=lambda item: item.name):
-            if not entry.is_file(follow_symlinks=False):
-                continue
-            info = entry.stat(follow_symlinks=False)
-            identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-            crc = self._checksums.get(identity)
-            if crc is None:
-                crc = _crc32_file(Path(entry.path))
-            checksums[identity] = crc
-            files[entry.name] = {"size": info.st_size, "crc32": crc}
-        self._checksums = checksums
-        return files
 
 
 class RocksDBStateBackend:
@@ -364,12 +185,12 @@ class RocksDBStateBackend:
             log.debug("state.store.opened", backend="rocksdb", scope=scope, path=str(working))
         else:
             restore_from = Path(restore_from)
-            _restore_files(restore_from, working, verify=self.config.verify_restore_checksums)
+            restore_files(restore_from, working, verify=self.config.verify_restore_checksums)
             try:
                 db = rocksdict.Rdict(str(working), self._options(create=False))
             except Exception as exc:  # rocksdict raises bare Exception for RocksDB errors
                 shutil.rmtree(working, ignore_errors=True)
-                raise _corrupt(restore_from, f"cannot be opened by RocksDB ({exc})") from exc
+                raise corrupt(restore_from, f"cannot be opened by RocksDB ({exc})") from exc
             log.info(
                 "state.snapshot.restored",
                 backend="rocksdb",
@@ -427,63 +248,3 @@ def scope_dirname(scope: str) -> str:
         return scope
     digest = hashlib.sha256(scope.encode()).hexdigest()[:12]
     return (re.sub(r"[^A-Za-z0-9._-]", "_", scope).strip(".")[:_MAX_SCOPE_NAME] or "scope") + "-" + digest
-
-
-def _restore_files(snapshot: Path, working: Path, *, verify: bool) -> None:
-    """Check the snapshot against its metadata and link (or copy) its files into ``working``."""
-    meta_path = snapshot / SNAPSHOT_META
-    try:
-        meta = json.loads(meta_path.read_bytes())
-        files: dict[str, dict[str, int]] = meta["files"]
-        if meta["format"] != _SNAPSHOT_FORMAT or meta["backend"] != "rocksdb":
-            raise _corrupt(snapshot, f"has format {meta['format']!r} of backend {meta['backend']!r}")
-        entries = [(str(name), int(entry["size"]), int(entry["crc32"])) for name, entry in files.items()]
-    except OSError as exc:
-        raise _corrupt(snapshot, f"has no readable {SNAPSHOT_META} ({exc.strerror or exc})") from exc
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise _corrupt(snapshot, f"has an unreadable {SNAPSHOT_META} ({exc!r})") from exc
-    source = snapshot / SNAPSHOT_DB
-    working.mkdir()
-    try:
-        for name, size, crc in entries:
-            if "/" in name or name in {"", ".", ".."}:
-                raise _corrupt(snapshot, f"lists an invalid file name {name!r}")
-            path = source / name
-            try:
-                actual = path.stat().st_size
-            except OSError as exc:
-                raise _corrupt(snapshot, f"is missing {path} ({exc.strerror or exc})") from exc
-            if actual != size:
-                raise _corrupt(snapshot, f"has {path} of {actual} bytes, expected {size}")
-            if verify and _crc32_file(path) != crc:
-                raise _corrupt(snapshot, f"has {path} with a wrong checksum (overwritten or damaged)")
-            _link_or_copy(path, working / name)
-    except BaseException:
-        shutil.rmtree(working, ignore_errors=True)
-        raise
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    if source.name.endswith(_SHARED_SUFFIXES):
-        try:
-            os.link(source, target)
-        except OSError as exc:  # another filesystem, or no hard links there: copy instead
-            log.debug("state.snapshot.copy_instead_of_link", path=str(source), error=str(exc))
-        else:
-            return
-    shutil.copyfile(source, target)
-
-
-def _crc32_file(path: Path) -> int:
-    crc = 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            crc = zlib.crc32(chunk, crc)
-    return crc
-
-
-def _corrupt(snapshot: Path, problem: str) -> SnapshotCorruptError:
-    return SnapshotCorruptError(
-        f"RocksDB state snapshot {snapshot} {problem}. The snapshot cannot be restored: restore from "
-        f"an earlier checkpoint, or start the job without state if losing it is acceptable."
-    )
