@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 from eventapp.errors import ConfigurationError
@@ -86,35 +86,63 @@ class CollectionSource(Generic[T]):
 
 
 class _CollectionReader(Generic[T]):
+    """Hands out the splits' records fairly: each poll shares ``max_records`` among the splits that
+    have records (starting from a different split each time), so no split waits for another to be
+    drained. Splits can be paused (watermark alignment)."""
+
     def __init__(self, source: CollectionSource[T], splits: list[str], positions: dict[str, int]) -> None:
         self._source = source
         self._splits = splits
         self._positions = {s: positions.get(s, 0) for s in splits}
         self._started_at = dict(self._positions)
+        self._paused: set[str] = set()
+        self._rotation = 0
         self._finished = False
 
     def start_positions(self) -> Mapping[str, int]:
         return self._started_at
 
+    def pause_or_resume(self, pause: Collection[str], resume: Collection[str]) -> None:
+        self._paused.update(pause)
+        self._paused.difference_update(resume)
+
     def poll(self, max_records: int, timeout: float) -> Sequence[SourceRecord[T]]:
         out: list[SourceRecord[T]] = []
         ended = self._source._ended_now()
-        for split in self._splits:
-            data = self._source._data[split]
-            pos = self._positions[split]
-            end = min(len(data), pos + max_records - len(out))
-            for i in range(pos, end):
-                value, ts = data[i]
-                out.append(SourceRecord(split, value, ts, i))
-            self._positions[split] = end
-            if len(out) >= max_records:
-                return out
-        if not out and ended:
+        data = self._source._data
+        positions = self._positions
+        n = len(self._splits)
+        order = self._splits[self._rotation % n :] + self._splits[: self._rotation % n]
+        self._rotation += 1
+        active = [s for s in order if s not in self._paused and positions[s] < len(data[s])]
+        while active and len(out) < max_records:
+            share = max(1, (max_records - len(out)) // len(active))
+            still: list[str] = []
+            for split in active:
+                records = data[split]
+                pos = positions[split]
+                end = min(len(records), pos + share, pos + max_records - len(out))
+                for i in range(pos, end):
+                    value, ts = records[i]
+                    out.append(SourceRecord(split, value, ts, i))
+                positions[split] = end
+                if end < len(records):
+                    still.append(split)
+                if len(out) >= max_records:
+                    break
+            active = still
+        if not out and ended and all(positions[s] >= len(data[s]) for s in self._splits):
             self._finished = True
         return out
 
     def is_finished(self) -> bool:
         return self._finished
+
+    def finished_splits(self) -> Collection[str]:
+        if not self._source._ended_now():
+            return ()
+        data, positions = self._source._data, self._positions
+        return [s for s in self._splits if positions[s] >= len(data[s])]
 
     def close(self) -> None:
         return None

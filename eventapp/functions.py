@@ -136,7 +136,9 @@ class Context(StateAccess):
 
     @property
     def timestamp(self) -> int | None:
-        """Event time of the current record (or the firing timer), epoch ms; ``None`` if unknown."""
+        """Epoch ms: in ``process_element`` the record's event time (``None`` if unknown); in
+        ``on_timer`` the firing timer's timestamp, in both time domains (as in Flink). Outputs of a
+        processing-time timer carry no event time."""
         raise NotImplementedError
 
     @property

@@ -74,6 +74,14 @@ class MsgpackSerializer(Generic[T]):
     def __repr__(self) -> str:
         return "MsgpackSerializer()" if self._use_list else "MsgpackSerializer(tuples=True)"
 
+    # Serializers compare by what they write, so descriptors built anew on every call (a state
+    # name per window, say) are the same descriptor.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MsgpackSerializer) and other._use_list == self._use_list
+
+    def __hash__(self) -> int:
+        return hash((MsgpackSerializer, self._use_list))
+
 
 class JsonSerializer(Generic[T]):
     """JSON via orjson. Useful for records; for state prefer msgpack (it keeps bytes)."""
@@ -94,6 +102,12 @@ class JsonSerializer(Generic[T]):
 
     def __repr__(self) -> str:
         return "JsonSerializer()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, JsonSerializer)
+
+    def __hash__(self) -> int:
+        return hash(JsonSerializer)
 
 
 class DataclassSerializer(Generic[D]):
@@ -124,6 +138,12 @@ class DataclassSerializer(Generic[D]):
     def __repr__(self) -> str:
         return f"DataclassSerializer({self._cls.__name__})"
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataclassSerializer) and other._cls is self._cls
+
+    def __hash__(self) -> int:
+        return hash((DataclassSerializer, self._cls))
+
 
 class PickleSerializer(Generic[T]):
     """Explicit opt-in only. Pickle executes code on load: never load snapshots you do not trust."""
@@ -138,3 +158,9 @@ class PickleSerializer(Generic[T]):
 
     def __repr__(self) -> str:
         return "PickleSerializer()"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PickleSerializer)
+
+    def __hash__(self) -> int:
+        return hash(PickleSerializer)

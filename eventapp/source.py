@@ -6,11 +6,11 @@ is checkpointed and committed on its own, so splits can move between subtasks wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["CommittingSource", "Source", "SourceReader", "SourceRecord"]
+__all__ = ["CommittingSource", "PausableReader", "Source", "SourceReader", "SourceRecord"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -46,6 +46,12 @@ class SourceReader(Protocol[T_co]):
         """True once a bounded source has returned its last record; unbounded sources return False."""
         ...
 
+    def finished_splits(self) -> Collection[str]:
+        """The splits that have returned their last record (a bounded source's, one by one). A
+        finished split no longer holds the worker's watermark back, as in Flink, where a finished
+        split's watermark output is released. Unbounded sources return an empty collection."""
+        ...
+
     def start_positions(self) -> Mapping[str, int]:
         """The position each split started at, where it is known: every restored position, and the
         configured start resolved to a position where the source can (Kafka: ``latest`` to the
@@ -56,6 +62,17 @@ class SourceReader(Protocol[T_co]):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PausableReader(Protocol):
+    """A reader that can stop handing out (and fetching) records of some splits for a while (Flink's
+    ``SourceReader.pauseOrResumeSplits``); watermark alignment needs it."""
+
+    def pause_or_resume(self, pause: Collection[str], resume: Collection[str]) -> None:
+        """Stop returning records of the splits in ``pause`` and start again for those in ``resume``.
+        Pausing never loses a record: a resumed split continues after the last one returned."""
+        ...
 
 
 @runtime_checkable

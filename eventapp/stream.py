@@ -17,19 +17,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
+from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.config import JobConfig
 from eventapp.errors import ConfigurationError
 from eventapp.functions import KeyedProcessFunction, OutputTag
+from eventapp.graph import (
+    FilterNode,
+    FlatMapNode,
+    MapNode,
+    Node,
+    ProcessNode,
+    SideOutputNode,
+    SinkNode,
+    SourceNode,
+)
+from eventapp.runtime.local import JobResult, LocalRunner
 from eventapp.sink import Sink
 from eventapp.source import Source
 from eventapp.watermarks import WatermarkStrategy
-
-if TYPE_CHECKING:
-    from eventapp.checkpoint.restore import RestoreRequest
-    from eventapp.runtime.local import JobResult, LocalRunner
 
 __all__ = ["DataStream", "Job", "KeyedStream", "ProcessedStream"]
 
@@ -38,47 +45,6 @@ R = TypeVar("R")
 K = TypeVar("K")
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-@dataclass(eq=False)
-class Node:
-    name: str
-    children: list[Node] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class SourceNode(Node):
-    source: Any = None
-    watermarks: WatermarkStrategy[Any] = field(default_factory=WatermarkStrategy.no_watermarks)
-
-
-@dataclass(eq=False)
-class MapNode(Node):
-    fn: Callable[[Any], Any] | None = None
-
-
-@dataclass(eq=False)
-class FilterNode(Node):
-    fn: Callable[[Any], bool] | None = None
-
-
-@dataclass(eq=False)
-class FlatMapNode(Node):
-    fn: Callable[[Any], Iterable[Any]] | None = None
-
-
-@dataclass(eq=False)
-class ProcessNode(Node):
-    uid: str = ""
-    fn: KeyedProcessFunction[Any, Any, Any] | None = None
-    key_selector: Callable[[Any], Any] | None = None
-    side_outputs: dict[OutputTag[Any], Node] = field(default_factory=dict)
-
-
-@dataclass(eq=False)
-class SinkNode(Node):
-    sink: Any = None
-    index: int = -1
 
 
 class Job:
@@ -144,8 +110,6 @@ class Job:
         ``restore`` overrides what splits restore from (``--from-checkpoint``/``--start-fresh``, see
         :mod:`eventapp.checkpoint.restore`); by default each restores its committed checkpoint.
         """
-        from eventapp.runtime.local import LocalRunner
-
         return LocalRunner(self, splits=None if splits is None else list(splits), restore=restore)
 
     def run(self, splits: Iterable[str] | None = None) -> JobResult:
@@ -183,8 +147,7 @@ class DataStream(Generic[T]):
     def sink_to(self, sink: Sink[T], *, name: str | None = None) -> None:
         if not isinstance(sink, Sink):
             raise ConfigurationError(f"sink_to needs an eventapp Sink, got {sink!r}")
-        node = SinkNode(name=self._job._name("sink", name, sink.name), sink=sink)
-        node.index = len(self._job.sinks)
+        node = SinkNode(name=self._job._name("sink", name, sink.name), sink=sink, index=len(self._job.sinks))
         self._job.sinks.append(node)
         self._add(node)
 
@@ -221,6 +184,6 @@ class ProcessedStream(DataStream[T]):
         assert isinstance(self._node, ProcessNode)
         node = self._node.side_outputs.get(tag)
         if node is None:
-            node = Node(name=f"{self._node.name}[{tag.name}]")
+            node = SideOutputNode(name=f"{self._node.name}[{tag.name}]")
             self._node.side_outputs[tag] = node
         return DataStream(self._job, node)

@@ -36,6 +36,9 @@ class WatermarkStrategy(Generic[T]):
     max_out_of_orderness_ms: int | None = None
     timestamp_assigner: TimestampAssigner[T] | None = None
     idleness_ms: int | None = None
+    #: Split-level watermark alignment (Flink FLIP-182/217): pause splits whose watermark is more
+    #: than this ahead of the slowest active split of the worker.
+    alignment_max_drift_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_out_of_orderness_ms is not None and self.max_out_of_orderness_ms < 0:
@@ -46,6 +49,10 @@ class WatermarkStrategy(Generic[T]):
             raise ConfigurationError(
                 f"idleness timeout must be a positive number of ms, got {self.idleness_ms}; "
                 f"omit with_idleness() to never mark splits idle"
+            )
+        if self.alignment_max_drift_ms is not None and self.alignment_max_drift_ms < 0:
+            raise ConfigurationError(
+                f"watermark alignment max drift must be >= 0 ms, got {self.alignment_max_drift_ms}"
             )
 
     @staticmethod
@@ -68,6 +75,19 @@ class WatermarkStrategy(Generic[T]):
     def with_idleness(self, idleness_ms: int) -> WatermarkStrategy[T]:
         return replace(self, idleness_ms=idleness_ms)
 
+    def with_watermark_alignment(self, max_drift_ms: int) -> WatermarkStrategy[T]:
+        """Pause reading splits whose watermark is more than ``max_drift_ms`` ahead of the slowest
+        active split of this worker, until it catches up (Flink's split-level watermark alignment,
+        FLIP-182/217, within one worker). A split that never produces records holds the others
+        back unless :meth:`with_idleness` is set, as in Flink. The source's reader must support
+        pausing splits (:class:`eventapp.source.PausableReader`)."""
+        if self.max_out_of_orderness_ms is None:
+            raise ConfigurationError(
+                "watermark alignment needs watermarks: start from for_bounded_out_of_orderness(ms) or "
+                "for_monotonous_timestamps()"
+            )
+        return replace(self, alignment_max_drift_ms=max_drift_ms)
+
     @property
     def emits_watermarks(self) -> bool:
         return self.max_out_of_orderness_ms is not None
@@ -76,12 +96,14 @@ class WatermarkStrategy(Generic[T]):
 class SplitWatermark:
     """Watermark state of one split: the largest timestamp seen, and when it was last active."""
 
-    __slots__ = ("idle", "last_active_ms", "max_timestamp")
+    __slots__ = ("finished", "idle", "last_active_ms", "max_timestamp")
 
     def __init__(self, max_timestamp: int = MIN_TIMESTAMP, now_ms: int = 0) -> None:
         self.max_timestamp = max_timestamp
         self.last_active_ms = now_ms
         self.idle = False
+        #: The split returned its last record (a bounded source): it no longer holds others back.
+        self.finished = False
 
     def watermark(self, bound_ms: int) -> int:
         if self.max_timestamp == MIN_TIMESTAMP:
@@ -92,9 +114,12 @@ class SplitWatermark:
 def combine(
     splits: Iterable[SplitWatermark], bound_ms: int, idleness_ms: int | None, now_ms: int
 ) -> int | None:
-    """The minimum watermark over non-idle splits, or ``None`` when every split is idle."""
+    """The minimum watermark over splits that are neither idle nor finished, or ``None`` when there
+    is none."""
     lowest: int | None = None
     for state in splits:
+        if state.finished:
+            continue
         if idleness_ms is not None:
             state.idle = now_ms - state.last_active_ms >= idleness_ms
             if state.idle:

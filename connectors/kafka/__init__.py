@@ -38,8 +38,10 @@ from .config import (
 from .errors import ProducerFencedError
 from .metadata import CheckpointMarker, decode_metadata, encode_metadata
 from .offsets import CommittedSplitState, read_committed_checkpoints
+from .reader import KafkaSourceReader
+from .records import KafkaRecord
 from .sink import KafkaSink, KafkaSinkWriter
-from .source import KafkaRecord, KafkaSource, KafkaSourceReader
+from .source import KafkaSource
 
 __all__ = [
     "DEFAULT_CHECKPOINT_TOPIC",

@@ -109,7 +109,7 @@ class KafkaSourceConfig:
     :param value_deserializer: ``"bytes"`` (default), ``"str"``, ``"json"``, a Serializer or a callable.
     :param key_deserializer: how to decode keys; only with ``as_kafka_record=True``.
     :param as_kafka_record: if True, each record's value is a
-        :class:`~eventapp.connectors.kafka.source.KafkaRecord` (key, value, headers, topic, partition,
+        :class:`~eventapp.connectors.kafka.records.KafkaRecord` (key, value, headers, topic, partition,
         offset, timestamp) instead of the decoded value alone.
     :param timestamp_extractor: ``f(value) -> epoch ms`` giving the event time; default: the Kafka
         message timestamp. It receives the decoded value (the KafkaRecord with ``as_kafka_record``).
@@ -130,6 +130,12 @@ class KafkaSourceConfig:
     :param producer_config: extra librdkafka settings for the transactional producers.
     :param operation_timeout_s: timeout of blocking broker operations (metadata, init/commit of
         transactions, offset reads).
+    :param split_buffer_records: how many fetched records the reader holds per split so that it can
+        hand out the splits' records in turn (a broker answers a fetch with whole batches of one
+        partition after another, so librdkafka's queue can hold tens of thousands of one partition's
+        records ahead of the next). A split with this many waiting has its fetching paused until half
+        of them are processed; librdkafka then drops what it had prefetched for it and fetches it
+        again from the reader's position, so nothing is lost or repeated.
     """
 
     bootstrap_servers: str
@@ -149,6 +155,7 @@ class KafkaSourceConfig:
     transaction_timeout_ms: int = 60_000
     producer_config: Mapping[str, Any] = field(default_factory=dict)
     operation_timeout_s: float = 30.0
+    split_buffer_records: int = 10_000
     broker_quirks: BrokerQuirks = field(default_factory=BrokerQuirks.from_environment)
     value_decoder: Decoder = field(init=False, repr=False, compare=False)
     key_decoder: Decoder | None = field(init=False, repr=False, compare=False)
@@ -218,6 +225,15 @@ class KafkaSourceConfig:
             self, "producer_config", frozen_settings(self.producer_config, f"{owner}.producer_config")
         )
         check_timeout(self.operation_timeout_s, owner)
+        if (
+            not isinstance(self.split_buffer_records, int)
+            or isinstance(self.split_buffer_records, bool)
+            or self.split_buffer_records < 1
+        ):
+            raise ConfigurationError(
+                f"{owner}.split_buffer_records must be an int >= 1, got {self.split_buffer_records!r}; "
+                f"the default, 10_000, suits most jobs"
+            )
         # Validate the transactional producer settings now as well.
         KafkaCommitConfig.for_source(self, job="validation")
 

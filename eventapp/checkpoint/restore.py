@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from eventapp.checkpoint.commit import CommittedCheckpoint
+from eventapp.checkpoint.meta import LEGACY_LINEAGE
 from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo, read_snapshot_meta
 from eventapp.errors import ConfigurationError, RestoreError
 
@@ -39,9 +40,6 @@ __all__ = [
     "refusal",
     "refuse_or_archive",
 ]
-
-#: Lineage of snapshots written before lineages existed.
-LEGACY_LINEAGE = "legacy"
 
 _META = "split.json"
 

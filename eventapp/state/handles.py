@@ -1,6 +1,6 @@
 """Keyed state types, implemented once on top of :class:`~eventapp.state.store.KeyedStateStore`.
 
-Every access resolves the current split's store and the current key from a :class:`KeyedScope`,
+Every access resolves the current split's store and the current key from a :class:`KeyContext`,
 so a handle obtained in ``open()`` is valid for every key and every split the operator sees.
 """
 
@@ -13,6 +13,7 @@ import msgpack
 
 from eventapp.errors import StateError
 from eventapp.serialization import Serializer
+from eventapp.state.context import KeyContext
 from eventapp.state.descriptors import (
     AggregateFunction,
     AggregatingStateDescriptor,
@@ -27,7 +28,6 @@ from eventapp.state.descriptors import (
     ValueStateDescriptor,
 )
 from eventapp.state.keys import decode_timestamp, encode_timestamp, state_prefix
-from eventapp.state.scope import KeyedScope
 from eventapp.state.store import KeyedStateStore
 
 __all__ = [
@@ -54,21 +54,21 @@ _LIST_PACKER = msgpack.Packer(use_bin_type=True)
 class _TtlClock:
     """Reads and writes the 8-byte access timestamp that prefixes TTL'd values."""
 
-    __slots__ = ("_cfg", "_event_time", "_scope")
+    __slots__ = ("_cfg", "_ctx", "_event_time")
 
-    def __init__(self, cfg: StateTtlConfig, scope: KeyedScope) -> None:
+    def __init__(self, cfg: StateTtlConfig, context: KeyContext) -> None:
         self._cfg = cfg
-        self._scope = scope
+        self._ctx = context
         self._event_time = cfg.time_domain is TtlTimeDomain.EVENT_TIME
 
     def access_time(self) -> int:
-        ex = self._scope.execution
+        ex = self._ctx
         if self._event_time:
             return ex.timestamp if ex.timestamp is not None else ex.watermark
         return ex.clock.now_ms()
 
     def now(self) -> int:
-        ex = self._scope.execution
+        ex = self._ctx
         return ex.watermark if self._event_time else ex.clock.now_ms()
 
     def stamp(self, payload: bytes) -> bytes:
@@ -89,13 +89,13 @@ class _TtlClock:
 class KeyedState:
     """Base of every state handle: resolves the entry key of the current key."""
 
-    __slots__ = ("_prefix", "_scope", "_ttl", "descriptor")
+    __slots__ = ("_ctx", "_prefix", "_ttl", "descriptor")
 
-    def __init__(self, uid: str, descriptor: StateDescriptor[Any], scope: KeyedScope) -> None:
+    def __init__(self, uid: str, descriptor: StateDescriptor[Any], context: KeyContext) -> None:
         self.descriptor = descriptor
         self._prefix = state_prefix(uid, descriptor.name)
-        self._scope = scope
-        self._ttl = _TtlClock(descriptor.ttl, scope) if descriptor.ttl is not None else None
+        self._ctx = context
+        self._ttl = _TtlClock(descriptor.ttl, context) if descriptor.ttl is not None else None
 
     @property
     def prefix(self) -> bytes:
@@ -109,13 +109,13 @@ class KeyedState:
         )
 
     def _store(self) -> KeyedStateStore:
-        store = self._scope.execution.store
-        if store is None or self._scope.key_part is None:
+        store = self._ctx.store
+        if store is None or self._ctx.key_part is None:
             raise self._outside_keyed_context()
         return store
 
     def _entry(self) -> bytes:
-        key_part = self._scope.key_part
+        key_part = self._ctx.key_part
         if key_part is None:
             raise self._outside_keyed_context()
         return self._prefix + key_part
@@ -153,8 +153,8 @@ class ValueState(KeyedState, Generic[T]):
 
     __slots__ = ("_default", "_ser")
 
-    def __init__(self, uid: str, descriptor: ValueStateDescriptor[T], scope: KeyedScope) -> None:
-        super().__init__(uid, descriptor, scope)
+    def __init__(self, uid: str, descriptor: ValueStateDescriptor[T], context: KeyContext) -> None:
+        super().__init__(uid, descriptor, context)
         self._ser: Serializer[T] = descriptor.serializer
         self._default = descriptor.default
 
@@ -178,8 +178,8 @@ class ReducingState(KeyedState, Generic[T]):
 
     __slots__ = ("_reduce", "_ser")
 
-    def __init__(self, uid: str, descriptor: ReducingStateDescriptor[T], scope: KeyedScope) -> None:
-        super().__init__(uid, descriptor, scope)
+    def __init__(self, uid: str, descriptor: ReducingStateDescriptor[T], context: KeyContext) -> None:
+        super().__init__(uid, descriptor, context)
         self._ser: Serializer[T] = descriptor.serializer
         assert descriptor.reduce_function is not None
         self._reduce: Callable[[T, T], T] = descriptor.reduce_function
@@ -203,9 +203,9 @@ class AggregatingState(KeyedState, Generic[IN, ACC, OUT]):
     __slots__ = ("_agg", "_ser")
 
     def __init__(
-        self, uid: str, descriptor: AggregatingStateDescriptor[IN, ACC, OUT], scope: KeyedScope
+        self, uid: str, descriptor: AggregatingStateDescriptor[IN, ACC, OUT], context: KeyContext
     ) -> None:
-        super().__init__(uid, descriptor, scope)
+        super().__init__(uid, descriptor, context)
         assert descriptor.aggregate_function is not None
         self._agg: AggregateFunction[IN, ACC, OUT] = descriptor.aggregate_function
         self._ser: Serializer[ACC] = descriptor.serializer
@@ -229,8 +229,8 @@ class ListState(KeyedState, Generic[T]):
 
     __slots__ = ("_ser",)
 
-    def __init__(self, uid: str, descriptor: ListStateDescriptor[T], scope: KeyedScope) -> None:
-        super().__init__(uid, descriptor, scope)
+    def __init__(self, uid: str, descriptor: ListStateDescriptor[T], context: KeyContext) -> None:
+        super().__init__(uid, descriptor, context)
         self._ser: Serializer[T] = descriptor.serializer
 
     def _load_raw(self, store: KeyedStateStore, entry: bytes) -> list[Any]:
@@ -309,8 +309,8 @@ class MapState(KeyedState, Generic[K, V]):
 
     __slots__ = ("_kser", "_vser")
 
-    def __init__(self, uid: str, descriptor: MapStateDescriptor[K, V], scope: KeyedScope) -> None:
-        super().__init__(uid, descriptor, scope)
+    def __init__(self, uid: str, descriptor: MapStateDescriptor[K, V], context: KeyContext) -> None:
+        super().__init__(uid, descriptor, context)
         self._kser: Serializer[K] = descriptor.key_serializer
         self._vser: Serializer[V] = descriptor.value_serializer
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from eventapp.clock import Clock, SystemClock
 from eventapp.functions import TimeDomain
+from eventapp.state.context import KeyContext
 from eventapp.state.descriptors import StateDescriptor
 from eventapp.state.handles import read_state
 from eventapp.state.keys import (
@@ -17,11 +18,10 @@ from eventapp.state.keys import (
     decode_key,
     decode_timestamp,
     encode_key,
-    key_part,
     state_prefix,
     timer_prefix,
 )
-from eventapp.state.scope import ExecutionScope, KeyedScope
+from eventapp.state.registry import StateRegistry
 from eventapp.state.store import KeyedStateStore
 
 __all__ = ["StateInspector"]
@@ -42,20 +42,16 @@ class StateInspector:
         clock: Clock | None = None,
         watermark: int = MAX_TIMESTAMP,
     ) -> None:
-        from eventapp.runtime.keyed_process import _StateRegistry
-
         self._store = store
         self._uid = uid
-        execution = ExecutionScope(clock or SystemClock())
-        execution.store = _ReadOnlyStore(store)
-        execution.watermark = watermark
-        self._scope = KeyedScope(execution)
-        self._registry = _StateRegistry(uid, self._scope)
+        self._ctx = KeyContext(clock or SystemClock())
+        self._read_only = _ReadOnlyStore(store)
+        self._ctx.watermark = watermark
+        self._registry = StateRegistry(uid, self._ctx)
 
     def get(self, descriptor: StateDescriptor[Any], key: Any) -> Any:
         """The state's value for ``key``: a value, a list, a dict or an aggregate result."""
-        kb = encode_key(key)
-        self._scope.key, self._scope.key_bytes, self._scope.key_part = key, kb, key_part(kb)
+        self._ctx.enter(self._read_only, "", key, encode_key(key), None)
         handle = self._registry.get(descriptor)
         return read_state(handle)
 

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from eventapp.clock import ManualClock
+from eventapp.errors import EventAppError
 from eventapp.functions import KeyedProcessFunction, OutputTag, TimeDomain
-from eventapp.runtime.keyed_process import Emit, KeyedProcessOperator
+from eventapp.runtime.keyed_process import KeyedProcessOperator
+from eventapp.runtime.operators import Operator, OperatorRuntime
+from eventapp.runtime.record import StreamRecord
 from eventapp.state.descriptors import StateDescriptor
 from eventapp.state.handles import read_state
 from eventapp.state.keys import encode_key
-from eventapp.state.scope import ExecutionScope
 from eventapp.state.store import KeyedStateStore, StateBackend, default_state_backend
 
 __all__ = ["KeyedProcessFunctionHarness"]
@@ -38,24 +40,57 @@ OUT = TypeVar("OUT")
 _SPLIT = "harness-0"
 
 
-class _SideOutputs(Mapping[OutputTag[Any], Emit]):
+class _HarnessSplit:
+    """The one split the harness runs (a :class:`~eventapp.runtime.record.SplitContext`)."""
+
+    id = _SPLIT
+
+    def __init__(self, store: KeyedStateStore) -> None:
+        self.store = store
+
+    def write(self, sink: int, value: Any, timestamp: int | None) -> None:
+        raise EventAppError("the harness has no sinks")
+
+    def fire_timer(self, action: Callable[[], None], timestamp: int, timer_key: bytes) -> None:
+        action()
+
+
+class _Collect(Operator):
+    """Collects what reaches it as ``(value, timestamp)``."""
+
+    def __init__(self, name: str, records: list[tuple[Any, int | None]]) -> None:
+        super().__init__(name)
+        self.records = records
+
+    def process(self, record: StreamRecord) -> None:
+        self.records.append((record.value, record.timestamp))
+
+
+class _SideOutputs(Mapping[OutputTag[Any], Operator]):
     """Collects every side output the function emits, whatever its tag."""
 
     def __init__(self) -> None:
         self.records: dict[OutputTag[Any], list[tuple[Any, int | None]]] = {}
+        self._collectors: dict[OutputTag[Any], _Collect] = {}
 
-    def get(self, tag: OutputTag[Any], default: Any = None) -> Emit:
-        records = self.records.setdefault(tag, [])
-        return lambda value, ts: records.append((value, ts))
+    def get(self, tag: OutputTag[Any], default: Any = None) -> Operator:
+        collector = self._collectors.get(tag)
+        if collector is None:
+            collector = self._collectors[tag] = _Collect(tag.name, self.records.setdefault(tag, []))
+        return collector
 
-    def __getitem__(self, tag: OutputTag[Any]) -> Emit:
+    def __getitem__(self, tag: OutputTag[Any]) -> Operator:
         return self.get(tag)
 
     def __iter__(self) -> Iterator[OutputTag[Any]]:
-        return iter(self.records)
+        return iter(self._collectors)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._collectors)
+
+    def clear(self) -> None:
+        for records in self.records.values():
+            records.clear()
 
 
 class KeyedProcessFunctionHarness(Generic[K, IN, OUT]):
@@ -76,51 +111,36 @@ class KeyedProcessFunctionHarness(Generic[K, IN, OUT]):
         self.clock = ManualClock(processing_time)
         self._backend = state_backend
         self._store: KeyedStateStore = state_backend.open(_SPLIT, restore_from=restore_from)
-        self._execution = ExecutionScope(self.clock)
+        self._split = _HarnessSplit(self._store)
         self.output_records: list[tuple[OUT, int | None]] = []
         self._side = _SideOutputs()
         self._function = function
         self._operator = KeyedProcessOperator(
-            job_name="harness",
-            uid=uid,
-            function=function,
-            key_selector=key_selector,
-            execution=self._execution,
-            emit=lambda value, ts: self.output_records.append((value, ts)),
-            side_outputs=self._side,
+            name=uid, uid=uid, function=function, key_selector=key_selector, side_outputs=self._side
         )
-        self._bind()
-        self._operator.open()
-
-    def _bind(self) -> None:
-        ex = self._execution
-        ex.store = self._store
-        ex.split = _SPLIT
-        ex.position = None
+        self._operator.output = _Collect("output", self.output_records)
+        self._operator.open(OperatorRuntime("harness", self.clock, {_SPLIT: self._split}))
 
     # --- input and time ------------------------------------------------------------------------------
     def process_element(self, value: IN, timestamp: int | None = None) -> None:
         """Process one record (its event time is ``timestamp``)."""
-        self._bind()
-        self._operator.process(value, timestamp)
+        self._operator.process(StreamRecord(value, timestamp, self._split))
 
     def process_watermark(self, watermark: int) -> None:
         """Advance the watermark and fire every event-time timer at or before it."""
-        if watermark > self._execution.watermark:
-            self._execution.watermark = watermark
-        self._operator.fire_timers(TimeDomain.EVENT_TIME, watermark, {_SPLIT: self._store})
+        self._operator.process_watermark(watermark)
 
     def set_processing_time(self, now_ms: int) -> None:
         """Move processing time to ``now_ms`` and fire every processing-time timer that is due."""
         self.clock.set(now_ms)
-        self._operator.fire_timers(TimeDomain.PROCESSING_TIME, now_ms, {_SPLIT: self._store})
+        self._operator.on_processing_time(now_ms)
 
     def advance_processing_time(self, delta_ms: int) -> None:
         self.set_processing_time(self.clock.now_ms() + delta_ms)
 
     @property
     def watermark(self) -> int:
-        return self._execution.watermark
+        return self._operator.watermark
 
     # --- outputs -------------------------------------------------------------------------------------
     @property
@@ -136,20 +156,17 @@ class KeyedProcessFunctionHarness(Generic[K, IN, OUT]):
 
     def clear_outputs(self) -> None:
         self.output_records.clear()
-        self._side.records.clear()
+        self._side.clear()
 
     # --- state and timers ----------------------------------------------------------------------------
     def state(self, descriptor: StateDescriptor[Any], key: K) -> Any:
         """The value of ``descriptor``'s state for ``key``: a value, a list, a dict or a result."""
-        self._bind()
-        self._operator.set_key(key, encode_key(key))
-        saved = self._execution.timestamp
-        self._execution.timestamp = None
+        ctx = self._operator.key_context
+        ctx.enter(self._store, _SPLIT, key, encode_key(key), None)
         try:
-            handle = self._operator.states.get(descriptor)
-            return read_state(handle)
+            return read_state(self._operator.states.get(descriptor))
         finally:
-            self._execution.timestamp = saved
+            ctx.leave()
 
     def num_event_time_timers(self) -> int:
         return self._operator.timers.count(TimeDomain.EVENT_TIME, self._store)

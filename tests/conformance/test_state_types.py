@@ -17,9 +17,9 @@ from eventapp import (
     StateError,
     ValueStateDescriptor,
 )
-from eventapp.runtime.keyed_process import _StateRegistry
-from eventapp.state.keys import encode_key, key_part
-from eventapp.state.scope import ExecutionScope, KeyedScope
+from eventapp.state.context import KeyContext
+from eventapp.state.keys import encode_key
+from eventapp.state.registry import StateRegistry
 from eventapp.state.store import KeyedStateStore
 
 
@@ -28,15 +28,14 @@ class Keyed:
 
     def __init__(self, store: KeyedStateStore, uid: str = "op") -> None:
         self.clock = ManualClock(1_000)
-        self.execution = ExecutionScope(self.clock)
-        self.execution.store = store
-        self.execution.split = "orders-0"
-        self.scope = KeyedScope(self.execution)
-        self.registry = _StateRegistry(uid, self.scope)
+        self.store = store
+        #: The key context state handles read (tests set its timestamp and watermark).
+        self.execution = KeyContext(self.clock)
+        self.registry = StateRegistry(uid, self.execution)
 
     def key(self, key: Any) -> Keyed:
-        kb = encode_key(key)
-        self.scope.key, self.scope.key_bytes, self.scope.key_part = key, kb, key_part(kb)
+        timestamp = self.execution.timestamp
+        self.execution.enter(self.store, "orders-0", key, encode_key(key), timestamp)
         return self
 
     def get(self, descriptor: Any) -> Any:

@@ -43,7 +43,7 @@ def test_value_expires_after_ttl_on_processing_time(store: KeyedStateStore) -> N
     assert state.value() == 1
     keyed.clock.advance(1)
     assert state.value() is None
-    assert store.get(state.prefix + keyed.scope.key_part) is None, "expired value is cleaned on read"
+    assert store.get(state.prefix + keyed.execution.key_part) is None, "expired value is cleaned on read"
 
 
 def test_on_create_and_write_does_not_refresh_on_read(store: KeyedStateStore) -> None:
@@ -136,26 +136,34 @@ def test_reducing_state_restarts_after_expiry(store: KeyedStateStore) -> None:
 def test_incremental_cleanup_removes_expired_entries_without_reads(store: KeyedStateStore) -> None:
     from eventapp.functions import KeyedProcessFunction
     from eventapp.runtime.keyed_process import KeyedProcessOperator
+    from eventapp.runtime.operators import OperatorRuntime
+    from eventapp.state.keys import encode_key
+
+    class _Split:
+        id = "orders-0"
+
+        def __init__(self, store: KeyedStateStore) -> None:
+            self.store = store
+
+        def write(self, sink: int, value: object, timestamp: int | None) -> None:
+            raise AssertionError("no sinks")
+
+        def fire_timer(self, action: object, timestamp: int, timer_key: bytes) -> None:
+            raise AssertionError("no timers")
 
     desc = ValueStateDescriptor[int]("v", ttl=StateTtlConfig(ttl_ms=TTL, cleanup_batch=3))
     keyed = Keyed(store)
-    op = KeyedProcessOperator(
-        job_name="j",
-        uid="op",
-        function=KeyedProcessFunction(),
-        key_selector=lambda v: v,
-        execution=keyed.execution,
-        emit=lambda v, ts: None,
-        side_outputs={},
-    )
+    op = KeyedProcessOperator(name="op", uid="op", function=KeyedProcessFunction(), key_selector=lambda v: v)
+    split = _Split(store)
+    op.open(OperatorRuntime("j", keyed.clock, {split.id: split}))
     state = op.states.get(desc)
     for i in range(10):
-        op.set_key(i, __import__("eventapp").state.keys.encode_key(i))
+        op.key_context.enter(store, split.id, i, encode_key(i), None)
         state.update(i)
     keyed.clock.advance(TTL)
     visits = 0
     while list(store.scan(state.prefix)):
         visits += 1
-        op.cleanup_expired_state("orders-0", store)
+        op.cleanup_expired_state(split)
         assert visits < 20, "cleanup must make progress"
     assert visits >= 3, "cleanup is incremental: a few entries per step"

@@ -25,7 +25,6 @@ import pytest
 
 from tests.differential import eventapp_programs, flink_expected, inputs
 from tests.differential.compare import assert_same, multiset, per_key, processing_rows, project
-from tests.differential.test_semantics_fast import ISSUE_7_PROCESSING, ISSUE_7_WINDOWS
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +112,6 @@ def test_flink_reference_windows_are_flinks_own_windows(flink_run: dict[str, Any
     assert flink_output(flink_run, "windows.late") == []
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ISSUE_7_WINDOWS)
 @pytest.mark.parametrize("max_batch_records", [1, 1_000])
 def test_windows_of_windows_match_flink(flink_run: dict[str, Any], max_batch_records: int) -> None:
     ours = eventapp_programs.run_windows(max_batch_records)
@@ -150,7 +148,6 @@ def test_flink_processing_time_timer_semantics(flink_run: dict[str, Any]) -> Non
     assert flink_run["meta"]["ended_at_ms"] < registered, "the job ended after the far timer was due"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ISSUE_7_PROCESSING)
 def test_processing_time_timers_match_flink(flink_run: dict[str, Any]) -> None:
     flink = processing_rows(flink_output(flink_run, "processing"))
     out = eventapp_programs.run_processing()["processing"]

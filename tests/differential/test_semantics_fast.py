@@ -2,8 +2,8 @@
 Apache Flink 2.3 printed for them hard-coded (``flink_expected.py`` quotes that run). Fast: no
 Flink here; ``test_flink_differential.py`` (slow) runs Flink itself and checks those expectations.
 
-Programs 2 and 3 fail on the runtime as of this commit (issue 7) and are strict xfails: when the
-runtime fix lands they pass, strict xfail turns that into a failure, and the xfail marks go.
+Programs 2 and 3 failed on the runtime before its v2 core (issue 7): stage B of windows-of-windows
+saw stage A's timer outputs as late, and ``ctx.timestamp`` in a processing-time timer was ``None``.
 """
 
 from __future__ import annotations
@@ -12,16 +12,6 @@ import pytest
 
 from tests.differential import eventapp_programs, flink_expected
 from tests.differential.compare import assert_same, per_key, processing_rows, project
-
-ISSUE_7_WINDOWS = (
-    "issue 7: a record emitted by an event-time timer must reach the next keyed operator before the "
-    "watermark that fired the timer (as in Flink); today the downstream operator already has that "
-    "watermark, so stage B of windows-of-windows sees stage A's results as late"
-)
-ISSUE_7_PROCESSING = (
-    "issue 7: in on_timer of a processing-time timer, ctx.timestamp must be the timer's timestamp "
-    "(Flink's OnTimerContext.timestamp()); today it is None"
-)
 
 
 @pytest.mark.parametrize("max_batch_records", [1, 1_000])
@@ -34,12 +24,11 @@ def test_event_time_timers_count_as_in_flink(max_batch_records: int) -> None:
     assert_same(project(flink_expected.COUNTS, fields), project(out, fields), "key", "counts")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ISSUE_7_WINDOWS)
 @pytest.mark.parametrize("max_batch_records", [1, 1_000])
 def test_windows_of_windows_as_in_flink(max_batch_records: int) -> None:
     """Program 2: stage B aggregates all of stage A's timer outputs; none is late.
 
-    On the runtime of this commit: with one record per batch every B window misses the A window
+    On the runtime before issue 7: with one record per batch every B window misses the A window
     that ends with it (A's output at 29, 59 and 79 is late at B): totals 36, 300, 45, 400, 7, 500
     instead of 70, 600, 101, 400, 67, 500. With one batch for the whole input (watermark 69, then
     +inf) B emits only (g1, 60, 7) and (g2, 60, 500); 15 of A's 17 outputs are late.
@@ -62,7 +51,6 @@ def test_windows_of_windows_as_in_flink(max_batch_records: int) -> None:
     assert out["windows.late"] == flink_expected.WINDOWS_LATE, "stage A's results arrived late at stage B"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=ISSUE_7_PROCESSING)
 def test_processing_time_timer_context_timestamp_is_the_timer() -> None:
     """Program 3: ctx.timestamp in on_timer of a processing-time timer is the timer's timestamp;
     the timer's outputs carry no timestamp (Java's eraseTimestamp; PyFlink differs, see

@@ -15,7 +15,7 @@ from eventapp.connectors.kafka import (
     OffsetReset,
     StartPosition,
 )
-from eventapp.errors import SerializationError, SourceError
+from eventapp.errors import ConfigurationError, SerializationError, SourceError
 from tests.kafka.conftest import drain, poll_until
 from tests.support.broker import KafkaBroker, OutRecord, produce
 
@@ -273,3 +273,65 @@ def test_bounded_reader_with_empty_partitions_finishes(
         reader.close()
     with pytest.raises(SourceError, match="closed"):
         reader.poll(10, 0.01)
+
+
+def test_splits_are_interleaved_not_drained_one_after_another(
+    kafka_broker: KafkaBroker, topic_factory: Any, group_id: str
+) -> None:
+    # 4 partitions of 5,000 records, produced in large batches: a fetch answers with one
+    # partition's batches after another, so librdkafka's queue holds them partition by partition.
+    topic = topic_factory(partitions=4)
+    produce(kafka_broker.bootstrap_servers, topic, json_records(20_000, 4), **{"linger.ms": 200})
+    source = make_source(
+        kafka_broker, topic, group_id, start_position=StartPosition.earliest(), split_buffer_records=1_000
+    )
+    reader = source.create_reader(source.splits(), {})
+    try:
+        records: list[Any] = []
+        while not reader.finished_splits():
+            records.extend(reader.poll(500, 0.2))
+        first_done = {s: len(v) for s, v in by_split(records).items()}
+        records.extend(drain(reader))
+    finally:
+        reader.close()
+    assert len(first_done) == 4 and min(first_done.values()) >= 1_250, (
+        f"when the first split had handed out all its 5,000 records, the splits had handed out "
+        f"{first_done}: one split was drained before the others were read"
+    )
+    got = by_split(records)
+    assert {s: sorted(v) for s, v in got.items()} == got, "each split's records stay in offset order"
+    assert sorted(i for v in got.values() for i in v) == list(range(20_000)), "nothing lost or repeated"
+
+
+def test_a_paused_split_hands_out_nothing_and_resumes_where_it_stopped(
+    kafka_broker: KafkaBroker, topic_factory: Any, group_id: str
+) -> None:
+    topic = topic_factory(partitions=2)
+    produce(kafka_broker.bootstrap_servers, topic, json_records(8_000, 2), **{"linger.ms": 200})
+    source = make_source(
+        kafka_broker, topic, group_id, start_position=StartPosition.earliest(), split_buffer_records=500
+    )
+    paused, other = source.splits()
+    reader = source.create_reader(source.splits(), {})
+    try:
+        records = poll_until(reader, 1_000)
+        reader.pause_or_resume([paused], [])
+        while other not in reader.finished_splits():
+            batch = reader.poll(500, 0.2)
+            assert all(r.split == other for r in batch), "a paused split handed out records"
+            records.extend(batch)
+        assert paused not in reader.finished_splits() and not reader.is_finished()
+        reader.pause_or_resume([], [paused])
+        records.extend(drain(reader))
+    finally:
+        reader.close()
+    got = by_split(records)
+    assert got[paused] == list(range(0, 8_000, 2)), "the paused split lost or repeated records"
+    assert got[other] == list(range(1, 8_000, 2))
+
+
+def test_split_buffer_records_must_be_positive(
+    kafka_broker: KafkaBroker, topic_factory: Any, group_id: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="split_buffer_records must be an int >= 1"):
+        make_source(kafka_broker, "t", group_id, split_buffer_records=0)

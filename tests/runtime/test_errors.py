@@ -172,6 +172,9 @@ class BrokenSource:
             def is_finished(self) -> bool:
                 return self.done
 
+            def finished_splits(self) -> list[str]:
+                return ["broken-0"] if self.done else []
+
             def start_positions(self) -> Mapping[str, int]:
                 return dict(start_positions)
 

@@ -1,0 +1,70 @@
+"""The job graph: what the stream builder (:mod:`eventapp.stream`) records and the runtime builds
+operators from (:mod:`eventapp.runtime.chain`). Plain data, no behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from eventapp.functions import KeyedProcessFunction, OutputTag
+from eventapp.sink import Sink
+from eventapp.source import Source
+from eventapp.watermarks import WatermarkStrategy
+
+__all__ = [
+    "FilterNode",
+    "FlatMapNode",
+    "MapNode",
+    "Node",
+    "ProcessNode",
+    "SideOutputNode",
+    "SinkNode",
+    "SourceNode",
+]
+
+
+@dataclass(eq=False, kw_only=True)
+class Node:
+    name: str
+    children: list[Node] = field(default_factory=list)
+
+
+@dataclass(eq=False, kw_only=True)
+class SourceNode(Node):
+    source: Source[Any]
+    watermarks: WatermarkStrategy[Any] = field(default_factory=WatermarkStrategy.no_watermarks)
+
+
+@dataclass(eq=False, kw_only=True)
+class MapNode(Node):
+    fn: Callable[[Any], Any]
+
+
+@dataclass(eq=False, kw_only=True)
+class FilterNode(Node):
+    fn: Callable[[Any], bool]
+
+
+@dataclass(eq=False, kw_only=True)
+class FlatMapNode(Node):
+    fn: Callable[[Any], Iterable[Any]]
+
+
+@dataclass(eq=False, kw_only=True)
+class ProcessNode(Node):
+    uid: str
+    fn: KeyedProcessFunction[Any, Any, Any]
+    key_selector: Callable[[Any], Any]
+    side_outputs: dict[OutputTag[Any], SideOutputNode] = field(default_factory=dict)
+
+
+@dataclass(eq=False, kw_only=True)
+class SideOutputNode(Node):
+    """The stream of one side output of a process node (its children read it)."""
+
+
+@dataclass(eq=False, kw_only=True)
+class SinkNode(Node):
+    sink: Sink[Any]
+    index: int

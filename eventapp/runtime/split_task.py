@@ -1,0 +1,202 @@
+"""The split task: everything one split owns while a worker runs it (Flink's ``StreamTask`` per
+split, Quix's per-partition transaction).
+
+A split task holds the split's state store, its position, its watermark generator, its sink
+writers and the transaction they write into (from the split's commit point). It walks each record
+of the split through the operator chain, and it is the unit that is checkpointed, committed and
+restored (see :mod:`eventapp.runtime.checkpointer`). Operators reach it through the records they
+process (:class:`~eventapp.runtime.record.SplitContext`).
+
+With the dead-letter error policy, a record (or timer) is processed as a unit: its state writes go
+through a journal and its outputs are held, and both are applied only when the record succeeded.
+A failed record's writes are simply not applied; a dead letter is written instead.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from eventapp.checkpoint.commit import CommitPoint
+from eventapp.deadletter import DeadLetter
+from eventapp.errors import RecordProcessingError, SerializationError
+from eventapp.runtime.faults import fault_point
+from eventapp.runtime.journal import JournaledStore
+from eventapp.runtime.operators import Operator
+from eventapp.runtime.record import StreamRecord
+from eventapp.sink import SinkWriter
+from eventapp.source import SourceRecord
+from eventapp.state.keys import MIN_TIMESTAMP
+from eventapp.state.store import KeyedStateStore
+from eventapp.watermarks import SplitWatermark, TimestampAssigner
+
+__all__ = ["SplitTask"]
+
+log = structlog.get_logger("eventapp.runtime")
+
+
+class SplitTask:
+    """One split of a running job (implements :class:`~eventapp.runtime.record.SplitContext`)."""
+
+    def __init__(
+        self,
+        split_id: str,
+        raw_store: KeyedStateStore,
+        *,
+        dead_letters: bool,
+        checkpoint_id: int = 0,
+        position: int | None = None,
+        max_timestamp: int = MIN_TIMESTAMP,
+        lineage: str | None = None,
+        now_ms: int = 0,
+    ) -> None:
+        self.id = split_id
+        #: The backend's store (snapshotted); ``store`` is what operators write through.
+        self.raw_store = raw_store
+        self._journal = JournaledStore(raw_store) if dead_letters else None
+        self.store: KeyedStateStore = self._journal if self._journal is not None else raw_store
+        #: The next record to read (``None``: the split has not been read and has no start yet).
+        self.position = position
+        self.watermark = SplitWatermark(max_timestamp, now_ms)
+        #: Id of the split's last committed checkpoint (0: none).
+        self.checkpoint_id = checkpoint_id
+        #: This split's snapshot lineage (see eventapp.checkpoint.restore); pruning stays inside it.
+        self.lineage = lineage or secrets.token_hex(6)
+        #: Lineage of each snapshot name seen in storage (read once from its metadata).
+        self.lineages: dict[str, str] = {}
+        self.commit_point: CommitPoint | None = None
+        self.writers: list[SinkWriter[Any]] = []
+        self.dead_letter_writer: SinkWriter[Any] | None = None
+        self.head: Operator | None = None
+        self.records = 0
+        self.dead_letters = 0
+        self._held: list[tuple[int, Any, int | None]] | None = None
+        self._record = StreamRecord(None, None, self)
+
+    def __repr__(self) -> str:
+        return f"SplitTask({self.id!r}, position={self.position}, checkpoint_id={self.checkpoint_id})"
+
+    # --- what operators use (SplitContext) ---------------------------------------------------------
+    def write(self, sink: int, value: Any, timestamp: int | None) -> None:
+        held = self._held
+        if held is not None:
+            held.append((sink, value, timestamp))
+        else:
+            self.writers[sink].write(value, timestamp)
+
+    def fire_timer(self, action: Callable[[], None], timestamp: int, timer_key: bytes) -> None:
+        if self._journal is None:
+            action()
+        else:
+            self._as_unit(action, timestamp, timer_key)
+
+    # --- records -----------------------------------------------------------------------------------
+    def process(
+        self, record: SourceRecord[Any], assigner: TimestampAssigner[Any] | None, source: str
+    ) -> None:
+        """Walk one source record through the chain, then move the split's position past it."""
+        self.records += 1
+        if record.error is not None:
+            self._source_failure(record, record.error, source)
+        else:
+            ts = record.timestamp
+            if assigner is not None:
+                try:
+                    ts = assigner(record.value, ts)
+                    if not isinstance(ts, int) or isinstance(ts, bool):
+                        raise SerializationError(
+                            f"the timestamp assigner returned {ts!r} ({type(ts).__name__}); it must "
+                            f"return epoch milliseconds as an int"
+                        )
+                except Exception as exc:  # noqa: BLE001 - raised or dead-lettered by the policy
+                    self._source_failure(record, exc, f"timestamp assigner of source {source}")
+                    self._advance(record)
+                    return
+            watermark = self.watermark
+            if ts is not None and ts > watermark.max_timestamp:
+                watermark.max_timestamp = ts
+            element = self._record
+            element.value = record.value
+            element.timestamp = ts
+            element.position = record.position
+            head = self.head
+            assert head is not None
+            if self._journal is None:
+                head.process(element)
+            else:
+                self._as_unit(lambda: head.process(element), ts, None)
+        self._advance(record)
+        fault_point("record.after_process")
+
+    def _advance(self, record: SourceRecord[Any]) -> None:
+        if record.position is not None:
+            self.position = record.position + 1
+
+    def _source_failure(self, record: SourceRecord[Any], cause: BaseException, operator: str) -> None:
+        err = RecordProcessingError(
+            operator=operator,
+            key=None,
+            record=record.raw if record.error is not None else record.value,
+            split=record.split,
+            position=record.position,
+            cause=cause,
+        )
+        if self._journal is None:
+            raise err from cause
+        self._dead_letter(err, record.timestamp)
+
+    def _as_unit(self, action: Callable[[], None], ts: int | None, consumed_timer: bytes | None) -> None:
+        """Run ``action``; apply its state writes and outputs only if it succeeds, else write a
+        dead letter (a failed timer stays consumed)."""
+        journal = self._journal
+        assert journal is not None
+        held: list[tuple[int, Any, int | None]] = []
+        self._held = held
+        try:
+            action()
+        except RecordProcessingError as err:
+            journal.rollback()
+            if consumed_timer is not None:
+                journal.inner.delete(consumed_timer)
+            self._held = None
+            self._dead_letter(err, ts)
+            return
+        finally:
+            self._held = None
+        journal.commit()
+        writers = self.writers
+        for sink, value, out_ts in held:
+            writers[sink].write(value, out_ts)
+
+    def _dead_letter(self, err: RecordProcessingError, ts: int | None) -> None:
+        writer = self.dead_letter_writer
+        assert writer is not None
+        writer.write(DeadLetter.from_error(err, ts), ts)
+        self.dead_letters += 1
+        log.warning(
+            "record.dead_lettered",
+            operator=err.operator,
+            split=err.split,
+            position=err.position,
+            error=f"{type(err.cause).__name__}: {err.cause}",
+        )
+
+    # --- output and lifecycle ----------------------------------------------------------------------
+    def flush_writers(self) -> None:
+        for writer in self.writers:
+            writer.flush()
+        if self.dead_letter_writer is not None:
+            self.dead_letter_writer.flush()
+
+    def close(self) -> None:
+        """Close writers, the commit point (aborting its open transaction) and the store."""
+        for writer in self.writers:
+            writer.close()
+        if self.dead_letter_writer is not None:
+            self.dead_letter_writer.close()
+        if self.commit_point is not None:
+            self.commit_point.close()
+        self.raw_store.close()

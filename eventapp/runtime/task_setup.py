@@ -1,0 +1,227 @@
+"""Opens a worker's split tasks: fence and recover each split's commit point, apply the restore
+rules (:mod:`eventapp.checkpoint.restore`), and open each split's store from the snapshot its
+committed checkpoint names (or the one ``--from-checkpoint`` names, or empty).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from eventapp.checkpoint.commit import CommitPoint, CommittedCheckpoint
+from eventapp.checkpoint.local_commit import FileCommitPoint
+from eventapp.checkpoint.restore import (
+    RestoreRequest,
+    explicit_snapshots,
+    lost_state,
+    refuse_or_archive,
+)
+from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo
+from eventapp.config import CheckpointingMode, JobConfig
+from eventapp.errors import ConfigurationError, ProducerFencedError, RestoreError, SupersededError
+from eventapp.runtime.checkpointer import Checkpointer
+from eventapp.runtime.split_task import SplitTask
+from eventapp.source import CommittingSource, Source
+
+__all__ = ["open_split_tasks", "raise_most_telling"]
+
+
+def raise_most_telling(errors: Sequence[BaseException | None]) -> None:
+    """Raise the error that decides what the worker does next, if any split failed: being superseded
+    by a newer instance (step back), then being fenced (recover again), then the first other error.
+    A fenced split's sibling may fail differently (a commit timing out on a fenced producer)."""
+    failed = [e for e in errors if e is not None]
+    for kind in (SupersededError, ProducerFencedError, BaseException):
+        for error in failed:
+            if isinstance(error, kind):
+                raise error
+
+
+def open_split_tasks(
+    job: str,
+    config: JobConfig,
+    source: Source[Any],
+    splits: list[str],
+    checkpointer: Checkpointer | None,
+    restore: RestoreRequest,
+    now_ms: int,
+    log: Any,
+) -> list[SplitTask]:
+    """The split tasks of ``splits``, each with its commit point, restored and ready to read.
+    On failure every commit point opened so far is closed."""
+    storage = None if checkpointer is None else checkpointer.storage
+    commit_points: dict[str, CommitPoint | None] = {}
+    tasks: list[SplitTask] = []
+    try:
+        snapshots = _committed_snapshots(storage, job, splits)
+        explicit = _explicit_snapshots(storage, restore, job, splits)
+        for split in splits:
+            commit_points[split] = _commit_point(config, source, storage, job, split)
+        recovered = _recover(commit_points, {s: bool(snapshots.get(s)) for s in splits})
+        lost = lost_state(snapshots, recovered, explicit)
+        if lost:
+            assert storage is not None
+            refuse_or_archive(job, storage, lost, commit_points, restore, log)
+        dead_letters = config.error_policy.dead_letter_sink is not None
+        for split in splits:
+            task = _restored_task(
+                split, config, checkpointer, recovered[split], explicit.get(split), dead_letters, now_ms, log
+            )
+            task.commit_point = commit_points.pop(split)
+            tasks.append(task)
+    except BaseException:
+        for unused in commit_points.values():
+            if unused is not None:
+                unused.close()
+        for task in tasks:
+            task.close()
+        raise
+    return tasks
+
+
+def _commit_point(
+    config: JobConfig, source: Source[Any], storage: CheckpointStorage | None, job: str, split: str
+) -> CommitPoint | None:
+    checkpoint = config.checkpoint
+    if checkpoint is None:
+        return None
+    exactly_once = checkpoint.mode is CheckpointingMode.EXACTLY_ONCE
+    if isinstance(source, CommittingSource):
+        cp: CommitPoint = source.create_commit_point(job, split, exactly_once)
+        return cp
+    split_dir = getattr(storage, "split_dir", None)
+    if split_dir is None:
+        raise ConfigurationError(
+            f"source {source.name!r} keeps no committed positions and checkpoint storage "
+            f"{storage!r} has no local directory for them; use LocalCheckpointStorage"
+        )
+    return FileCommitPoint(split_dir(job, split))
+
+
+def _committed_snapshots(
+    storage: CheckpointStorage | None, job: str, splits: list[str]
+) -> dict[str, list[SnapshotInfo]]:
+    """Per split, the snapshots in checkpoint storage that a commit completed."""
+    if storage is None:
+        return {}
+    return {s: [i for i in storage.list_snapshots(job, s) if i.committed] for s in splits}
+
+
+def _explicit_snapshots(
+    storage: CheckpointStorage | None, restore: RestoreRequest, job: str, splits: list[str]
+) -> dict[str, tuple[Path, dict[str, Any]]]:
+    path = restore.from_checkpoint
+    if path is None:
+        return {}
+    if storage is None:
+        raise ConfigurationError("--from-checkpoint needs checkpointing (JobConfig(checkpoint=...))")
+    found = explicit_snapshots(path, job, splits)
+    if not found:
+        raise RestoreError(
+            f"--from-checkpoint {path} holds no snapshot of this worker's splits {splits}; point it "
+            f"at a snapshot, split or job directory of job {job!r}"
+        )
+    return found
+
+
+def _recover(
+    commit_points: dict[str, CommitPoint | None], has_snapshots: dict[str, bool]
+) -> dict[str, CommittedCheckpoint | None]:
+    """Recover every split's commit point (fence, read the committed checkpoint). Concurrently:
+    each is a few broker round trips (``init_transactions`` can wait ~0.5 s for librdkafka's
+    retry timer), and they are independent."""
+    result: dict[str, CommittedCheckpoint | None] = {s: None for s in commit_points}
+    todo = {s: cp for s, cp in commit_points.items() if cp is not None}
+    if len(todo) <= 1:
+        for split, cp in todo.items():
+            result[split] = cp.recover(has_committed_snapshots=has_snapshots[split])
+        return result
+    with ThreadPoolExecutor(max_workers=min(len(todo), 16), thread_name_prefix="eventapp-recover") as pool:
+        futures = {
+            s: pool.submit(
+                contextvars.copy_context().run,
+                lambda cp=cp, s=s: cp.recover(has_committed_snapshots=has_snapshots[s]),
+            )
+            for s, cp in todo.items()
+        }
+        wait(futures.values())
+    raise_most_telling([f.exception() for f in futures.values()])
+    for split, future in futures.items():
+        result[split] = future.result()
+    return result
+
+
+def _restored_task(
+    split: str,
+    config: JobConfig,
+    checkpointer: Checkpointer | None,
+    committed: CommittedCheckpoint | None,
+    explicit: tuple[Path, dict[str, Any]] | None,
+    dead_letters: bool,
+    now_ms: int,
+    log: Any,
+) -> SplitTask:
+    backend = config.state_backend
+    if explicit is None and (committed is None or not committed.snapshot):
+        task = SplitTask(split, backend.open(split), dead_letters=dead_letters, now_ms=now_ms)
+        if committed is not None:
+            task.position = committed.position
+            task.checkpoint_id = committed.checkpoint_id
+            log.warning(
+                "split.position_without_snapshot",
+                split=split,
+                position=committed.position,
+                hint="committed position has no eventapp checkpoint; starting with empty state",
+            )
+        return task
+    assert checkpointer is not None
+    if explicit is not None:
+        restored = checkpointer.explicit_snapshot(*explicit)
+        meta = restored.meta
+        # A new lineage from the user's snapshot (never pruned by it); checkpoint ids stay
+        # monotonic for the commit point.
+        task = SplitTask(
+            split,
+            backend.open(split, restore_from=restored.path / "state"),
+            dead_letters=dead_letters,
+            checkpoint_id=max(meta.checkpoint_id, 0 if committed is None else committed.checkpoint_id),
+            position=meta.position,
+            max_timestamp=meta.max_timestamp,
+            now_ms=now_ms,
+        )
+        log.warning(
+            "split.restored_explicitly",
+            split=split,
+            snapshot=str(restored.path),
+            checkpoint_id=meta.checkpoint_id,
+            position=meta.position,
+            committed_checkpoint_id=None if committed is None else committed.checkpoint_id,
+            committed_position=None if committed is None else committed.position,
+        )
+        return task
+    assert committed is not None
+    restored = checkpointer.committed_snapshot(split, committed)
+    meta = restored.meta
+    task = SplitTask(
+        split,
+        backend.open(split, restore_from=restored.path / "state"),
+        dead_letters=dead_letters,
+        checkpoint_id=committed.checkpoint_id,
+        position=committed.position,
+        max_timestamp=meta.max_timestamp,
+        lineage=meta.lineage,
+        now_ms=now_ms,
+    )
+    task.lineages[committed.snapshot] = task.lineage
+    log.info(
+        "split.restored",
+        split=split,
+        checkpoint_id=committed.checkpoint_id,
+        snapshot=committed.snapshot,
+        position=committed.position,
+        lineage=task.lineage,
+    )
+    return task
