@@ -45,7 +45,7 @@ from eventapp.serialization import (
     Serializer,
 )
 from eventapp.sink import Sink, SinkContext, SinkWriter
-from eventapp.source import Source, SourceReader, SourceRecord
+from eventapp.source import PausableReader, Source, SourceReader, SourceRecord
 from eventapp.state.descriptors import (
     AggregateFunction,
     AggregatingStateDescriptor,
@@ -61,6 +61,7 @@ from eventapp.state.descriptors import (
 from eventapp.state.handles import AggregatingState, ListState, MapState, ReducingState, ValueState
 from eventapp.state.store import KeyedStateStore, StateBackend
 from eventapp.stream import DataStream, Job, KeyedStream, ProcessedStream
+from eventapp.transaction import Transaction
 from eventapp.watermarks import MAX_WATERMARK, MIN_WATERMARK, WatermarkStrategy
 
 __version__ = "0.1.0"
@@ -104,6 +105,7 @@ __all__ = [
     "MsgpackSerializer",
     "OnTimerContext",
     "OutputTag",
+    "PausableReader",
     "PickleSerializer",
     "ProcessedStream",
     "ProducerFencedError",
@@ -132,6 +134,7 @@ __all__ = [
     "SystemClock",
     "TimeDomain",
     "TimerService",
+    "Transaction",
     "TtlTimeDomain",
     "TtlUpdateType",
     "ValueState",

@@ -7,7 +7,9 @@ committed together with that split's state and position (see ``docs/exactly-once
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
+
+from eventapp.transaction import Transaction
 
 __all__ = ["Sink", "SinkContext", "SinkWriter"]
 
@@ -18,14 +20,15 @@ T_contra = TypeVar("T_contra", contravariant=True)
 class SinkContext:
     """What a writer gets to know about where it runs.
 
-    ``transaction`` is the split's transactional resource when the job runs exactly-once through a
-    commit point that owns one (for Kafka: the split's transactional ``confluent_kafka.Producer``);
-    sinks that can write inside it must, and sinks that cannot are at-least-once.
+    ``transaction`` is the split's open transaction when the job runs exactly-once through a commit
+    point that owns one (for Kafka: a :class:`~eventapp.connectors.kafka.transaction.KafkaTransaction`);
+    sinks that can write inside it must, and sinks that cannot are at-least-once (see
+    :mod:`eventapp.transaction`).
     """
 
     job: str
     split: str
-    transaction: Any = None
+    transaction: Transaction | None = None
 
 
 @runtime_checkable

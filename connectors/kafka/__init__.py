@@ -22,7 +22,8 @@ Example::
     ))
 """
 
-from .commit import KafkaOffsetsCommitPoint, KafkaTransactionalCommitPoint
+from .commit import KafkaTransactionalCommitPoint
+from .commit_offsets import KafkaOffsetsCommitPoint
 from .config import (
     DEFAULT_CHECKPOINT_TOPIC,
     DeliveryGuarantee,
@@ -42,6 +43,7 @@ from .reader import KafkaSourceReader
 from .records import KafkaRecord
 from .sink import KafkaSink, KafkaSinkWriter
 from .source import KafkaSource
+from .transaction import KafkaTransaction
 
 __all__ = [
     "DEFAULT_CHECKPOINT_TOPIC",
@@ -57,6 +59,7 @@ __all__ = [
     "KafkaSource",
     "KafkaSourceConfig",
     "KafkaSourceReader",
+    "KafkaTransaction",
     "KafkaTransactionalCommitPoint",
     "OffsetReset",
     "ProducerFencedError",

@@ -3,7 +3,6 @@ is re-exported here and from ``eventapp.connectors.kafka``)."""
 
 from __future__ import annotations
 
-import threading
 from typing import Final
 
 from confluent_kafka import KafkaError, KafkaException
@@ -14,11 +13,8 @@ __all__ = [
     "FENCING_ERROR_CODES",
     "ProducerFencedError",
     "describe_kafka_error",
-    "fencing_recorded",
-    "forget_producer",
     "is_fencing_error",
     "kafka_error_of",
-    "record_fencing",
     "unwrap_kafka_error",
 ]
 
@@ -75,32 +71,3 @@ def describe_kafka_error(error: KafkaError | None, fallback: BaseException | Non
     ]
     extra = f", {', '.join(flags)}" if flags else ""
     return f"{error.name()} (code {error.code()}{extra}): {error.str()}"
-
-
-# -- fencing seen by anyone using a split's transactional producer ------------------------------------
-#
-# A fenced producer often only says so once, to whoever happens to see it first (a sink's delivery
-# report), and later calls fail with a generic ``_STATE``/``_FATAL``. Sinks record what they saw here
-# so the commit point can still raise ProducerFencedError (and skip aborting: Tansu 0.6.0 drops the
-# connection on an EndTxn from a fenced producer, so the abort would hang until its timeout).
-
-_fenced: dict[int, KafkaError] = {}
-_fenced_lock = threading.Lock()
-
-
-def record_fencing(producer: object, error: KafkaError) -> None:
-    """Remember that ``producer`` was fenced (keyed by identity, until :func:`forget_producer`)."""
-    with _fenced_lock:
-        _fenced.setdefault(id(producer), error)
-
-
-def fencing_recorded(producer: object) -> KafkaError | None:
-    """The fencing error recorded for ``producer``, if any."""
-    with _fenced_lock:
-        return _fenced.get(id(producer))
-
-
-def forget_producer(producer: object) -> None:
-    """Drop what was recorded for ``producer`` (its owner calls this when creating or closing it)."""
-    with _fenced_lock:
-        _fenced.pop(id(producer), None)

@@ -1,7 +1,7 @@
 """The Kafka sink: one writer per input split.
 
 * ``EXACTLY_ONCE``: the writer produces into ``SinkContext.transaction``, the input split's
-  transactional producer (owned by the split's
+  :class:`~eventapp.connectors.kafka.transaction.KafkaTransaction` (owned by the split's
   :class:`~eventapp.connectors.kafka.commit.KafkaTransactionalCommitPoint`); the records become
   visible to ``read_committed`` readers when the split's checkpoint commits.
 * ``AT_LEAST_ONCE``: the writer owns an idempotent producer (``acks=all``); ``flush()`` (called before
@@ -37,11 +37,10 @@ from .config import DeliveryGuarantee, KafkaSinkConfig
 from .errors import (
     ProducerFencedError,
     describe_kafka_error,
-    fencing_recorded,
     is_fencing_error,
-    record_fencing,
     unwrap_kafka_error,
 )
+from .transaction import KafkaTransaction
 
 __all__ = ["KafkaSink", "KafkaSinkWriter"]
 
@@ -88,11 +87,11 @@ class KafkaSinkWriter(Generic[T]):
         self._context = context
         self._name = config.display_name
         transaction = context.transaction
-        if transaction is not None and not isinstance(transaction, Producer):
+        if transaction is not None and not isinstance(transaction, KafkaTransaction):
             raise ConfigurationError(
-                f"Kafka sink {self._name!r}: the split's transaction is {type(transaction).__name__}, not "
-                f"a Kafka producer; exactly-once Kafka output needs a KafkaSource (its commit point owns "
-                f"the split's Kafka transaction). Use DeliveryGuarantee.AT_LEAST_ONCE for this sink."
+                f"Kafka sink {self._name!r}: the split's transaction is {transaction.describe()}, not "
+                f"a Kafka transaction; exactly-once Kafka output needs a KafkaSource (its commit point "
+                f"owns the split's Kafka transaction). Use DeliveryGuarantee.AT_LEAST_ONCE for this sink."
             )
         if transaction is None and config.delivery_guarantee is DeliveryGuarantee.EXACTLY_ONCE:
             raise ConfigurationError(
@@ -100,10 +99,11 @@ class KafkaSinkWriter(Generic[T]):
                 f"transaction: run the job with CheckpointConfig(mode=CheckpointingMode.EXACTLY_ONCE) and a "
                 f"KafkaSource, or use DeliveryGuarantee.AT_LEAST_ONCE"
             )
+        self._transaction = transaction
         self._transactional = transaction is not None
         self._owns_producer = transaction is None
         if transaction is not None:
-            self._producer: Producer = transaction
+            self._producer: Producer = transaction.producer
             self._guarantee = DeliveryGuarantee.EXACTLY_ONCE
         else:
             self._producer = Producer(config.producer_settings())
@@ -128,8 +128,7 @@ class KafkaSinkWriter(Generic[T]):
         if error is None:
             return
         if is_fencing_error(error):
-            self._fenced = error
-            record_fencing(self._producer, error)
+            self._record_fencing(error)
         self._failed += 1
         if len(self._failures) < _MAX_KEPT_FAILURES:
             self._failures.append((message.topic(), message.partition(), error))
@@ -240,15 +239,21 @@ class KafkaSinkWriter(Generic[T]):
         if not is_fencing_error(error) and self._transactional and error.code() in _FATAL_STATE_CODES:
             error = self._fatal_cause() or error
         if is_fencing_error(error):
-            self._fenced = error
-            record_fencing(self._producer, error)
+            self._record_fencing(error)
             self._raise_failures()
         where = f"Kafka sink {self._name!r} (split {self._context.split!r})"
         raise SinkError(f"{where}: {what}: {describe_kafka_error(error)}") from exc
 
+    def _record_fencing(self, error: KafkaError) -> None:
+        self._fenced = error
+        if self._transaction is not None:
+            self._transaction.record_fencing(error)
+
     def _fencing(self) -> KafkaError | None:
-        """The fencing this writer, or another user of the split's producer, saw."""
-        return self._fenced or fencing_recorded(self._producer)
+        """The fencing this writer, or another user of the split's transaction, saw."""
+        if self._fenced is None and self._transaction is not None:
+            return self._transaction.fencing
+        return self._fenced
 
     def _fatal_cause(self) -> KafkaError | None:
         """The fatal error of the split's (dead) transactional producer: ``produce`` only says ``_FATAL``;

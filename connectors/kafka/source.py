@@ -21,7 +21,8 @@ from eventapp.checkpoint.commit import CommitPoint
 from eventapp.errors import ConfigurationError, SourceError
 
 from .clientlog import mark_reachable
-from .commit import KafkaOffsetsCommitPoint, KafkaTransactionalCommitPoint
+from .commit import KafkaTransactionalCommitPoint
+from .commit_offsets import KafkaOffsetsCommitPoint
 from .config import (
     KafkaCommitConfig,
     KafkaSourceConfig,

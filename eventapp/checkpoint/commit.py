@@ -9,7 +9,9 @@ On restore, the commit point says which checkpoint is committed; the snapshot is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from eventapp.transaction import Transaction
 
 __all__ = ["CommitPoint", "CommittedCheckpoint"]
 
@@ -33,8 +35,8 @@ class CommitPoint(Protocol):
     """Records committed checkpoints of one split."""
 
     @property
-    def transaction(self) -> Any:
-        """The transactional resource sinks write into (``None`` when there is none)."""
+    def transaction(self) -> Transaction | None:
+        """The split's open transaction, which sinks write into (``None`` when there is none)."""
         ...
 
     def recover(self, *, has_committed_snapshots: bool = True) -> CommittedCheckpoint | None:

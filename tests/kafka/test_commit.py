@@ -221,8 +221,9 @@ def test_crash_before_commit_transaction_recovers_the_previous_checkpoint(
     crashed = KafkaTransactionalCommitPoint(config, split)
     crashed.recover()
     crashed.commit(CommittedCheckpoint(1, "chk-000000001-a", 3))
-    producer = crashed.transaction
-    assert producer is not None
+    transaction = crashed.transaction
+    assert transaction is not None
+    producer = transaction.producer
     marker = CheckpointMarker(group_id, split, 2, "chk-000000002-a", 7)
     producer.produce(checkpoint_topic, marker.to_bytes(), key=marker.key, partition=0)
     assert producer.flush(10) == 0

@@ -157,8 +157,15 @@ def test_misuse_is_reported_clearly(kafka_broker: KafkaBroker) -> None:
     sink: KafkaSink[Any] = KafkaSink(
         KafkaSinkConfig(bootstrap_servers=kafka_broker.bootstrap_servers, topic="t")
     )
-    with pytest.raises(ConfigurationError, match="not a Kafka producer"):
-        sink.create_writer(SinkContext(job="job", split="in-0", transaction=object()))
+
+    class OtherTransaction:
+        split = "in-0"
+
+        def describe(self) -> str:
+            return "a Redis MULTI block"
+
+    with pytest.raises(ConfigurationError, match="is a Redis MULTI block, not a Kafka transaction"):
+        sink.create_writer(SinkContext(job="job", split="in-0", transaction=OtherTransaction()))
     writer = writer_for(kafka_broker.bootstrap_servers, topic="t", value_serializer="bytes")
     try:
         with pytest.raises(SinkError, match=r"cannot serialize .* with bytes"):
