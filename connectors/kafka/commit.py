@@ -164,6 +164,10 @@ class KafkaTransactionalCommitPoint(KafkaCommitPointBase):
         self._producer = producer
         self._transaction = KafkaTransaction(self.split, self.transactional_id, producer)
         self._state = "failed"  # until the transaction is open
+        if self._ownership is not None:
+            # A process stopped inside init_transactions (its claim checked before it) may fence a
+            # newer instance that claimed the split meanwhile: it must not keep the split.
+            self._step_back_if_superseded("keep the split after fencing its newer owner")
         checkpoint = self._read_committed(has_committed_snapshots)
         try:
             producer.begin_transaction()
