@@ -32,6 +32,7 @@ import structlog
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.errors import ConfigurationError, EventAppError, ProducerFencedError, SupersededError
 from eventapp.log import configure_logging
+from eventapp.runtime import gc_tuning
 from eventapp.stream import Job
 
 if TYPE_CHECKING:
@@ -174,6 +175,9 @@ def _run_worker(job: Job, splits: list[str], restore: RestoreRequest) -> int:
     # runner logs job.stop_requested from its loop.
     stop_signals: list[str] = []
     attempt = 0
+    if gc_tuning.wanted():
+        previous = gc_tuning.tune_for_streaming()
+        log.debug("worker.gc_tuned", threshold=gc_tuning.GEN0_THRESHOLD, previous=list(previous))
     while True:
         runner = job.runner(splits, restore)
 

@@ -61,8 +61,12 @@ class RocksDBConfig:
     """Tuning of :class:`RocksDBStateBackend`; validated at construction.
 
     Memory is bounded by ``block_cache_bytes + total_write_buffer_bytes`` (plus small per-file
-    overheads), however many keys or scopes there are: the block cache (LRU, which also holds index
-    and filter blocks) and the write-buffer budget are shared by every scope of the backend.
+    overheads) and the write-back caches of the scopes (``cache_entries`` entries of raw bytes each),
+    however many keys there are: the block cache (LRU, which also holds index and filter blocks) and
+    the write-buffer budget are shared by every scope of the backend.
+
+    ``cache_entries``: how many entries each scope keeps in its write-back cache (see
+    :mod:`eventapp.statebackends.rocksdb_store`); 0 sends every get and put to RocksDB.
     """
 
     block_cache_bytes: int = 64 * MiB
@@ -74,6 +78,7 @@ class RocksDBConfig:
     compression: Compression = "lz4"
     bloom_bits_per_key: int = 10
     verify_restore_checksums: bool = True
+    cache_entries: int = 100_000
 
     def __post_init__(self) -> None:
         _at_least("block_cache_bytes", self.block_cache_bytes, MiB, "1 MiB")
@@ -84,6 +89,7 @@ class RocksDBConfig:
         if self.max_open_files != -1:
             _at_least("max_open_files", self.max_open_files, 16, "16 (or -1 for unlimited)")
         _at_least("bloom_bits_per_key", self.bloom_bits_per_key, 0, "0 (0 disables bloom filters)")
+        _at_least("cache_entries", self.cache_entries, 0, "0 (0 disables the write-back cache)")
         if self.write_buffer_bytes > self.total_write_buffer_bytes:
             raise ConfigurationError(
                 f"RocksDBStateBackend: write_buffer_bytes ({self.write_buffer_bytes}) is larger than "
@@ -133,6 +139,7 @@ class RocksDBStateBackend:
         compression: Compression = _DEFAULTS.compression,
         bloom_bits_per_key: int = _DEFAULTS.bloom_bits_per_key,
         verify_restore_checksums: bool = _DEFAULTS.verify_restore_checksums,
+        cache_entries: int = _DEFAULTS.cache_entries,
     ) -> None:
         self.config = RocksDBConfig(
             block_cache_bytes=block_cache_bytes,
@@ -144,6 +151,7 @@ class RocksDBStateBackend:
             compression=compression,
             bloom_bits_per_key=bloom_bits_per_key,
             verify_restore_checksums=verify_restore_checksums,
+            cache_entries=cache_entries,
         )
         self._private_dir: str | None = None
         if directory is None:
@@ -199,7 +207,7 @@ class RocksDBStateBackend:
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
         db.set_write_options(self._write_options)
-        store = RocksDBStateStore(scope, db, working, self._forget)
+        store = RocksDBStateStore(scope, db, working, self._forget, self.config.cache_entries)
         self._stores[scope] = store
         return store
 

@@ -19,7 +19,6 @@ cannot be decoded becomes an error record for the job's error policy, never a dr
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
@@ -88,10 +87,19 @@ class KafkaSourceReader:
             self._split_of[(topic, partition)] = split
             self._partition[split] = TopicPartition(topic, partition)
         self._value_decoder = config.value_decoder
-        self._key_decoder = config.key_decoder
-        self._extractor = config.timestamp_extractor
+        self._fast = config.key_decoder is None and config.timestamp_extractor is None
         self._bounded = config.bounded
-        self._buffers: dict[str, deque[Message]] = {split: deque() for split in self._partition}
+        self._buffers: dict[str, _Buffer] = {split: _Buffer() for split in self._partition}
+        #: Where a message goes: (topic, partition) -> (split, append to its buffer); with one topic,
+        #: partition -> the same (saves a call per message).
+        self._targets = {
+            key: (split, self._buffers[split].records.append) for key, split in self._split_of.items()
+        }
+        self._by_partition = (
+            {partition: target for (_, partition), target in self._targets.items()}
+            if len(config.topics) == 1
+            else None
+        )
         self._order = list(self._partition)
         self._rotation = 0
         self._cap = config.split_buffer_records
@@ -114,7 +122,7 @@ class KafkaSourceReader:
             self._closed = True
             raise
         self._started_at = start.started_at
-        self._skip_before = start.skip_before
+        self._skip_before = {self._split_of[key]: ts for key, ts in start.skip_before.items()}
         log.info(
             "kafka.source.assigned",
             source=self._name,
@@ -181,61 +189,30 @@ class KafkaSourceReader:
         return any(buffer and s not in paused for s, buffer in self._buffers.items())
 
     def _stash(self, messages: Sequence[Message]) -> None:
-        split_of, buffers, at_end, cap = self._split_of, self._buffers, self._at_end, self._cap
+        """Decode ``messages`` into their splits' buffers; hold splits whose buffer is full."""
+        targets, by_partition, at_end = self._targets, self._by_partition, self._at_end
+        decode, fast, skip_before = self._value_decoder.decode, self._fast, self._skip_before
+        not_available = TIMESTAMP_NOT_AVAILABLE
         for message in messages:
             error = message.error()
             if error is not None:
                 self._on_error(message, error)
                 continue
-            split = split_of.get((message.topic(), message.partition()))  # type: ignore[arg-type]
-            if split is None or split in at_end:
-                continue  # not ours, or past the end of a bounded partition
-            buffer = buffers[split]
-            buffer.append(message)
-            if len(buffer) >= cap and split not in self._held:
-                self._held.add(split)
-                self._sync_fetching(split)
-
-    def _take(self, max_records: int) -> list[SourceRecord[Any]]:
-        """Hand out up to ``max_records`` buffered records in shares over the splits that have some."""
-        out: list[SourceRecord[Any]] = []
-        order, buffers, paused = self._order, self._buffers, self._paused
-        start = self._rotation % len(order) if order else 0
-        self._rotation += 1
-        active = [s for s in order[start:] + order[:start] if buffers[s] and s not in paused]
-        while active and len(out) < max_records:
-            share = max(1, (max_records - len(out)) // len(active))
-            still: list[str] = []
-            for split in active:
-                buffer = buffers[split]
-                self._decode(split, buffer, min(share, len(buffer), max_records - len(out)), out)
-                if buffer:
-                    still.append(split)
-                if len(out) >= max_records:
-                    break
-            active = still
-        if self._held:
-            for split in [s for s in self._held if len(buffers[s]) <= self._resume_at]:
-                self._held.discard(split)
-                self._sync_fetching(split)
-        return out
-
-    def _decode(self, split: str, buffer: deque[Message], n: int, out: list[SourceRecord[Any]]) -> None:
-        """Decode the first ``n`` messages of ``split``'s buffer into ``out``."""
-        append, take = out.append, buffer.popleft
-        decode = self._value_decoder.decode
-        fast = self._key_decoder is None and self._extractor is None
-        skip_before = self._skip_before
-        for _ in range(n):
-            message = take()
-            ts_type, ts = message.timestamp()
-            timestamp = None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts
-            if skip_before:
-                key = (message.topic(), message.partition())
-                if key in skip_before:
-                    if timestamp is not None and timestamp < skip_before[key]:
-                        continue
-                    del skip_before[key]
+            if by_partition is not None:
+                target = by_partition.get(message.partition())  # type: ignore[arg-type]
+            else:
+                target = targets.get((message.topic(), message.partition()))  # type: ignore[arg-type]
+            if target is None:
+                continue  # not ours
+            split, append = target
+            if split in at_end:
+                continue  # past the end of a bounded partition
+            ts_type, kafka_ts = message.timestamp()
+            timestamp = None if ts_type == not_available else kafka_ts
+            if skip_before and split in skip_before:
+                if timestamp is not None and timestamp < skip_before[split]:
+                    continue
+                del skip_before[split]
             if not fast:
                 append(full_record(self._config, split, message, timestamp))
                 continue
@@ -247,6 +224,37 @@ class KafkaSourceReader:
                 append(SourceRecord(split, decode(payload), timestamp, message.offset()))
             except Exception as exc:  # noqa: BLE001 - any decoder failure becomes an error record
                 append(decode_failure(self._config, split, message, payload, timestamp, "value", exc))
+        cap, held = self._cap, self._held
+        for split, buffer in self._buffers.items():
+            if split not in held and len(buffer) >= cap:
+                held.add(split)
+                self._sync_fetching(split)
+
+    def _take(self, max_records: int) -> list[SourceRecord[Any]]:
+        """Hand out up to ``max_records`` buffered records in shares over the splits that have some."""
+        out: list[SourceRecord[Any]] = []
+        order, buffers, paused = self._order, self._buffers, self._paused
+        start = self._rotation % len(order) if order else 0
+        self._rotation += 1
+        active = [buffers[s] for s in order[start:] + order[:start] if buffers[s] and s not in paused]
+        if len(active) == 1:
+            active[0].take(max_records, out)
+            active = []
+        while active and len(out) < max_records:
+            share = max(1, (max_records - len(out)) // len(active))
+            still: list[_Buffer] = []
+            for buffer in active:
+                buffer.take(min(share, max_records - len(out)), out)
+                if buffer:
+                    still.append(buffer)
+                if len(out) >= max_records:
+                    break
+            active = still
+        if self._held:
+            for split in [s for s in self._held if len(buffers[s]) <= self._resume_at]:
+                self._held.discard(split)
+                self._sync_fetching(split)
+        return out
 
     def _on_error(self, message: Message, error: KafkaError) -> None:
         code = error.code()
@@ -325,3 +333,30 @@ class KafkaSourceReader:
         self._closed = True
         self._consumer.close()
         log.debug("kafka.source.closed", source=self._name)
+
+
+class _Buffer:
+    """The decoded records of one split, waiting to be handed out (``records[head:]``)."""
+
+    __slots__ = ("head", "records")
+
+    def __init__(self) -> None:
+        self.records: list[SourceRecord[Any]] = []
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.records) - self.head
+
+    def take(self, n: int, out: list[SourceRecord[Any]]) -> None:
+        """Move the first ``n`` waiting records to ``out``."""
+        records, head = self.records, self.head
+        end = head + n
+        out.extend(records[head:end])
+        if end >= len(records):
+            records.clear()
+            self.head = 0
+        elif end > 4_096 and 2 * end > len(records):
+            del records[:end]
+            self.head = 0
+        else:
+            self.head = end

@@ -182,12 +182,18 @@ class KafkaSinkWriter(Generic[T]):
                 f"Kafka sink {self._name!r}: topic_selector returned no topic for "
                 f"{describe_record(value)} and the sink has no default topic"
             )
-        key = None if self._key_selector is None else self._call("key_selector", self._key_selector, value)
-        if key is not None and not isinstance(key, bytes | str):
-            raise SinkError(
-                f"Kafka sink {self._name!r}: key_selector returned {type(key).__name__} for "
-                f"{describe_record(value)}; it must return bytes, str or None"
-            )
+        key = None
+        key_selector = self._key_selector
+        if key_selector is not None:
+            try:
+                key = key_selector(value)
+            except Exception as exc:
+                raise self._selector_failed("key_selector", value, exc) from exc
+            if key is not None and type(key) is not str and not isinstance(key, bytes | str):
+                raise SinkError(
+                    f"Kafka sink {self._name!r}: key_selector returned {type(key).__name__} for "
+                    f"{describe_record(value)}; it must return bytes, str or None"
+                )
         try:
             payload = None if value is None else self._encode(value)
         except Exception as exc:
@@ -195,26 +201,53 @@ class KafkaSinkWriter(Generic[T]):
                 f"Kafka sink {self._name!r}: cannot serialize {describe_record(value)} for topic {topic!r} "
                 f"with {self._encoder_description}: {type(exc).__name__}: {exc}"
             ) from exc
-        kwargs: dict[str, Any] = {"key": key, "on_delivery": self._on_delivery}
-        if timestamp is not None and self._use_event_time:
-            kwargs["timestamp"] = timestamp
+        on_delivery = self._on_delivery
+        if timestamp is None or not self._use_event_time:
+            timestamp = 0  # librdkafka's "now"
+        headers = None
         if self._headers_selector is not None:
-            headers = self._call("headers_selector", self._headers_selector, value)
-            if headers:
-                kwargs["headers"] = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+            selected = self._call("headers_selector", self._headers_selector, value)
+            if selected:
+                headers = list(selected.items()) if isinstance(selected, Mapping) else list(selected)
+        producer = self._producer
+        try:
+            if headers is None:
+                producer.produce(topic, payload, key, on_delivery=on_delivery, timestamp=timestamp)
+            else:
+                producer.produce(
+                    topic, payload, key, on_delivery=on_delivery, timestamp=timestamp, headers=headers
+                )
+        except BufferError:
+            self._produce_when_room(topic, payload, key, timestamp, headers)
+        except KafkaException as exc:
+            self._raise_client_error(f"cannot produce to topic {topic!r}", exc)
+        self._writes += 1
+        if self._writes >= _POLL_EVERY:
+            self._writes = 0
+            self._serve(producer.poll, 0)
+
+    def _produce_when_room(
+        self, topic: str, payload: bytes | None, key: Any, timestamp: int, headers: list[Any] | None
+    ) -> None:
+        """The local queue is full: serve delivery reports (frees room) and retry. Never drop."""
         producer = self._producer
         while True:
+            self._serve(producer.poll, 0.05)
             try:
-                producer.produce(topic, payload, **kwargs)
-                break
+                producer.produce(
+                    topic, payload, key, on_delivery=self._on_delivery, timestamp=timestamp, headers=headers
+                )
+                return
             except BufferError:
-                # Local queue full: serve delivery reports (frees room), then retry. Never drop.
-                self._serve(producer.poll, 0.05)
+                continue
             except KafkaException as exc:
                 self._raise_client_error(f"cannot produce to topic {topic!r}", exc)
-        self._writes += 1
-        if self._writes % _POLL_EVERY == 0:
-            self._serve(producer.poll, 0)
+
+    def _selector_failed(self, what: str, value: Any, exc: Exception) -> SinkError:
+        return SinkError(
+            f"Kafka sink {self._name!r}: {what} failed on {describe_record(value)}: "
+            f"{type(exc).__name__}: {exc}"
+        )
 
     def _serve(self, operation: Callable[[float], int], timeout: float) -> int:
         """``poll``/``flush`` with client errors (fatal errors surface here) turned into ours."""
@@ -269,10 +302,7 @@ class KafkaSinkWriter(Generic[T]):
         try:
             return selector(value)
         except Exception as exc:
-            raise SinkError(
-                f"Kafka sink {self._name!r}: {what} failed on {describe_record(value)}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+            raise self._selector_failed(what, value, exc) from exc
 
     def flush(self) -> None:
         """Wait until every record written so far is acknowledged (or part of the open transaction).

@@ -14,11 +14,12 @@ from typing import Any
 from eventapp.clock import SystemClock
 from eventapp.errors import EventAppError, RecordProcessingError
 from eventapp.functions import KeyedProcessFunction, OnTimerContext, OutputTag, RuntimeContext, TimeDomain
+from eventapp.runtime.faults import FAULTS_PLANNED, fault_point
 from eventapp.runtime.operators import Operator, OperatorRuntime
 from eventapp.runtime.record import SplitContext, StreamRecord
 from eventapp.runtime.timers import Timers, TimerServiceImpl
 from eventapp.state.context import KeyContext
-from eventapp.state.keys import decode_key, encode_key
+from eventapp.state.keys import KeyEncoder, decode_key
 from eventapp.state.registry import StateRegistry
 from eventapp.state.store import KeyedStateStore
 
@@ -88,6 +89,7 @@ class _NoSplit:
     """The split of outputs emitted outside of ``process_element``/``on_timer`` (an error)."""
 
     id = "<none>"
+    direct_writers = None
 
     @property
     def store(self) -> KeyedStateStore:
@@ -135,6 +137,7 @@ class KeyedProcessOperator(Operator):
         self._ctx = _ContextImpl(self)
         self._out = _Collector(self)
         self._cleanup_cursor: dict[tuple[str, str], bytes] = {}
+        self._keys = KeyEncoder()
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def bind(self, runtime: OperatorRuntime) -> None:
@@ -160,16 +163,26 @@ class KeyedProcessOperator(Operator):
 
     # --- records -----------------------------------------------------------------------------------
     def process(self, record: StreamRecord) -> None:
+        # The hot path: KeyContext.leave()/enter() inlined.
         ctx = self.key_context
-        ctx.leave()
+        ctx.key = ctx.key_bytes = ctx.key_part = None
         split = record.split
         try:
-            key = self.key_selector(record.value)
-            ctx.enter(split.store, split.id, key, encode_key(key), record.timestamp)
-            self.current_timestamp = self.out_timestamp = record.timestamp
-            self._bind_outputs(split, record.position)
+            value = record.value
+            key = self.key_selector(value)
+            key_bytes, part = self._keys.encode(key)
+            timestamp = record.timestamp
+            ctx.store = split.store
+            ctx.split = split.id
+            ctx.key, ctx.key_bytes, ctx.key_part, ctx.timestamp = key, key_bytes, part, timestamp
+            self.current_timestamp = self.out_timestamp = timestamp
+            out = self.out_record
+            out.split = split
+            out.position = record.position
+            if self._side_records:
+                self._bind_outputs(split, record.position)
             self._ctx.domain = None
-            self.function.process_element(record.value, self._ctx, self._out)
+            self.function.process_element(value, self._ctx, self._out)
         except RecordProcessingError:
             raise
         except Exception as exc:
@@ -232,6 +245,8 @@ class KeyedProcessOperator(Operator):
                     ts,
                     self.timers.key(domain, ts, kb),
                 )
+                if FAULTS_PLANNED:
+                    fault_point("timer.after_fire")
         return fired
 
     def _fire_one(self, split: SplitContext, domain: TimeDomain, ts: int, kb: bytes) -> None:

@@ -180,13 +180,12 @@ class LocalRunner:
 
     def _attach(self, task: SplitTask) -> None:
         """Give ``task`` the chain head and its writers, inside its commit point's transaction."""
-        task.head = self._chain.head
         transaction = None if task.commit_point is None else task.commit_point.transaction
         ctx = SinkContext(job=self.job.name, split=task.id, transaction=transaction)
-        task.writers = [node.sink.create_writer(ctx) for node in self.job.sinks]
+        writers = [node.sink.create_writer(ctx) for node in self.job.sinks]
         dead_letter_sink = self.config.error_policy.dead_letter_sink
-        if dead_letter_sink is not None:
-            task.dead_letter_writer = dead_letter_sink.create_writer(ctx)
+        dead_letter_writer = None if dead_letter_sink is None else dead_letter_sink.create_writer(ctx)
+        task.attach(self._chain.head, writers, dead_letter_writer)
 
     def close(self) -> None:
         """Stop: close functions, writers, stores and the reader. Does not checkpoint."""

@@ -175,4 +175,9 @@ class SinkOperator(Operator):
         self.index = index
 
     def process(self, record: StreamRecord) -> None:
-        record.split.write(self.index, record.value, record.timestamp)
+        split = record.split
+        writers = split.direct_writers
+        if writers is not None:
+            writers[self.index](record.value, record.timestamp)
+        else:
+            split.write(self.index, record.value, record.timestamp)

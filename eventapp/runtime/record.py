@@ -33,6 +33,12 @@ class SplitContext(Protocol):
         """Write ``value`` to the split's writer of sink number ``sink`` (inside its transaction)."""
         ...
 
+    @property
+    def direct_writers(self) -> list[Callable[[Any, int | None], None]] | None:
+        """The ``write`` of each sink's writer when a write may go straight to it (the split holds
+        no record's outputs back), else ``None``: then :meth:`write` decides."""
+        ...
+
     def fire_timer(self, action: Callable[[], None], timestamp: int, timer_key: bytes) -> None:
         """Run one timer's ``on_timer`` under the split's error policy (a failed firing is rolled
         back and dead-lettered; ``timer_key`` is consumed again after the rollback)."""

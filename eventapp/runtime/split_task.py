@@ -23,7 +23,7 @@ import structlog
 from eventapp.checkpoint.commit import CommitPoint
 from eventapp.deadletter import DeadLetter
 from eventapp.errors import RecordProcessingError, SerializationError
-from eventapp.runtime.faults import fault_point
+from eventapp.runtime.faults import FAULTS_PLANNED, fault_point
 from eventapp.runtime.journal import JournaledStore
 from eventapp.runtime.operators import Operator
 from eventapp.runtime.record import StreamRecord
@@ -70,6 +70,8 @@ class SplitTask:
         self.commit_point: CommitPoint | None = None
         self.writers: list[SinkWriter[Any]] = []
         self.dead_letter_writer: SinkWriter[Any] | None = None
+        #: See SplitContext.direct_writers: never with the dead-letter policy (outputs are held).
+        self.direct_writers: list[Callable[[Any, int | None], None]] | None = None
         self.head: Operator | None = None
         self.records = 0
         self.dead_letters = 0
@@ -78,6 +80,15 @@ class SplitTask:
 
     def __repr__(self) -> str:
         return f"SplitTask({self.id!r}, position={self.position}, checkpoint_id={self.checkpoint_id})"
+
+    def attach(
+        self, head: Operator, writers: list[SinkWriter[Any]], dead_letter_writer: SinkWriter[Any] | None
+    ) -> None:
+        """Give the split the chain head its records enter, and its sink writers."""
+        self.head = head
+        self.writers = writers
+        self.dead_letter_writer = dead_letter_writer
+        self.direct_writers = None if self._journal is not None else [w.write for w in writers]
 
     # --- what operators use (SplitContext) ---------------------------------------------------------
     def write(self, sink: int, value: Any, timestamp: int | None) -> None:
@@ -128,8 +139,10 @@ class SplitTask:
                 head.process(element)
             else:
                 self._as_unit(lambda: head.process(element), ts, None)
-        self._advance(record)
-        fault_point("record.after_process")
+        if record.position is not None:
+            self.position = record.position + 1
+        if FAULTS_PLANNED:
+            fault_point("record.after_process")
 
     def _advance(self, record: SourceRecord[Any]) -> None:
         if record.position is not None:

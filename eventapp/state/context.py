@@ -35,14 +35,20 @@ class KeyContext:
         self.watermark: int = MIN_TIMESTAMP
 
     def enter(
-        self, store: KeyedStateStore, split: str, key: Any, key_bytes: bytes, timestamp: int | None
+        self,
+        store: KeyedStateStore,
+        split: str,
+        key: Any,
+        key_bytes: bytes,
+        timestamp: int | None,
+        part: bytes | None = None,
     ) -> None:
-        """Make ``key`` of ``split`` current."""
+        """Make ``key`` of ``split`` current (``part``: its :func:`key_part`, if already known)."""
         self.store = store
         self.split = split
         self.key = key
         self.key_bytes = key_bytes
-        self.key_part = key_part(key_bytes)
+        self.key_part = key_part(key_bytes) if part is None else part
         self.timestamp = timestamp
 
     def leave(self) -> None:

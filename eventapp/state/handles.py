@@ -158,19 +158,30 @@ class ValueState(KeyedState, Generic[T]):
         self._ser: Serializer[T] = descriptor.serializer
         self._default = descriptor.default
 
+    # value() and update() are on every record's path: they inline _store/_entry/_read/_write.
     def value(self) -> T | None:
         """The current key's value, or the descriptor's default when there is none."""
-        store = self._store()
-        data = self._read(store, self._entry())
+        ctx = self._ctx
+        store, part = ctx.store, ctx.key_part
+        if store is None or part is None:
+            raise self._outside_keyed_context()
+        entry = self._prefix + part
+        data = store.get(entry) if self._ttl is None else self._read(store, entry)
         return self._default if data is None else self._ser.loads(data)
 
     def update(self, value: T | None) -> None:
         """Set the current key's value; ``None`` clears it."""
-        store = self._store()
+        ctx = self._ctx
+        store, part = ctx.store, ctx.key_part
+        if store is None or part is None:
+            raise self._outside_keyed_context()
+        entry = self._prefix + part
         if value is None:
-            store.delete(self._entry())
+            store.delete(entry)
+        elif self._ttl is None:
+            store.put(entry, self._ser.dumps(value))
         else:
-            self._write(store, self._entry(), self._ser.dumps(value))
+            self._write(store, entry, self._ser.dumps(value))
 
 
 class ReducingState(KeyedState, Generic[T]):

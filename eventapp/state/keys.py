@@ -18,6 +18,7 @@ from eventapp.errors import ConfigurationError, SerializationError
 __all__ = [
     "STATE_TAG",
     "TIMER_TAG",
+    "KeyEncoder",
     "decode_key",
     "decode_timestamp",
     "encode_key",
@@ -79,6 +80,36 @@ def encode_key(key: Any) -> bytes:
             f"key {key!r} of type {type(key).__name__} cannot be used as a state key; key_by must "
             f"return str, int, bytes, bool, float, None or a tuple of those"
         ) from exc
+
+
+class KeyEncoder:
+    """:func:`encode_key` and :func:`key_part` of keys, remembered for str and int keys (a keyed
+    operator sees the same keys over and over; encoding one costs more than the lookup). Keys of
+    other types are encoded every time: ``1``, ``1.0`` and ``True`` are one dict key but three state
+    keys. At most ``capacity`` keys are remembered (then the memory starts over)."""
+
+    __slots__ = ("_capacity", "_ints", "_strs")
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._capacity = capacity
+        self._strs: dict[str, tuple[bytes, bytes]] = {}
+        self._ints: dict[int, tuple[bytes, bytes]] = {}
+
+    def encode(self, key: Any) -> tuple[bytes, bytes]:
+        """``(encode_key(key), key_part(encode_key(key)))``."""
+        cls = type(key)
+        cache = self._strs if cls is str else self._ints if cls is int else None
+        if cache is None:
+            kb = encode_key(key)
+            return kb, key_part(kb)
+        found = cache.get(key)
+        if found is None:
+            kb = encode_key(key)
+            found = (kb, key_part(kb))
+            if len(cache) >= self._capacity:
+                cache.clear()
+            cache[key] = found
+        return found
 
 
 def decode_key(data: bytes) -> Any:

@@ -44,6 +44,7 @@ class _HarnessSplit:
     """The one split the harness runs (a :class:`~eventapp.runtime.record.SplitContext`)."""
 
     id = _SPLIT
+    direct_writers = None
 
     def __init__(self, store: KeyedStateStore) -> None:
         self.store = store

@@ -22,7 +22,10 @@ import pytest
 from eventapp.state.store import KeyedStateStore, StateBackend
 from eventapp.statebackends import MemoryStateBackend, RocksDBStateBackend
 
-BACKENDS = ["memory", "rocksdb"]
+#: ``rocksdb`` has its default write-back cache; ``rocksdb-tiny-cache`` (3 entries: writes go back to
+#: RocksDB and the cache starts over all the time) and ``rocksdb-no-cache`` run the same suite through
+#: the other paths of the store.
+BACKENDS = ["memory", "rocksdb", "rocksdb-tiny-cache", "rocksdb-no-cache"]
 SCOPE = "orders-0"
 
 BackendFactory = Callable[[], StateBackend]
@@ -33,17 +36,26 @@ def new_backend(kind: str, work_dir: Path) -> StateBackend:
     """A fresh backend of ``kind``; ``work_dir`` is an empty directory it may use."""
     if kind == "memory":
         return MemoryStateBackend()
-    if kind == "rocksdb":
+    if kind.startswith("rocksdb"):
+        cache = {
+            "rocksdb": {},
+            "rocksdb-tiny-cache": {"cache_entries": 3},
+            "rocksdb-no-cache": {"cache_entries": 0},
+        }
         # Small memory settings keep many parallel test backends cheap.
         return RocksDBStateBackend(
-            work_dir, block_cache_bytes=8 << 20, write_buffer_bytes=4 << 20, total_write_buffer_bytes=16 << 20
+            work_dir,
+            block_cache_bytes=8 << 20,
+            write_buffer_bytes=4 << 20,
+            total_write_buffer_bytes=16 << 20,
+            **cache[kind],
         )
     raise AssertionError(f"unknown backend kind {kind!r}")
 
 
 @pytest.fixture(params=BACKENDS, ids=BACKENDS)
 def backend_kind(request: pytest.FixtureRequest) -> str:
-    """The name of the backend under test: ``"memory"`` or ``"rocksdb"``."""
+    """The name of the backend under test (one of :data:`BACKENDS`)."""
     kind: str = request.param
     return kind
 

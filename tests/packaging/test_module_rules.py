@@ -38,8 +38,7 @@ MAX_LINES = 400
 #: fails the test once its file grows beyond the count (split it instead) or drops to MAX_LINES or
 #: below (delete the entry), so the list only shrinks. issue 7: being split (the runtime and Kafka
 #: connector rewrite).
-LONG_MODULES: Mapping[str, int] = {
-}
+LONG_MODULES: Mapping[str, int] = {}
 
 #: Import cycles (strongly connected components of the module import graph) that exist today. An
 #: entry fails the test once its cycle changes or disappears (delete the entry), so the list only
