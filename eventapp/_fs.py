@@ -26,25 +26,13 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_tree(root: Path, synced: set[tuple[int, int]] | None = None) -> set[tuple[int, int]]:
-    """fsync every file and directory under ``root`` (inclusive), directories after their content.
-
-    ``synced``: the ``(device, inode)`` of files already made durable (by an earlier call): their data
-    is on stable storage whatever names link to it, so only the directories that hold the new links
-    are synced for them. Returns the identities of every file under ``root``, for the next call.
-    """
-    seen: set[tuple[int, int]] = set()
+def fsync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root`` (inclusive), directories after their content."""
     for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
         directory = Path(dirpath)
         for name in filenames:
-            path = directory / name
-            info = os.stat(path, follow_symlinks=False)
-            identity = (info.st_dev, info.st_ino)
-            if synced is None or identity not in synced:
-                fsync_file(path)
-            seen.add(identity)
+            fsync_file(directory / name)
         fsync_directory(directory)
-    return seen
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -23,7 +23,7 @@ from sortedcontainers import SortedList
 
 from eventapp._fs import fsync_directory
 from eventapp.errors import CheckpointError, SnapshotCorruptError, StateError
-from eventapp.state.store import KeyedStateStore, prefix_successor
+from eventapp.state.store import KeyedStateStore, StateSnapshot, prefix_successor
 
 __all__ = ["SNAPSHOT_FILE", "MemoryStateBackend", "MemoryStateStore"]
 
@@ -101,23 +101,11 @@ class MemoryStateStore:
         return None
 
     def snapshot(self, directory: Path) -> None:
-        started = time.perf_counter()
-        path = Path(directory) / SNAPSHOT_FILE
-        try:
-            size = _write_snapshot(path, self._keys, self._data)
-        except OSError as exc:
-            raise CheckpointError(
-                f"could not write the memory state snapshot of scope {self.scope!r} to {path}: {exc}"
-            ) from exc
-        log.debug(
-            "state.snapshot.written",
-            backend="memory",
-            scope=self.scope,
-            path=str(path),
-            keys=len(self._data),
-            bytes=size,
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-        )
+        self.begin_snapshot().write(directory)
+
+    def begin_snapshot(self) -> StateSnapshot:
+        """Copies the entries (and their order): the synchronous part costs O(entries)."""
+        return _MemorySnapshot(self.scope, list(self._keys), dict(self._data))
 
     def close(self) -> None:
         self._data = _ClosedDict()
@@ -129,6 +117,43 @@ class MemoryStateStore:
         lo = keys.bisect_left(prefix)
         hi = len(keys) if upper is None else keys.bisect_left(upper)
         return lo, hi
+
+
+class _MemorySnapshot:
+    """A copy of a memory store's entries, written as one snapshot file."""
+
+    def __init__(self, scope: str, keys: list[bytes], data: dict[bytes, bytes]) -> None:
+        self._scope = scope
+        self._keys: list[bytes] | None = keys
+        self._data = data
+
+    def write(self, directory: Path) -> None:
+        keys = self._keys
+        if keys is None:
+            raise CheckpointError(f"the memory state snapshot of scope {self._scope!r} was released")
+        started = time.perf_counter()
+        path = Path(directory) / SNAPSHOT_FILE
+        try:
+            size = _write_snapshot(path, keys, self._data)
+        except OSError as exc:
+            raise CheckpointError(
+                f"could not write the memory state snapshot of scope {self._scope!r} to {path}: {exc}"
+            ) from exc
+        finally:
+            self.release()
+        log.debug(
+            "state.snapshot.written",
+            backend="memory",
+            scope=self._scope,
+            path=str(path),
+            keys=len(keys),
+            bytes=size,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    def release(self) -> None:
+        self._keys = None
+        self._data = {}
 
 
 class MemoryStateBackend:
@@ -162,7 +187,7 @@ class MemoryStateBackend:
         return "MemoryStateBackend()"
 
 
-def _write_snapshot(path: Path, keys: SortedList, data: dict[bytes, bytes]) -> int:
+def _write_snapshot(path: Path, keys: list[bytes], data: dict[bytes, bytes]) -> int:
     """Write the framed snapshot file atomically; returns its size in bytes."""
     tmp = path.with_name(path.name + ".tmp")
     pack_length = _LENGTH.pack

@@ -1,15 +1,26 @@
 """Checkpoints and restores of split tasks: snapshot, commit, prune; open from a snapshot.
 
-A split's checkpoint, in order (each step is a fault point the crash tests kill at):
+A split's checkpoint has three parts (the phases of a Flink snapshot):
 
-1. flush the split's writers (outputs are durable, or inside the split's open transaction);
-2. snapshot the split's state store into a new snapshot directory and complete it with its
-   :class:`~eventapp.checkpoint.meta.SnapshotMeta` (position, max timestamp, lineage);
-3. commit it through the split's commit point (for Kafka exactly-once: one transaction with the
-   outputs, the offset and the checkpoint marker), then mark it committed in storage;
-4. prune snapshots older than ``retained`` of the split's own lineage.
+* :meth:`Checkpointer.begin`, in the split's thread: fix the checkpoint's position and maximum
+  timestamp and begin the state snapshot
+  (:meth:`~eventapp.state.store.KeyedStateStore.begin_snapshot`: the state as it is now);
+* :meth:`Checkpointer.complete`, in any thread (the splits of a worker complete in parallel; each
+  step is a fault point the crash tests kill at):
 
-Until step 3 completes the previous checkpoint stays the committed one.
+  1. flush the split's writers: every output so far is durable, or inside the split's open
+     transaction;
+  2. write the state snapshot into a new snapshot directory and complete it with its
+     :class:`~eventapp.checkpoint.meta.SnapshotMeta` (position, max timestamp, lineage);
+  3. commit it through the split's commit point (for Kafka exactly-once: one transaction with those
+     outputs, the offset and the checkpoint marker), then mark it committed in storage;
+  4. prune snapshots older than ``retained`` of the split's own lineage;
+
+* :meth:`Checkpointer.finish`, in the split's thread: the checkpoint is the split's committed one.
+
+The split does not process records between begin and finish (see
+:mod:`eventapp.runtime.checkpoint_coordinator`). Until step 3 completes the previous checkpoint
+stays the committed one; if any step fails, the split must restart from it.
 """
 
 from __future__ import annotations
@@ -27,10 +38,38 @@ from eventapp.checkpoint.storage import CheckpointStorage, snapshot_name
 from eventapp.errors import RestoreError
 from eventapp.runtime.faults import fault_point
 from eventapp.runtime.split_task import SplitTask
+from eventapp.state.store import StateSnapshot
 
-__all__ = ["Checkpointer", "RestoredSnapshot"]
+__all__ = ["Checkpointer", "PendingCheckpoint", "RestoredSnapshot"]
 
 log = structlog.get_logger("eventapp.runtime")
+
+
+class _Steps:
+    """Durations (ms) of a checkpoint's steps, for its log line."""
+
+    def __init__(self) -> None:
+        self.durations: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, step: str) -> None:
+        now = time.perf_counter()
+        self.durations[step] = round((now - self._last) * 1000, 3)
+        self._last = now
+
+
+@dataclass(slots=True)
+class PendingCheckpoint:
+    """A split's checkpoint from :meth:`Checkpointer.begin` to :meth:`Checkpointer.finish`."""
+
+    task: SplitTask
+    checkpoint_id: int
+    name: str
+    #: The split's position and largest timestamp when the checkpoint began.
+    position: int | None
+    max_timestamp: int
+    state: StateSnapshot
+    committed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,48 +102,90 @@ class Checkpointer:
 
     # --- checkpoint ----------------------------------------------------------------------------------
     def checkpoint(self, task: SplitTask) -> None:
-        """Checkpoint ``task`` (see the module docstring)."""
-        storage = self.storage
-        assert task.commit_point is not None
-        fault_point("checkpoint.before_flush")
-        task.flush_writers()
-        fault_point("checkpoint.after_flush")
+        """Checkpoint ``task`` at once (begin, complete and finish in this thread)."""
+        self.finish(self.complete(self.begin(task)))
+
+    def begin(self, task: SplitTask) -> PendingCheckpoint:
+        """The synchronous part (see the module docstring)."""
         checkpoint_id = task.checkpoint_id + 1
-        name = snapshot_name(checkpoint_id, self.incarnation)
-        directory = storage.begin(self.job, task.id, name)
-        state_dir = directory / "state"
-        state_dir.mkdir()
-        task.raw_store.snapshot(state_dir)
-        fault_point("checkpoint.after_state_snapshot")
-        meta = SnapshotMeta(
-            snapshot=name,
-            job=self.job,
-            split=task.id,
+        pending = PendingCheckpoint(
+            task=task,
             checkpoint_id=checkpoint_id,
+            name=snapshot_name(checkpoint_id, self.incarnation),
             position=task.position,
             max_timestamp=task.watermark.max_timestamp,
-            backend=self.backend,
-            lineage=task.lineage,
-            operators=self.operators,
-            created_ms=int(time.time() * 1000),
+            state=task.raw_store.begin_snapshot(),
         )
-        storage.complete(self.job, task.id, name, meta.to_json())
-        fault_point("checkpoint.after_snapshot_complete")
-        fault_point("checkpoint.before_commit")
-        task.commit_point.commit(CommittedCheckpoint(checkpoint_id, name, task.position))
+        return pending
+
+    def complete(self, pending: PendingCheckpoint) -> PendingCheckpoint:
+        """Flush, snapshot, commit, prune (any thread). On failure the state snapshot is released and
+        the error raised; the split must be restored. The duration of each step is logged with
+        ``checkpoint.split_committed`` (debug)."""
+        task = pending.task
+        storage = self.storage
+        assert task.commit_point is not None
+        steps = _Steps()
+        try:
+            fault_point("checkpoint.before_flush")
+            task.flush_writers()
+            steps.done("flush_ms")
+            fault_point("checkpoint.after_flush")
+            name = pending.name
+            directory = storage.begin(self.job, task.id, name)
+            state_dir = directory / "state"
+            state_dir.mkdir()
+            pending.state.write(state_dir)
+            steps.done("state_ms")
+            fault_point("checkpoint.after_state_snapshot")
+            meta = SnapshotMeta(
+                snapshot=name,
+                job=self.job,
+                split=task.id,
+                checkpoint_id=pending.checkpoint_id,
+                position=pending.position,
+                max_timestamp=pending.max_timestamp,
+                backend=self.backend,
+                lineage=task.lineage,
+                operators=self.operators,
+                created_ms=int(time.time() * 1000),
+            )
+            storage.complete(self.job, task.id, name, meta.to_json())
+            steps.done("complete_ms")
+            fault_point("checkpoint.after_snapshot_complete")
+            fault_point("checkpoint.before_commit")
+            task.commit_point.commit(CommittedCheckpoint(pending.checkpoint_id, name, pending.position))
+            steps.done("commit_ms")
+        finally:
+            pending.state.release()
         storage.mark_committed(self.job, task.id, name)
         task.lineages[name] = task.lineage
+        steps.done("mark_ms")
         fault_point("checkpoint.after_commit")
-        task.checkpoint_id = checkpoint_id
+        pending.committed = True
+        self._prune(task, pending.checkpoint_id)
+        steps.done("prune_ms")
         log.debug(
             "checkpoint.split_committed",
             split=task.id,
-            checkpoint_id=checkpoint_id,
+            checkpoint_id=pending.checkpoint_id,
             snapshot=name,
-            position=task.position,
+            position=pending.position,
+            **steps.durations,
         )
-        self._prune(task, checkpoint_id)
         fault_point("checkpoint.after_prune")
+        return pending
+
+    @staticmethod
+    def finish(pending: PendingCheckpoint) -> None:
+        """The checkpoint committed: make it the split's (in the split's thread)."""
+        assert pending.committed, "finish() of a checkpoint that did not commit"
+        pending.task.checkpoint_id = pending.checkpoint_id
+
+    @staticmethod
+    def abandon(pending: PendingCheckpoint) -> None:
+        """The checkpoint will not complete (the job stops on a failure): release its snapshot."""
+        pending.state.release()
 
     def _prune(self, task: SplitTask, checkpoint_id: int) -> None:
         for info in self.storage.list_snapshots(self.job, task.id):

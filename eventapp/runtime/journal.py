@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from eventapp.state.store import KeyedStateStore
+from eventapp.state.store import KeyedStateStore, StateSnapshot
 
 __all__ = ["JournaledStore"]
 
@@ -49,6 +49,9 @@ class JournaledStore:
 
     def snapshot(self, directory: Path) -> None:
         self.inner.snapshot(directory)
+
+    def begin_snapshot(self) -> StateSnapshot:
+        return self.inner.begin_snapshot()
 
     def close(self) -> None:
         self.inner.close()

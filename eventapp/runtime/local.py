@@ -9,11 +9,9 @@ Used directly by ``Job.run()`` and by worker processes.
 
 from __future__ import annotations
 
-import contextvars
 import secrets
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +21,7 @@ from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.config import CheckpointingMode
 from eventapp.errors import ConfigurationError, EventAppError, SourceError
 from eventapp.runtime.chain import Chain, build_chain
+from eventapp.runtime.checkpoint_coordinator import CheckpointCoordinator
 from eventapp.runtime.checkpointer import Checkpointer
 from eventapp.runtime.keyed_process import KeyedProcessOperator
 from eventapp.runtime.operators import OperatorRuntime
@@ -72,7 +71,7 @@ class LocalRunner:
         self._reader: SourceReader[Any] | None = None
         self._pacer: SplitPacer | None = None
         self._checkpointer: Checkpointer | None = None
-        self._checkpoint_pool: ThreadPoolExecutor | None = None
+        self._coordinator: CheckpointCoordinator | None = None
         self._incarnation = secrets.token_hex(4)
         self._log = log.bind(job=job.name)
         self._watermark = MIN_WATERMARK
@@ -80,11 +79,7 @@ class LocalRunner:
         self._finished = False
         self._stop_requested = False
         self._stop_reason = ""
-        self._checkpoints = 0
-        self._last_checkpoint_ms = 0
         self._started = 0.0
-        #: Durations (ms) for which the splits stopped processing for each checkpoint.
-        self.checkpoint_pauses_ms: list[float] = []
 
     # --- what tests and tools read -------------------------------------------------------------------
     @property
@@ -115,6 +110,11 @@ class LocalRunner:
     def committed_checkpoint_id(self, split: str) -> int:
         return self._tasks[split].checkpoint_id
 
+    @property
+    def checkpoint_pauses_ms(self) -> list[float]:
+        """Per completed checkpoint, how long the splits stopped processing (ms)."""
+        return [] if self._coordinator is None else self._coordinator.pauses_ms
+
     # --- lifecycle -----------------------------------------------------------------------------------
     def open(self) -> None:
         if self._opened:
@@ -142,8 +142,10 @@ class LocalRunner:
                 incarnation=self._incarnation,
                 retained=checkpoint.retained,
             )
+            self._coordinator = CheckpointCoordinator(
+                self.job.name, self._checkpointer, checkpoint.interval_ms, self.config.clock, self._log
+            )
         now = self.config.clock.now_ms()
-        self._last_checkpoint_ms = now
         tasks = open_split_tasks(
             self.job.name, self.config, source, assigned, self._checkpointer, self._restore, now, self._log
         )
@@ -170,6 +172,8 @@ class LocalRunner:
             self._close_resources()
             raise
         self._opened = True
+        if self._coordinator is not None:
+            self._coordinator.restart_interval()
         self._log.info(
             "job.started",
             splits=assigned,
@@ -204,9 +208,8 @@ class LocalRunner:
         )
 
     def _close_resources(self) -> None:
-        if self._checkpoint_pool is not None:
-            self._checkpoint_pool.shutdown(wait=True)
-            self._checkpoint_pool = None
+        if self._coordinator is not None:
+            self._coordinator.close()
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -217,7 +220,7 @@ class LocalRunner:
         return JobResult(
             records_read=sum(t.records for t in self._tasks.values()),
             dead_letters=sum(t.dead_letters for t in self._tasks.values()),
-            checkpoints=self._checkpoints,
+            checkpoints=0 if self._coordinator is None else self._coordinator.completed,
             duration_s=time.monotonic() - self._started,
         )
 
@@ -266,8 +269,17 @@ class LocalRunner:
         tasks = self._tasks
         assigner = self._strategy.timestamp_assigner
         source = self._source_node.name
-        for record in records:
-            tasks[record.split].process(record, assigner, source)
+        # Readers hand out a split's records together: process them run by run.
+        start, count = 0, len(records)
+        while start < count:
+            split = records[start].split
+            end = start + 1
+            while end < count and records[end].split == split:
+                end += 1
+            tasks[split].process_many(
+                records[start:end] if start or end < count else records, assigner, source
+            )
+            start = end
         now = self.config.clock.now_ms()
         handled = len(records)
         if records and self._strategy.idleness_ms is not None:
@@ -277,9 +289,9 @@ class LocalRunner:
         for op in self._chain.operators:
             handled += op.on_processing_time(now)
         self._cleanup_ttl()
-        checkpoint = self.config.checkpoint
-        if checkpoint is not None and now - self._last_checkpoint_ms >= checkpoint.interval_ms:
-            self.checkpoint()
+        coordinator = self._coordinator
+        if coordinator is not None and coordinator.due(now):
+            coordinator.checkpoint(list(tasks.values()))
         if reader.is_finished() and not records:
             self._finish()
         return handled
@@ -335,38 +347,9 @@ class LocalRunner:
 
     # --- checkpoints ---------------------------------------------------------------------------------
     def checkpoint(self) -> None:
-        """Checkpoint every split: flush, snapshot, commit, prune."""
-        checkpointer = self._checkpointer
-        if checkpointer is None:
+        """Checkpoint every split now: flush, snapshot, commit, prune (see
+        :mod:`eventapp.runtime.checkpointer`)."""
+        coordinator = self._coordinator
+        if coordinator is None:
             raise ConfigurationError("checkpoint() needs JobConfig(checkpoint=CheckpointConfig(...))")
-        started = time.perf_counter()
-        # The interval runs from the start of one checkpoint to the start of the next (as in Flink),
-        # so the pause does not stretch the period.
-        self._last_checkpoint_ms = self.config.clock.now_ms()
-        tasks = list(self._tasks.values())
-        if len(tasks) <= 1:
-            for task in tasks:
-                checkpointer.checkpoint(task)
-        else:
-            self._checkpoint_concurrently(checkpointer, tasks)
-        self._checkpoints += 1
-        pause_ms = round((time.perf_counter() - started) * 1000, 3)
-        self.checkpoint_pauses_ms.append(pause_ms)
-        self._log.info("checkpoint.completed", splits=len(tasks), duration_ms=pause_ms, pause_ms=pause_ms)
-
-    def _checkpoint_concurrently(self, checkpointer: Checkpointer, tasks: list[SplitTask]) -> None:
-        """Splits are independent (own store, writers, transaction, snapshot directory), and their
-        checkpoints wait mostly on I/O that releases the GIL (broker round trips, fsync), so they
-        run in parallel. Every split finishes (or fails) before this returns; the most telling
-        error is raised."""
-        if self._checkpoint_pool is None:
-            self._checkpoint_pool = ThreadPoolExecutor(
-                max_workers=min(len(tasks), 16), thread_name_prefix=f"eventapp-checkpoint-{self.job.name}"
-            )
-        # Each runs in a copy of this thread's context, so its log lines keep the bound context.
-        futures = [
-            self._checkpoint_pool.submit(contextvars.copy_context().run, checkpointer.checkpoint, task)
-            for task in tasks
-        ]
-        wait(futures)
-        raise_most_telling([f.exception() for f in futures])
+        coordinator.checkpoint(list(self._tasks.values()))

@@ -15,7 +15,7 @@ A failed record's writes are simply not applied; a dead letter is written instea
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -109,10 +109,24 @@ class SplitTask:
         self, record: SourceRecord[Any], assigner: TimestampAssigner[Any] | None, source: str
     ) -> None:
         """Walk one source record through the chain, then move the split's position past it."""
-        self.records += 1
-        if record.error is not None:
-            self._source_failure(record, record.error, source)
-        else:
+        self.process_many((record,), assigner, source)
+
+    def process_many(
+        self, records: Sequence[SourceRecord[Any]], assigner: TimestampAssigner[Any] | None, source: str
+    ) -> None:
+        """:meth:`process` each of ``records`` (all of this split) in order: the per-record loop,
+        with what every record needs looked up once."""
+        head = self.head
+        assert head is not None
+        element = self._record
+        watermark = self.watermark
+        journal = self._journal
+        for record in records:
+            self.records += 1
+            if record.error is not None:
+                self._source_failure(record, record.error, source)
+                self._advance(record)
+                continue
             ts = record.timestamp
             if assigner is not None:
                 try:
@@ -125,24 +139,20 @@ class SplitTask:
                 except Exception as exc:  # noqa: BLE001 - raised or dead-lettered by the policy
                     self._source_failure(record, exc, f"timestamp assigner of source {source}")
                     self._advance(record)
-                    return
-            watermark = self.watermark
+                    continue
             if ts is not None and ts > watermark.max_timestamp:
                 watermark.max_timestamp = ts
-            element = self._record
             element.value = record.value
             element.timestamp = ts
-            element.position = record.position
-            head = self.head
-            assert head is not None
-            if self._journal is None:
+            position = element.position = record.position
+            if journal is None:
                 head.process(element)
             else:
                 self._as_unit(lambda: head.process(element), ts, None)
-        if record.position is not None:
-            self.position = record.position + 1
-        if FAULTS_PLANNED:
-            fault_point("record.after_process")
+            if position is not None:
+                self.position = position + 1
+            if FAULTS_PLANNED:
+                fault_point("record.after_process")
 
     def _advance(self, record: SourceRecord[Any]) -> None:
         if record.position is not None:

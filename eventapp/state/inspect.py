@@ -109,5 +109,8 @@ class _ReadOnlyStore:
     def snapshot(self, directory: Any) -> None:
         raise TypeError("a read-only store cannot be snapshotted")
 
+    def begin_snapshot(self) -> Any:
+        raise TypeError("a read-only store cannot be snapshotted")
+
     def close(self) -> None:
         return None

@@ -13,7 +13,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["KeyedStateStore", "StateBackend", "default_state_backend", "prefix_successor"]
+__all__ = ["KeyedStateStore", "StateBackend", "StateSnapshot", "default_state_backend", "prefix_successor"]
+
+
+@runtime_checkable
+class StateSnapshot(Protocol):
+    """The asynchronous part of a store's snapshot (Flink's split of a snapshot into a synchronous
+    and an asynchronous part): the state as it was when :meth:`KeyedStateStore.begin_snapshot`
+    returned, written to disk by :meth:`write` while the store goes on being used."""
+
+    def write(self, directory: Path) -> None:
+        """Write the snapshot, durably, into the existing empty ``directory`` (as
+        :meth:`KeyedStateStore.snapshot` would have at the moment the snapshot began). May run in
+        another thread than the one using the store. Called at most once."""
+        ...
+
+    def release(self) -> None:
+        """Give the snapshot up without writing it (its checkpoint failed). Writing releases too;
+        releasing twice does nothing."""
+        ...
 
 
 @runtime_checkable
@@ -57,7 +75,18 @@ class KeyedStateStore(Protocol):
         ``directory`` exists and is empty. When this returns, the snapshot is on disk (fsynced) and
         :meth:`StateBackend.open` can restore from it, even after the process is killed. The store
         stays usable. Backends may share unchanged files between snapshots (hard links).
+        Equivalent to ``begin_snapshot().write(directory)``.
         """
+        ...
+
+    def begin_snapshot(self) -> StateSnapshot:
+        """Fix the store's current contents for a snapshot and return it, to be written later
+        (from any thread) while this store keeps serving reads and writes; writes made after this
+        returns are not in the snapshot. This is the part a checkpoint waits for, so it must be
+        quick (RocksDB: write the cached entries back; memory: copy the entries). At most one
+        snapshot is in progress per store: beginning another waits for the previous one. While one
+        is in progress, a store may make ordered reads or writes that must reach its files wait
+        for it (RocksDB does)."""
         ...
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from eventapp import (
     LocalCheckpointStorage,
     ManualClock,
     OnTimerContext,
+    SinkError,
     SnapshotCorruptError,
     SnapshotMissingError,
     ValueStateDescriptor,
@@ -181,3 +182,43 @@ def test_bounded_job_takes_a_final_checkpoint(tmp_path: Path) -> None:
     assert result.checkpoints == 1
     committed = json.loads((tmp_path / "checkpointed" / "collection-0" / "_committed.json").read_text())
     assert committed["position"] == 2
+
+
+class FailingFlushSink(CollectionSink[str]):
+    """A sink whose writers fail to flush from the ``fail_at``-th flush on."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.flushes = 0
+
+    def create_writer(self, context: Any) -> Any:
+        writer = super().create_writer(context)
+        sink = self
+
+        class Writer:
+            def write(self, value: str, timestamp: int | None) -> None:
+                writer.write(value, timestamp)
+
+            def flush(self) -> None:
+                sink.flushes += 1
+                if sink.flushes >= sink.fail_at:
+                    raise SinkError("the sink's flush failed")
+
+            def close(self) -> None:
+                writer.close()
+
+        return Writer()
+
+
+def test_a_checkpoint_whose_flush_fails_fails_the_job_and_is_not_committed(tmp_path: Path) -> None:
+    clock = ManualClock()
+    source: CollectionSource[str] = CollectionSource(["a"], bounded=False)
+    runner = make_job(source, FailingFlushSink(fail_at=2), clock, tmp_path, MemoryStateBackend()).runner()
+    runner.run_until_idle()
+    runner.checkpoint()  # the first flush succeeds
+    clock.advance(60_000)
+    with pytest.raises(SinkError, match="flush failed"):
+        runner.step()
+    assert runner.committed_checkpoint_id("collection-0") == 1, "the failed checkpoint is not committed"
+    runner.close()
