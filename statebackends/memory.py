@@ -155,6 +155,9 @@ class _MemorySnapshot:
         self._keys = None
         self._data = {}
 
+    def stored_at(self, directory: Path) -> None:
+        return None  # every memory snapshot is whole
+
 
 class MemoryStateBackend:
     """A :class:`~eventapp.state.store.StateBackend` that keeps every scope's state on the heap.

@@ -36,7 +36,7 @@ from eventapp.state.store import KeyedStateStore
 
 from .rocksdb_snapshot import SNAPSHOT_DB as SNAPSHOT_DB
 from .rocksdb_snapshot import SNAPSHOT_META as SNAPSHOT_META
-from .rocksdb_snapshot import corrupt, restore_files
+from .rocksdb_snapshot import SnapshotRecord, apply_changelog, corrupt, restore_files
 from .rocksdb_store import RocksDBStateStore
 
 __all__ = ["RocksDBConfig", "RocksDBStateBackend", "RocksDBStateStore"]
@@ -67,6 +67,12 @@ class RocksDBConfig:
 
     ``cache_entries``: how many entries each scope keeps in its write-back cache (see
     :mod:`eventapp.statebackends.rocksdb_store`); 0 sends every get and put to RocksDB.
+
+    ``changelog_snapshots``: how many snapshots in a row may be *changelog* snapshots, which write
+    only the entries changed since the previous snapshot (at most ``changelog_entries`` of them)
+    and hard-link its files, instead of flushing and checkpointing RocksDB; the next one is full
+    again (see :mod:`eventapp.statebackends.rocksdb_snapshot`). 0: every snapshot is full. Restoring
+    applies at most that many changelog files on top of the last full checkpoint.
     """
 
     block_cache_bytes: int = 64 * MiB
@@ -79,6 +85,8 @@ class RocksDBConfig:
     bloom_bits_per_key: int = 10
     verify_restore_checksums: bool = True
     cache_entries: int = 100_000
+    changelog_snapshots: int = 9
+    changelog_entries: int = 100_000
 
     def __post_init__(self) -> None:
         _at_least("block_cache_bytes", self.block_cache_bytes, MiB, "1 MiB")
@@ -90,6 +98,8 @@ class RocksDBConfig:
             _at_least("max_open_files", self.max_open_files, 16, "16 (or -1 for unlimited)")
         _at_least("bloom_bits_per_key", self.bloom_bits_per_key, 0, "0 (0 disables bloom filters)")
         _at_least("cache_entries", self.cache_entries, 0, "0 (0 disables the write-back cache)")
+        _at_least("changelog_snapshots", self.changelog_snapshots, 0, "0 (0: every snapshot is full)")
+        _at_least("changelog_entries", self.changelog_entries, 1, "1")
         if self.write_buffer_bytes > self.total_write_buffer_bytes:
             raise ConfigurationError(
                 f"RocksDBStateBackend: write_buffer_bytes ({self.write_buffer_bytes}) is larger than "
@@ -140,6 +150,8 @@ class RocksDBStateBackend:
         bloom_bits_per_key: int = _DEFAULTS.bloom_bits_per_key,
         verify_restore_checksums: bool = _DEFAULTS.verify_restore_checksums,
         cache_entries: int = _DEFAULTS.cache_entries,
+        changelog_snapshots: int = _DEFAULTS.changelog_snapshots,
+        changelog_entries: int = _DEFAULTS.changelog_entries,
     ) -> None:
         self.config = RocksDBConfig(
             block_cache_bytes=block_cache_bytes,
@@ -152,6 +164,8 @@ class RocksDBStateBackend:
             bloom_bits_per_key=bloom_bits_per_key,
             verify_restore_checksums=verify_restore_checksums,
             cache_entries=cache_entries,
+            changelog_snapshots=changelog_snapshots,
+            changelog_entries=changelog_entries,
         )
         self._private_dir: str | None = None
         if directory is None:
@@ -185,6 +199,7 @@ class RocksDBStateBackend:
         if working.exists():
             shutil.rmtree(working)
         working.parent.mkdir(parents=True, exist_ok=True)
+        record: SnapshotRecord | None = None
         if restore_from is None:
             try:
                 db = rocksdict.Rdict(str(working), self._options(create=True))
@@ -193,21 +208,40 @@ class RocksDBStateBackend:
             log.debug("state.store.opened", backend="rocksdb", scope=scope, path=str(working))
         else:
             restore_from = Path(restore_from)
-            restore_files(restore_from, working, verify=self.config.verify_restore_checksums)
+            record = restore_files(restore_from, working, verify=self.config.verify_restore_checksums)
             try:
                 db = rocksdict.Rdict(str(working), self._options(create=False))
             except Exception as exc:  # rocksdict raises bare Exception for RocksDB errors
                 shutil.rmtree(working, ignore_errors=True)
                 raise corrupt(restore_from, f"cannot be opened by RocksDB ({exc})") from exc
+            try:
+                changes = apply_changelog(db, record)
+            except BaseException:
+                db.close()
+                shutil.rmtree(working, ignore_errors=True)
+                raise
             log.info(
                 "state.snapshot.restored",
                 backend="rocksdb",
                 scope=scope,
                 path=str(restore_from),
+                changelog_files=len(record.changelog),
+                changes=changes,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
             )
         db.set_write_options(self._write_options)
-        store = RocksDBStateStore(scope, db, working, self._forget, self.config.cache_entries)
+        config = self.config
+        store = RocksDBStateStore(
+            scope,
+            db,
+            working,
+            self._forget,
+            config.cache_entries,
+            config.changelog_snapshots,
+            config.changelog_entries,
+        )
+        if record is not None:
+            store.restored_from(record)
         self._stores[scope] = store
         return store
 

@@ -17,24 +17,22 @@ snapshot; nothing durable depends on it.
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import shutil
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import rocksdict
 import structlog
 
-from eventapp._fs import fsync_directory, fsync_file, write_atomically
-from eventapp.errors import CheckpointError, StateError
+from eventapp.errors import StateError
 from eventapp.state.store import StateSnapshot, prefix_successor
 
-from .rocksdb_snapshot import SNAPSHOT_DB, SNAPSHOT_FORMAT, SNAPSHOT_META, crc32_file
+from .rocksdb_snapshot import SnapshotRecord
+from .rocksdb_snapshot_write import ChangelogSnapshot, FullSnapshot
 
 __all__ = ["RocksDBStateStore"]
 
@@ -65,43 +63,6 @@ class _ClosedCache(dict[bytes, bytes | None]):
         raise self._closed()
 
 
-#: Files of a RocksDB checkpoint that RocksDB itself made durable: SST, blob and OPTIONS files are
-#: hard links to files RocksDB synced when it wrote them; MANIFEST and CURRENT are copies it
-#: fdatasyncs; the WAL copy is empty (writes skip the WAL); it fsyncs the directory last (an strace
-#: of create_checkpoint shows those calls).
-_DURABLE_BY_ROCKSDB = re.compile(r"(\d+\.(sst|blob|log)|MANIFEST-\d+|CURRENT|OPTIONS-\d+)")
-
-
-def _make_durable(checkpoint: Path) -> None:
-    """fsync what RocksDB's checkpoint left unsynced (rocksdict writes rocksdict-config.json after
-    it), then the directory. Syncing everything again cost ~10 ms per split with 8 splits at once."""
-    for entry in os.scandir(checkpoint):
-        if entry.is_file(follow_symlinks=False) and not _DURABLE_BY_ROCKSDB.fullmatch(entry.name):
-            fsync_file(Path(entry.path))
-    fsync_directory(checkpoint)
-
-
-class _RocksDBSnapshot:
-    """A snapshot of a RocksDB store that began (its cache was written back) but is not written yet."""
-
-    __slots__ = ("_done", "_store")
-
-    def __init__(self, store: RocksDBStateStore, done: threading.Event) -> None:
-        self._store = store
-        self._done = done
-
-    def write(self, directory: Path) -> None:
-        if self._done.is_set():
-            raise CheckpointError(f"the RocksDB snapshot of scope {self._store.scope!r} was already written")
-        try:
-            self._store._write_snapshot(directory)
-        finally:
-            self._done.set()
-
-    def release(self) -> None:
-        self._done.set()
-
-
 class RocksDBStateStore:
     """One scope's state in a RocksDB database (see :class:`~eventapp.state.store.KeyedStateStore`)."""
 
@@ -112,6 +73,8 @@ class RocksDBStateStore:
         working_dir: Path,
         on_close: Callable[[RocksDBStateStore], None],
         cache_entries: int = 0,
+        changelog_snapshots: int = 0,
+        changelog_entries: int = 100_000,
     ) -> None:
         self.scope = scope
         self.working_dir = working_dir
@@ -121,8 +84,19 @@ class RocksDBStateStore:
         self._cache: dict[bytes, bytes | None] = {}
         self._dirty: set[bytes] = set()
         self._cache_entries = cache_entries
-        #: Set once the snapshot in progress (if any) is written or released.
+        #: Set once the full snapshot in progress (if any) is written or released.
         self._snapshot_done: threading.Event | None = None
+        #: Changelog snapshots (see begin_snapshot): at most this many in a row, of at most
+        #: ``changelog_entries`` changes each; the entries written to RocksDB since the last
+        #: snapshot (``None``: untracked, the next snapshot is full); the last snapshot written.
+        self._changelog_snapshots = changelog_snapshots
+        # The first chain after opening is shorter by a per-scope amount, so that the splits of a
+        # worker, which all start with a full snapshot, do not all take their full ones together.
+        self._chain_limit = changelog_snapshots - zlib.crc32(scope.encode()) % max(1, changelog_snapshots)
+        self._chains = 0
+        self._changelog_entries = changelog_entries
+        self._changes: dict[bytes, bytes | None] | None = {} if changelog_snapshots else None
+        self._previous: SnapshotRecord | None = None
         self._scans: weakref.WeakSet[Generator[tuple[bytes, bytes], None, None]] = weakref.WeakSet()
         self._checksums: dict[tuple[int, int, int, int], int] = {}
         self._closed = False
@@ -159,6 +133,7 @@ class RocksDBStateStore:
     def delete(self, key: bytes) -> None:
         if not self._cache_entries and not self._dirty and not self._snapshot_in_progress():
             del self._db[key]
+            self._changed(key, None)
             return
         self._cache[key] = _ABSENT
         dirty = self._dirty
@@ -185,6 +160,7 @@ class RocksDBStateStore:
         batch = rocksdict.WriteBatch(raw_mode=True)
         low, high = self._heads_low, self._heads_high
         lowered = []
+        changes = self._changes
         for key in dirty:
             value = cache[key]
             if value is None:
@@ -193,8 +169,12 @@ class RocksDBStateStore:
                 batch.put(key, value)
                 if low <= key < high:
                     lowered.append(key)
+            if changes is not None:
+                changes[key] = value
         self._db.write(batch)
         dirty.clear()
+        if changes is not None and len(changes) > self._changelog_entries:
+            self._changes = None  # too many for a changelog: the next snapshot is full
         for key in lowered:
             self._lower_heads(key)
         if len(cache) >= self._cache_entries:
@@ -209,11 +189,20 @@ class RocksDBStateStore:
         self._db[key] = value
         if self._heads_low <= key < self._heads_high:
             self._lower_heads(key)
+        self._changed(key, value)
+
+    def _changed(self, key: bytes, value: bytes | None) -> None:
+        changes = self._changes
+        if changes is not None:
+            changes[key] = value
+            if len(changes) > self._changelog_entries:
+                self._changes = None
 
     def delete_prefix(self, prefix: bytes) -> None:
         self._wait_for_snapshot()
         self.write_back()
         self._cache.clear()
+        self._changes = None  # a range deletion is no list of changes: the next snapshot is full
         upper = prefix_successor(prefix)
         if upper is not None:
             self._db.delete_range(prefix, upper)
@@ -252,14 +241,47 @@ class RocksDBStateStore:
         self.begin_snapshot().write(directory)
 
     def begin_snapshot(self) -> StateSnapshot:
-        """Write the cached entries back; until the snapshot is written (or released) RocksDB does
-        not change: writes stay in the cache (when it is full, or for an ordered read of dirty
-        entries, the store waits for the snapshot)."""
+        """Write the cached entries back, then fix the snapshot: a *changelog* snapshot (the
+        entries written back since the previous snapshot; RocksDB is not touched) when the previous
+        one is known and the chain is short enough, else a *full* one (a RocksDB checkpoint; until it
+        is written or released RocksDB does not change: writes stay in the cache, and a full cache
+        or an ordered read of dirty entries waits for it). See
+        :mod:`eventapp.statebackends.rocksdb_snapshot`."""
         self._wait_for_snapshot()
         self.write_back()
+        changes = self._changes
+        self._changes = {} if self._changelog_snapshots else None
+        previous = self._previous
+        if (
+            previous is not None
+            and changes is not None
+            and len(previous.changelog) < self._chain_limit
+            and previous.directory.is_dir()
+        ):
+            self._previous = None  # until this one is written (or released: then a full one)
+            return ChangelogSnapshot(self.scope, self.working_dir, previous, changes, self._written)
+        self._chains += 1
+        if self._chains > 1:  # the chain this full snapshot starts is a whole one
+            self._chain_limit = self._changelog_snapshots
         done = threading.Event()
         self._snapshot_done = done
-        return _RocksDBSnapshot(self, done)
+
+        def written(record: SnapshotRecord | None) -> None:
+            self._written(record)
+            done.set()
+
+        return FullSnapshot(self.scope, self.working_dir, self._db, self._checksums, written)
+
+    def _written(self, record: SnapshotRecord | None) -> None:
+        """A snapshot ended (in the writing thread): the next changelog snapshot links from
+        ``record`` (``None``: it was not written; its changes are lost to the changelog, so the next
+        snapshot is full)."""
+        self._previous = record
+
+    def restored_from(self, record: SnapshotRecord) -> None:
+        """The store was opened from the snapshot ``record``: the next changelog snapshot links from it."""
+        self._previous = record
+        self._changes = {} if self._changelog_snapshots else None
 
     def _snapshot_in_progress(self) -> bool:
         done = self._snapshot_done
@@ -283,44 +305,6 @@ class RocksDBStateStore:
                     waited_ms=round((time.perf_counter() - started) * 1000, 3),
                 )
             self._snapshot_done = None
-
-    def _write_snapshot(self, directory: Path) -> None:
-        """The asynchronous part: flush, RocksDB checkpoint, fsync, metadata (another thread)."""
-        started = time.perf_counter()
-        directory = Path(directory)
-        target = directory / SNAPSHOT_DB
-        try:
-            # Writes skip the WAL, so the memtables must be in SST files before the checkpoint.
-            self._db.flush(wait=True)
-            flushed = time.perf_counter()
-            rocksdict.Checkpoint(self._db).create_checkpoint(str(target))
-            _make_durable(target)
-            linked = time.perf_counter()
-            files = self._describe_files(target)
-            meta = {"format": SNAPSHOT_FORMAT, "backend": "rocksdb", "scope": self.scope, "files": files}
-            write_atomically(directory / SNAPSHOT_META, json.dumps(meta, indent=1, sort_keys=True).encode())
-        except Exception as exc:  # rocksdict raises bare Exception for RocksDB errors
-            raise CheckpointError(
-                f"could not write the RocksDB state snapshot of scope {self.scope!r} to {directory}: "
-                f"{exc}. A snapshot flushes the working database in {self.working_dir} and links (on "
-                f"another file system: copies) its files into the checkpoint directory, so both need "
-                f"free space and write permission. Free space (a full disk is the usual cause), or "
-                f"point CheckpointConfig(storage=...) or RocksDBStateBackend(directory=...) at a "
-                f"volume with room; the last completed checkpoint is unaffected."
-            ) from exc
-        shared = sum(1 for name in files if os.stat(target / name).st_nlink > 1)
-        log.debug(
-            "state.snapshot.written",
-            backend="rocksdb",
-            scope=self.scope,
-            path=str(directory),
-            files=len(files),
-            shared_files=shared,
-            bytes=sum(entry["size"] for entry in files.values()),
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
-            flush_ms=round((flushed - started) * 1000, 3),
-            checkpoint_ms=round((linked - flushed) * 1000, 3),
-        )
 
     def close(self) -> None:
         if self._closed:
@@ -380,20 +364,3 @@ class RocksDBStateStore:
                 iterator.next()
         finally:
             del iterator
-
-    def _describe_files(self, root: Path) -> dict[str, dict[str, int]]:
-        """Size and CRC-32 of every snapshot file; shared (hard-linked) files are hashed only once."""
-        files: dict[str, dict[str, int]] = {}
-        checksums: dict[tuple[int, int, int, int], int] = {}
-        for entry in sorted(os.scandir(root), key=lambda item: item.name):
-            if not entry.is_file(follow_symlinks=False):
-                continue
-            info = entry.stat(follow_symlinks=False)
-            identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
-            crc = self._checksums.get(identity)
-            if crc is None:
-                crc = crc32_file(Path(entry.path))
-            checksums[identity] = crc
-            files[entry.name] = {"size": info.st_size, "crc32": crc}
-        self._checksums = checksums
-        return files

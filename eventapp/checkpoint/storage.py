@@ -92,8 +92,9 @@ class CheckpointStorage(Protocol):
         """A new, empty local directory to write snapshot ``name`` of ``split`` into."""
         ...
 
-    def complete(self, job: str, split: str, name: str, meta: dict[str, Any]) -> None:
-        """Store ``meta`` with the snapshot and make it durable under its final name."""
+    def complete(self, job: str, split: str, name: str, meta: dict[str, Any]) -> Path:
+        """Store ``meta`` with the snapshot and make it durable under its final name. Returns the
+        snapshot's directory from now on (what :meth:`open` will return)."""
         ...
 
     def open(self, job: str, split: str, name: str) -> tuple[Path, dict[str, Any]]:
@@ -152,13 +153,14 @@ class LocalCheckpointStorage:
         tmp.mkdir(parents=True)
         return tmp
 
-    def complete(self, job: str, split: str, name: str, meta: dict[str, Any]) -> None:
+    def complete(self, job: str, split: str, name: str, meta: dict[str, Any]) -> Path:
         base = self.split_dir(job, split)
         tmp = base / (name + ".inprogress")
         write_json_atomic(tmp / _META, meta)
         fsync_directory(tmp)
         os.rename(tmp, base / name)
         fsync_directory(base)
+        return base / name
 
     def open(self, job: str, split: str, name: str) -> tuple[Path, dict[str, Any]]:
         path = self.split_dir(job, split) / name

@@ -150,7 +150,8 @@ class Checkpointer:
                 operators=self.operators,
                 created_ms=int(time.time() * 1000),
             )
-            storage.complete(self.job, task.id, name, meta.to_json())
+            stored = storage.complete(self.job, task.id, name, meta.to_json())
+            pending.state.stored_at(stored / "state")
             steps.done("complete_ms")
             fault_point("checkpoint.after_snapshot_complete")
             fault_point("checkpoint.before_commit")

@@ -33,6 +33,11 @@ class StateSnapshot(Protocol):
         releasing twice does nothing."""
         ...
 
+    def stored_at(self, directory: Path) -> None:
+        """The written snapshot now lives at ``directory`` (checkpoint storage moved it into place):
+        a backend that builds its next snapshot from this one's files finds them there."""
+        ...
+
 
 @runtime_checkable
 class KeyedStateStore(Protocol):

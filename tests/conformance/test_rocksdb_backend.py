@@ -47,6 +47,9 @@ def open_store(
         ({"bloom_bits_per_key": -1}, "bloom_bits_per_key"),
         ({"compression": "gzip"}, "compression"),
         ({"verify_restore_checksums": "yes"}, "verify_restore_checksums"),
+        ({"cache_entries": -1}, "cache_entries"),
+        ({"changelog_snapshots": -1}, "changelog_snapshots"),
+        ({"changelog_entries": 0}, "changelog_entries"),
         ({"write_buffer_bytes": 128 * MiB}, "total_write_buffer_bytes"),
     ],
 )
@@ -180,9 +183,8 @@ def test_snapshot_on_a_full_disk_says_to_free_space_or_move_the_directories(
     assert (snapshot / SNAPSHOT_META).exists()
 
 
-def test_snapshots_share_unchanged_files_and_restore_links_them(
-    backend: RocksDBStateBackend, tmp_path: Path
-) -> None:
+def test_snapshots_share_unchanged_files_and_restore_links_them(tmp_path: Path) -> None:
+    backend = RocksDBStateBackend(tmp_path / "full", changelog_snapshots=0)  # every snapshot is full
     store = open_store(backend)
     for i in range(20000):
         store.put(b"k%06d" % i, b"v" * 50)

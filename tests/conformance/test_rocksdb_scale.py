@@ -85,6 +85,7 @@ def test_two_million_keys_bounded_memory_ordered_timers_incremental_snapshots(
         block_cache_bytes=BLOCK_CACHE,
         write_buffer_bytes=WRITE_BUFFER,
         total_write_buffer_bytes=TOTAL_WRITE_BUFFERS,
+        changelog_snapshots=0,  # what is checked here is the sharing of full snapshots' SST files
     )
     store = backend.open("orders-0")
     assert isinstance(store, RocksDBStateStore)
