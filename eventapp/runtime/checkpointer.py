@@ -14,7 +14,8 @@ A split's checkpoint has three parts (the phases of a Flink snapshot):
      :class:`~eventapp.checkpoint.meta.SnapshotMeta` (position, max timestamp, lineage);
   3. commit it through the split's commit point (for Kafka exactly-once: one transaction with those
      outputs, the offset and the checkpoint marker), then mark it committed in storage;
-  4. prune snapshots older than ``retained`` of the split's own lineage;
+  4. hand the pruning of snapshots older than ``retained`` of the split's own lineage to the
+     background :class:`~eventapp.runtime.pruner.SnapshotPruner`;
 
 * :meth:`Checkpointer.finish`, in the split's thread: the checkpoint is the split's committed one.
 
@@ -35,8 +36,8 @@ import structlog
 from eventapp.checkpoint.commit import CommittedCheckpoint
 from eventapp.checkpoint.meta import SnapshotMeta
 from eventapp.checkpoint.storage import CheckpointStorage, snapshot_name
-from eventapp.errors import RestoreError
 from eventapp.runtime.faults import fault_point
+from eventapp.runtime.pruner import SnapshotPruner
 from eventapp.runtime.split_task import SplitTask
 from eventapp.state.store import StateSnapshot
 
@@ -99,6 +100,8 @@ class Checkpointer:
         self.operators = tuple(operators)
         self.incarnation = incarnation
         self.retained = retained
+        #: Deletes what falls out of retention, off the checkpoint's pause.
+        self.pruner = SnapshotPruner(storage, job, retained)
 
     # --- checkpoint ----------------------------------------------------------------------------------
     def checkpoint(self, task: SplitTask) -> None:
@@ -160,12 +163,10 @@ class Checkpointer:
         finally:
             pending.state.release()
         storage.mark_committed(self.job, task.id, name)
-        task.lineages[name] = task.lineage
         steps.done("mark_ms")
         fault_point("checkpoint.after_commit")
         pending.committed = True
-        self._prune(task, pending.checkpoint_id)
-        steps.done("prune_ms")
+        self.pruner.committed(task, name, pending.checkpoint_id)
         log.debug(
             "checkpoint.split_committed",
             split=task.id,
@@ -174,7 +175,6 @@ class Checkpointer:
             position=pending.position,
             **steps.durations,
         )
-        fault_point("checkpoint.after_prune")
         return pending
 
     @staticmethod
@@ -187,26 +187,6 @@ class Checkpointer:
     def abandon(pending: PendingCheckpoint) -> None:
         """The checkpoint will not complete (the job stops on a failure): release its snapshot."""
         pending.state.release()
-
-    def _prune(self, task: SplitTask, checkpoint_id: int) -> None:
-        for info in self.storage.list_snapshots(self.job, task.id):
-            if info.checkpoint_id <= checkpoint_id - self.retained and self._lineage(task, info.name) == (
-                task.lineage
-            ):
-                self.storage.delete(self.job, task.id, info.name)
-                task.lineages.pop(info.name, None)
-
-    def _lineage(self, task: SplitTask, name: str) -> str | None:
-        """The lineage of snapshot ``name`` (from its metadata, read once); ``None`` if unreadable,
-        which keeps it from being pruned."""
-        lineage = task.lineages.get(name)
-        if lineage is None:
-            try:
-                path, data = self.storage.open(self.job, task.id, name)
-                lineage = task.lineages[name] = SnapshotMeta.from_json(path, data).lineage
-            except RestoreError:
-                return None
-        return lineage
 
     # --- restore -------------------------------------------------------------------------------------
     def committed_snapshot(self, split: str, committed: CommittedCheckpoint) -> RestoredSnapshot:

@@ -210,6 +210,8 @@ class LocalRunner:
     def _close_resources(self) -> None:
         if self._coordinator is not None:
             self._coordinator.close()
+        if self._checkpointer is not None:
+            self._checkpointer.pruner.close()
         if self._reader is not None:
             self._reader.close()
             self._reader = None

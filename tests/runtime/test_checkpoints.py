@@ -113,6 +113,7 @@ def test_checkpoints_keep_two_snapshots_and_name_id_and_incarnation(tmp_path: Pa
         source.add(f"k{i}")
         runner.run_until_idle()
         runner.checkpoint()
+    runner.close()  # pruning runs in the background; close() lets it finish
     names = [
         s.name for s in LocalCheckpointStorage(storage_dir).list_snapshots("checkpointed", "collection-0")
     ]
@@ -120,7 +121,6 @@ def test_checkpoints_keep_two_snapshots_and_name_id_and_incarnation(tmp_path: Pa
     assert len({n.split("-")[2] for n in names}) == 1
     committed = json.loads((storage_dir / "checkpointed" / "collection-0" / "_committed.json").read_text())
     assert committed == {"checkpoint_id": 5, "snapshot": names[-1], "position": 5}
-    runner.close()
 
 
 def test_periodic_checkpoint_by_interval(tmp_path: Path) -> None:
