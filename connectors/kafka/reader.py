@@ -6,15 +6,17 @@ so librdkafka's queue can hold tens of thousands of one partition's messages ahe
 (measured on Tansu: 8 partitions of 60k messages came out partition 7 first, then 6, ... 0). The
 reader therefore moves fetched messages into one buffer per split and hands out each poll's records
 in shares over the splits that have some, starting from a different split each poll. A split whose
-buffer reaches ``split_buffer_records`` has its fetching paused (librdkafka drops what it prefetched
-for it and fetches it again from the reader's position once it is resumed, at half the buffer), so
-the reader keeps consuming until every split has records to hand out, with bounded memory.
+buffer holds ``split_buffer_bytes`` of payload (counted as records of the mean payload size seen)
+has its fetching paused (librdkafka drops what it prefetched for it and fetches it again from the
+reader's position once it is resumed, at half the buffer), so the reader keeps consuming until
+every split has records to hand out, with bounded memory.
 
 **Pausing** (:meth:`KafkaSourceReader.pause_or_resume`, for watermark alignment): a paused split's
 buffered records stay buffered and its partition stops fetching; nothing is lost or repeated.
 
-Records are decoded when they are handed out (:mod:`eventapp.connectors.kafka.records`); one that
-cannot be decoded becomes an error record for the job's error policy, never a dropped one.
+Records are decoded as they are fetched, into their split's buffer
+(:mod:`eventapp.connectors.kafka.records`); one that cannot be decoded becomes an error record for
+the job's error policy, never a dropped one.
 """
 
 from __future__ import annotations
@@ -102,8 +104,11 @@ class KafkaSourceReader:
         )
         self._order = list(self._partition)
         self._rotation = 0
-        self._cap = config.split_buffer_records
-        self._resume_at = max(0, self._cap // 2)
+        self._cap_bytes = config.split_buffer_bytes
+        #: The cap in records: split_buffer_bytes over the mean payload size seen so far.
+        self._cap = max(1, self._cap_bytes // 100)
+        self._seen_records = 0
+        self._seen_bytes = 0
         #: Splits that reached their end (bounded reads only).
         self._at_end: set[str] = set()
         #: Splits paused by pause_or_resume (watermark alignment).
@@ -193,6 +198,7 @@ class KafkaSourceReader:
         targets, by_partition, at_end = self._targets, self._by_partition, self._at_end
         decode, fast, skip_before = self._value_decoder.decode, self._fast, self._skip_before
         not_available = TIMESTAMP_NOT_AVAILABLE
+        seen_bytes = 0
         for message in messages:
             error = message.error()
             if error is not None:
@@ -220,10 +226,15 @@ class KafkaSourceReader:
             if payload is None:
                 append(SourceRecord(split, None, timestamp, message.offset()))
                 continue
+            seen_bytes += len(payload)
             try:
                 append(SourceRecord(split, decode(payload), timestamp, message.offset()))
             except Exception as exc:  # noqa: BLE001 - any decoder failure becomes an error record
                 append(decode_failure(self._config, split, message, payload, timestamp, "value", exc))
+        if seen_bytes:
+            self._seen_records += len(messages)
+            self._seen_bytes += seen_bytes
+            self._cap = max(1, self._cap_bytes * self._seen_records // self._seen_bytes)
         cap, held = self._cap, self._held
         for split, buffer in self._buffers.items():
             if split not in held and len(buffer) >= cap:
@@ -251,7 +262,8 @@ class KafkaSourceReader:
                     break
             active = still
         if self._held:
-            for split in [s for s in self._held if len(buffers[s]) <= self._resume_at]:
+            resume_at = self._cap // 2
+            for split in [s for s in self._held if len(buffers[s]) <= resume_at]:
                 self._held.discard(split)
                 self._sync_fetching(split)
         return out

@@ -283,7 +283,7 @@ def test_splits_are_interleaved_not_drained_one_after_another(
     topic = topic_factory(partitions=4)
     produce(kafka_broker.bootstrap_servers, topic, json_records(20_000, 4), **{"linger.ms": 200})
     source = make_source(
-        kafka_broker, topic, group_id, start_position=StartPosition.earliest(), split_buffer_records=1_000
+        kafka_broker, topic, group_id, start_position=StartPosition.earliest(), split_buffer_bytes=10_000
     )
     reader = source.create_reader(source.splits(), {})
     try:
@@ -309,7 +309,7 @@ def test_a_paused_split_hands_out_nothing_and_resumes_where_it_stopped(
     topic = topic_factory(partitions=2)
     produce(kafka_broker.bootstrap_servers, topic, json_records(8_000, 2), **{"linger.ms": 200})
     source = make_source(
-        kafka_broker, topic, group_id, start_position=StartPosition.earliest(), split_buffer_records=500
+        kafka_broker, topic, group_id, start_position=StartPosition.earliest(), split_buffer_bytes=5_000
     )
     paused, other = source.splits()
     reader = source.create_reader(source.splits(), {})
@@ -330,8 +330,8 @@ def test_a_paused_split_hands_out_nothing_and_resumes_where_it_stopped(
     assert got[other] == list(range(1, 8_000, 2))
 
 
-def test_split_buffer_records_must_be_positive(
+def test_split_buffer_bytes_must_be_positive(
     kafka_broker: KafkaBroker, topic_factory: Any, group_id: str
 ) -> None:
-    with pytest.raises(ConfigurationError, match="split_buffer_records must be an int >= 1"):
-        make_source(kafka_broker, "t", group_id, split_buffer_records=0)
+    with pytest.raises(ConfigurationError, match="split_buffer_bytes must be an int >= 1"):
+        make_source(kafka_broker, "t", group_id, split_buffer_bytes=0)
