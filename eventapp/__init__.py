@@ -5,6 +5,7 @@ backends, Kafka sources and sinks with checkpoints aligned to committed offsets.
 """
 
 from eventapp.checkpoint.commit import CommitPoint, CommittedCheckpoint
+from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.checkpoint.storage import CheckpointStorage, LocalCheckpointStorage
 from eventapp.clock import Clock, ManualClock, SystemClock
 from eventapp.config import CheckpointConfig, CheckpointingMode, ErrorPolicy, JobConfig
@@ -17,6 +18,7 @@ from eventapp.errors import (
     ProducerFencedError,
     RecordProcessingError,
     RestoreError,
+    SavepointError,
     SerializationError,
     SinkError,
     SnapshotCorruptError,
@@ -36,7 +38,9 @@ from eventapp.functions import (
     TimerService,
 )
 from eventapp.log import configure_logging
+from eventapp.partitioning import Crc32Partitioner, Murmur2Partitioner, Partitioner
 from eventapp.runtime.local import JobResult, LocalRunner
+from eventapp.savepoint import Savepoint, SavepointWriter, create_savepoint
 from eventapp.serialization import (
     DataclassSerializer,
     JsonSerializer,
@@ -82,6 +86,7 @@ __all__ = [
     "CommittedCheckpoint",
     "ConfigurationError",
     "Context",
+    "Crc32Partitioner",
     "DataStream",
     "DataclassSerializer",
     "DeadLetter",
@@ -103,8 +108,10 @@ __all__ = [
     "MapState",
     "MapStateDescriptor",
     "MsgpackSerializer",
+    "Murmur2Partitioner",
     "OnTimerContext",
     "OutputTag",
+    "Partitioner",
     "PausableReader",
     "PickleSerializer",
     "ProcessedStream",
@@ -113,7 +120,11 @@ __all__ = [
     "ReducingState",
     "ReducingStateDescriptor",
     "RestoreError",
+    "RestoreRequest",
     "RuntimeContext",
+    "Savepoint",
+    "SavepointError",
+    "SavepointWriter",
     "SerializationError",
     "Serializer",
     "Sink",
@@ -142,4 +153,5 @@ __all__ = [
     "WatermarkStrategy",
     "__version__",
     "configure_logging",
+    "create_savepoint",
 ]

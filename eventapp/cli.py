@@ -3,6 +3,8 @@
     eventapp run examples.fraud_kafka:build_job --parallelism 2 --subtask 0
     eventapp run my_jobs:job --splits orders-0,orders-3
     eventapp splits my_jobs:job
+    eventapp savepoint create my_jobs:job --target /savepoints
+    eventapp run my_jobs:job --from-savepoint /savepoints/savepoint-...
 
 ``run`` imports ``module:attribute`` (a :class:`~eventapp.Job` or a function returning one), picks
 the splits of this worker and runs them until the source ends or SIGTERM/SIGINT arrives; a stop
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from eventapp import cli_savepoint
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.errors import ConfigurationError, EventAppError, ProducerFencedError, SupersededError
 from eventapp.log import configure_logging
@@ -148,6 +151,24 @@ def _parser() -> argparse.ArgumentParser:
         "storage) instead of their committed checkpoints; they are never modified or deleted",
     )
     restore.add_argument(
+        "--from-savepoint",
+        metavar="DIR",
+        type=Path,
+        help="restore the job from a savepoint (eventapp savepoint create); it is never modified or "
+        "deleted, and the first checkpoint after it is a full one",
+    )
+    run.add_argument(
+        "--allow-non-restored-state",
+        action="store_true",
+        help="with --from-savepoint: drop the state of operators the job no longer has (listed)",
+    )
+    run.add_argument(
+        "--rename-uid",
+        action="append",
+        metavar="OLD=NEW",
+        help="with --from-savepoint: restore operator OLD's state into operator NEW (repeatable)",
+    )
+    restore.add_argument(
         "--start-fresh",
         action="store_true",
         help="start splits whose committed checkpoint is unknown (but whose storage holds committed "
@@ -156,6 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     splits = sub.add_parser("splits", help="list a job's splits and their assignment")
     splits.add_argument("target")
     splits.add_argument("--parallelism", type=int, default=1)
+    cli_savepoint.add_parsers(sub)
     return parser
 
 
@@ -220,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(json=getattr(args, "json_logs", None))
     try:
+        if args.command in ("savepoint", "checkpoints"):
+            return cli_savepoint.run_command(args, load_job)
         _check_parallelism(args.parallelism)
         job = load_job(args.target)
         source = job.source_node.source if job.source_node is not None else None
@@ -258,7 +282,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         structlog.contextvars.bind_contextvars(
             subtask=args.subtask if args.subtask is not None else 0, parallelism=args.parallelism
         )
-        restore = RestoreRequest(from_checkpoint=args.from_checkpoint, start_fresh=args.start_fresh)
+        restore = RestoreRequest(
+            from_checkpoint=args.from_checkpoint,
+            start_fresh=args.start_fresh,
+            from_savepoint=args.from_savepoint,
+            allow_non_restored_state=args.allow_non_restored_state,
+            uid_renames=cli_savepoint.parse_renames(args.rename_uid),
+        )
         return _run_worker(job, chosen, restore)
     except SupersededError as exc:
         print(f"eventapp: superseded: {exc}", file=sys.stderr)

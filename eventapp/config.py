@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventapp.clock import Clock, SystemClock
 from eventapp.errors import ConfigurationError
+from eventapp.partitioning import Murmur2Partitioner, Partitioner
 
 if TYPE_CHECKING:
     from eventapp.checkpoint.storage import CheckpointStorage
@@ -105,8 +106,27 @@ class JobConfig:
     clock: Clock = field(default_factory=SystemClock)
     max_batch_records: int = 1_000
     poll_timeout_s: float = 0.1
+    #: How the input's producers partition by key (re-sharding state on restore, see
+    #: :mod:`eventapp.partitioning`); Apache Kafka's default partitioner unless declared.
+    partitioner: Partitioner = field(default_factory=Murmur2Partitioner)
+    #: Number of key groups (Flink's maxParallelism): fixed for the life of the job's state.
+    max_parallelism: int = 128
 
     def __post_init__(self) -> None:
+        if (
+            not isinstance(self.max_parallelism, int)
+            or isinstance(self.max_parallelism, bool)
+            or not 1 <= self.max_parallelism <= 32_768
+        ):
+            raise ConfigurationError(
+                f"JobConfig.max_parallelism must be an int from 1 to 32768, got {self.max_parallelism!r}; "
+                f"keep the default, 128, unless a savepoint of this job was taken with another value"
+            )
+        if not isinstance(self.partitioner, Partitioner):
+            raise ConfigurationError(
+                f"JobConfig.partitioner must be a Partitioner (Murmur2Partitioner() or "
+                f"Crc32Partitioner()), got {self.partitioner!r}"
+            )
         if self.max_batch_records < 1:
             raise ConfigurationError(
                 f"JobConfig.max_batch_records must be >= 1, got {self.max_batch_records}"

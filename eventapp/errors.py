@@ -12,6 +12,7 @@ __all__ = [
     "ProducerFencedError",
     "RecordProcessingError",
     "RestoreError",
+    "SavepointError",
     "SerializationError",
     "SinkError",
     "SnapshotCorruptError",
@@ -85,6 +86,11 @@ class SupersededError(ProducerFencedError):
 
 class RestoreError(EventAppError):
     """A job could not be restored from a checkpoint or savepoint."""
+
+
+class SavepointError(RestoreError):
+    """A savepoint could not be written, read or restored; the message names the file, operator or
+    state and the fix. A failed restore from a savepoint restores nothing."""
 
 
 class SnapshotMissingError(RestoreError):

@@ -37,6 +37,9 @@ class SnapshotMeta:
     #: Uids of the job's stateful operators.
     operators: tuple[str, ...]
     created_ms: int
+    #: The savepoint this split's lineage was restored from (``None``: none), so that restarting
+    #: with the same ``--from-savepoint`` restores the split's newer checkpoint instead.
+    savepoint: str | None = None
     format: int = SNAPSHOT_FORMAT
 
     def to_json(self) -> dict[str, Any]:
@@ -52,6 +55,7 @@ class SnapshotMeta:
             "lineage": self.lineage,
             "operators": list(self.operators),
             "created_ms": self.created_ms,
+            "savepoint": self.savepoint,
         }
 
     @classmethod
@@ -78,6 +82,7 @@ class SnapshotMeta:
                 lineage=str(data.get("lineage", LEGACY_LINEAGE)),
                 operators=tuple(str(uid) for uid in data.get("operators", ())),
                 created_ms=int(data.get("created_ms", 0)),
+                savepoint=None if data.get("savepoint") is None else str(data["savepoint"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotCorruptError(

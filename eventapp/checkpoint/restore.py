@@ -23,7 +23,7 @@ pruning deletes only old snapshots of the split's own lineage, never those of an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,15 +52,37 @@ class RestoreRequest:
     from_checkpoint: Path | None = None
     #: Start splits whose committed checkpoint is unknown with empty state, archiving their snapshots.
     start_fresh: bool = False
+    #: A savepoint directory to restore (``eventapp run --from-savepoint``, see
+    #: :mod:`eventapp.savepoint.restore`); never modified or deleted.
+    from_savepoint: Path | None = None
+    #: With ``from_savepoint``: drop the state of operators the job no longer has (listed in the log).
+    allow_non_restored_state: bool = False
+    #: With ``from_savepoint``: operator uids renamed since it was taken (old -> new).
+    uid_renames: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.from_checkpoint is not None and self.start_fresh:
+        chosen = [
+            name
+            for name, given in (
+                ("--from-checkpoint", self.from_checkpoint is not None),
+                ("--start-fresh", self.start_fresh),
+                ("--from-savepoint", self.from_savepoint is not None),
+            )
+            if given
+        ]
+        if len(chosen) > 1:
             raise ConfigurationError(
-                "--from-checkpoint and --start-fresh exclude each other: restore a snapshot, or start "
-                "from empty state"
+                f"{' and '.join(chosen)} exclude each other: restore a checkpoint, restore a savepoint, "
+                f"or start from empty state"
+            )
+        if self.from_savepoint is None and (self.allow_non_restored_state or self.uid_renames):
+            raise ConfigurationError(
+                "--allow-non-restored-state and --rename-uid only apply with --from-savepoint DIR"
             )
         if self.from_checkpoint is not None and not isinstance(self.from_checkpoint, Path):
             object.__setattr__(self, "from_checkpoint", Path(self.from_checkpoint))
+        if self.from_savepoint is not None and not isinstance(self.from_savepoint, Path):
+            object.__setattr__(self, "from_savepoint", Path(self.from_savepoint))
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

@@ -152,6 +152,7 @@ class Checkpointer:
                 lineage=task.lineage,
                 operators=self.operators,
                 created_ms=int(time.time() * 1000),
+                savepoint=task.savepoint,
             )
             stored = storage.complete(self.job, task.id, name, meta.to_json())
             pending.state.stored_at(stored / "state")

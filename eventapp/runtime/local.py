@@ -147,7 +147,15 @@ class LocalRunner:
             )
         now = self.config.clock.now_ms()
         tasks = open_split_tasks(
-            self.job.name, self.config, source, assigned, self._checkpointer, self._restore, now, self._log
+            self.job.name,
+            self.config,
+            source,
+            assigned,
+            self._checkpointer,
+            self._restore,
+            now,
+            self._log,
+            operators=[op.uid for op in self._chain.keyed],
         )
         self._tasks = {task.id: task for task in tasks}
         try:

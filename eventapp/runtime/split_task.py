@@ -51,6 +51,7 @@ class SplitTask:
         position: int | None = None,
         max_timestamp: int = MIN_TIMESTAMP,
         lineage: str | None = None,
+        savepoint: str | None = None,
         now_ms: int = 0,
     ) -> None:
         self.id = split_id
@@ -65,6 +66,8 @@ class SplitTask:
         self.checkpoint_id = checkpoint_id
         #: This split's snapshot lineage (see eventapp.checkpoint.restore); pruning stays inside it.
         self.lineage = lineage or secrets.token_hex(6)
+        #: The savepoint this split's lineage started from (written into its snapshots).
+        self.savepoint = savepoint
         #: Lineage of each snapshot name seen in storage (read once from its metadata).
         self.lineages: dict[str, str] = {}
         self.commit_point: CommitPoint | None = None

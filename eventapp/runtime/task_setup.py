@@ -1,6 +1,7 @@
 """Opens a worker's split tasks: fence and recover each split's commit point, apply the restore
 rules (:mod:`eventapp.checkpoint.restore`), and open each split's store from the snapshot its
-committed checkpoint names (or the one ``--from-checkpoint`` names, or empty).
+committed checkpoint names (or the one ``--from-checkpoint`` names, or a savepoint's entries, or
+empty).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from eventapp.config import CheckpointingMode, JobConfig
 from eventapp.errors import ConfigurationError, ProducerFencedError, RestoreError, SupersededError
 from eventapp.runtime.checkpointer import Checkpointer
 from eventapp.runtime.split_task import SplitTask
+from eventapp.savepoint.reader import Savepoint
+from eventapp.savepoint.restore import SavepointRestore, plan_restore
 from eventapp.source import CommittingSource, Source
 
 __all__ = ["open_split_tasks", "raise_most_telling"]
@@ -49,27 +52,43 @@ def open_split_tasks(
     restore: RestoreRequest,
     now_ms: int,
     log: Any,
+    operators: Sequence[str] = (),
 ) -> list[SplitTask]:
     """The split tasks of ``splits``, each with its commit point, restored and ready to read.
+    ``operators``: the uids of the job's stateful operators (checked against a savepoint).
     On failure every commit point opened so far is closed."""
     storage = None if checkpointer is None else checkpointer.storage
     commit_points: dict[str, CommitPoint | None] = {}
     tasks: list[SplitTask] = []
     try:
+        # A savepoint is checked whole before any split is fenced or opened.
+        savepoint = _savepoint_plan(restore, job, config, source, splits, operators, log)
         snapshots = _committed_snapshots(storage, job, splits)
         explicit = _explicit_snapshots(storage, restore, job, splits)
         for split in splits:
             commit_points[split] = _commit_point(config, source, storage, job, split)
         recovered = _recover(commit_points, {s: bool(snapshots.get(s)) for s in splits})
-        lost = lost_state(snapshots, recovered, explicit)
+        lost = lost_state(snapshots, recovered, explicit if savepoint is None else dict.fromkeys(splits))
         if lost:
             assert storage is not None
             refuse_or_archive(job, storage, lost, commit_points, restore, log)
         dead_letters = config.error_policy.dead_letter_sink is not None
         for split in splits:
-            task = _restored_task(
-                split, config, checkpointer, recovered[split], explicit.get(split), dead_letters, now_ms, log
-            )
+            if savepoint is not None:
+                task = _savepoint_task(
+                    split, config, checkpointer, recovered[split], savepoint, dead_letters, now_ms, log
+                )
+            else:
+                task = _restored_task(
+                    split,
+                    config,
+                    checkpointer,
+                    recovered[split],
+                    explicit.get(split),
+                    dead_letters,
+                    now_ms,
+                    log,
+                )
             task.commit_point = commit_points.pop(split)
             tasks.append(task)
     except BaseException:
@@ -80,6 +99,88 @@ def open_split_tasks(
             task.close()
         raise
     return tasks
+
+
+def _savepoint_plan(
+    restore: RestoreRequest,
+    job: str,
+    config: JobConfig,
+    source: Source[Any],
+    splits: list[str],
+    operators: Sequence[str],
+    log: Any,
+) -> SavepointRestore | None:
+    if restore.from_savepoint is None:
+        return None
+    plan = plan_restore(
+        Savepoint.open(restore.from_savepoint),
+        job=job,
+        operators=operators,
+        source_splits=list(source.splits()),
+        splits=splits,
+        partitioner=config.partitioner,
+        max_parallelism=config.max_parallelism,
+        allow_non_restored_state=restore.allow_non_restored_state,
+        uid_renames=restore.uid_renames,
+    )
+    if plan.dropped:
+        log.warning(
+            "savepoint.state_dropped",
+            savepoint=str(plan.savepoint.path),
+            operators=list(plan.dropped),
+            hint="--allow-non-restored-state: the state of these operators was not restored",
+        )
+    return plan
+
+
+def _savepoint_task(
+    split: str,
+    config: JobConfig,
+    checkpointer: Checkpointer | None,
+    committed: CommittedCheckpoint | None,
+    plan: SavepointRestore,
+    dead_letters: bool,
+    now_ms: int,
+    log: Any,
+) -> SplitTask:
+    """The split restored from the savepoint, unless its committed checkpoint already continues a
+    restore of this same savepoint (a restart with the same command after a crash): then that."""
+    if (
+        committed is not None
+        and committed.snapshot
+        and checkpointer is not None
+        and checkpointer.committed_snapshot(split, committed).meta.savepoint == plan.id
+    ):
+        log.info("split.savepoint_already_restored", split=split, savepoint_id=plan.id)
+        return _restored_task(split, config, checkpointer, committed, None, dead_letters, now_ms, log)
+    store = config.state_backend.open(split)
+    try:
+        for key, value in plan.entries[split]:
+            store.put(key, value)
+    except BaseException:
+        store.close()
+        raise
+    task = SplitTask(
+        split,
+        store,
+        dead_letters=dead_letters,
+        checkpoint_id=0 if committed is None else committed.checkpoint_id,
+        position=plan.positions[split],
+        max_timestamp=plan.max_timestamps[split],
+        savepoint=plan.id,
+        now_ms=now_ms,
+    )
+    log.warning(
+        "split.restored_from_savepoint",
+        split=split,
+        savepoint=str(plan.savepoint.path),
+        savepoint_id=plan.id,
+        entries=len(plan.entries[split]),
+        position=plan.positions[split],
+        resharded=plan.resharded,
+        committed_checkpoint_id=None if committed is None else committed.checkpoint_id,
+    )
+    return task
 
 
 def _commit_point(
@@ -213,6 +314,7 @@ def _restored_task(
         position=committed.position,
         max_timestamp=meta.max_timestamp,
         lineage=meta.lineage,
+        savepoint=meta.savepoint,
         now_ms=now_ms,
     )
     task.lineages[committed.snapshot] = task.lineage

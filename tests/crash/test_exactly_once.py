@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -20,11 +20,17 @@ CHECKPOINT_PHASES = [p for p in FAULT_POINTS if p.startswith("checkpoint.")]
 
 
 def run_until_done(
-    setup: CrashSetup, parallelism: int, kills: int, seed: int, deadline_s: float = 420.0
+    setup: CrashSetup,
+    parallelism: int,
+    kills: int,
+    seed: int,
+    deadline_s: float = 420.0,
+    args: Sequence[str] = (),
 ) -> dict[str, int]:
     """Run ``parallelism`` workers; SIGKILL one at a random moment ``kills`` times (about half of the
     restarts also carry a fault plan that makes the worker kill itself inside a checkpoint phase);
-    restart every killed worker; return when all exited 0."""
+    restart every killed worker (with the same ``args`` to ``eventapp run``); return when all
+    exited 0."""
     rng = random.Random(seed)
     launches = 0
     phases = list(CHECKPOINT_PHASES)
@@ -41,7 +47,7 @@ def run_until_done(
         if launches > parallelism and (untried or rng.random() < 0.6):
             phase = untried.pop() if untried else rng.choice(phases)
             faults = f"{phase}@{rng.randint(1, 2)}"
-        return Worker(setup, subtask, parallelism, launches, faults)
+        return Worker(setup, subtask, parallelism, launches, faults, args=args)
 
     def requeue_unfired(worker: Worker) -> None:
         """A fault plan pre-empted by a random kill (or the end) did not fire: try it again."""

@@ -1,0 +1,185 @@
+"""The ``eventapp savepoint ...`` and ``eventapp checkpoints ...`` commands (shaped like Flink's).
+
+    eventapp savepoint create JOB --target DIR
+    eventapp savepoint inspect DIR [--operator UID] [--state NAME] [--key K] [--json]
+    eventapp savepoint dispose DIR
+    eventapp checkpoints list JOB [--json]
+
+Restoring is ``eventapp run JOB --from-savepoint DIR [--allow-non-restored-state]
+[--rename-uid OLD=NEW]`` (:mod:`eventapp.cli`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from eventapp.errors import ConfigurationError, SavepointError
+from eventapp.savepoint.create import create_savepoint
+from eventapp.savepoint.format import METADATA
+from eventapp.savepoint.reader import Savepoint
+from eventapp.stream import Job
+
+__all__ = ["add_parsers", "parse_renames", "run_command"]
+
+
+def add_parsers(sub: Any) -> None:
+    """Add the ``savepoint`` and ``checkpoints`` commands to the ``eventapp`` parser."""
+    savepoint = sub.add_parser("savepoint", help="create, inspect and dispose of savepoints")
+    actions = savepoint.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create",
+        help="write a savepoint of JOB from every split's newest committed checkpoint (commits "
+        "nothing, never a recovery point by itself)",
+    )
+    create.add_argument("target", help="the job: 'package.module:attribute'")
+    create.add_argument("--target", dest="directory", type=Path, required=True, metavar="DIR")
+    inspect = actions.add_parser("inspect", help="show what a savepoint holds")
+    inspect.add_argument("path", type=Path, metavar="DIR")
+    inspect.add_argument("--operator", metavar="UID", help="only this operator")
+    inspect.add_argument("--state", metavar="NAME", help="only this state (with --operator)")
+    inspect.add_argument("--key", metavar="K", help="one key's entries as JSON (with --operator)")
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    dispose = actions.add_parser("dispose", help="delete a savepoint directory (checked first)")
+    dispose.add_argument("path", type=Path, metavar="DIR")
+    checkpoints = sub.add_parser("checkpoints", help="list a job's checkpoints")
+    cactions = checkpoints.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = cactions.add_parser("list", help="the snapshots of each split in checkpoint storage")
+    listing.add_argument("target", help="the job: 'package.module:attribute'")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+
+def parse_renames(values: Sequence[str] | None) -> dict[str, str]:
+    """``--rename-uid OLD=NEW`` options as a dict."""
+    renames: dict[str, str] = {}
+    for value in values or ():
+        old, sep, new = value.partition("=")
+        if not sep or not old or not new:
+            raise ConfigurationError(
+                f"--rename-uid {value!r} must look like OLD=NEW, for example counts=card-counts"
+            )
+        renames[old] = new
+    return renames
+
+
+def run_command(args: argparse.Namespace, load_job: Callable[[str], Job]) -> int:
+    if args.command == "checkpoints":
+        return _list_checkpoints(load_job(args.target), as_json=args.json)
+    if args.action == "create":
+        return _create(load_job(args.target), args.directory)
+    if args.action == "inspect":
+        return _inspect(args)
+    return _dispose(args.path)
+
+
+def _storage(job: Job) -> Any:
+    checkpoint = job.config.checkpoint
+    if checkpoint is None:
+        raise ConfigurationError(
+            f"job {job.name!r} has no checkpointing (JobConfig(checkpoint=...)): it has no checkpoints "
+            f"and no savepoint can be made of it"
+        )
+    return checkpoint.resolved_storage()
+
+
+def _job_splits(job: Job) -> list[str]:
+    node = job.source_node
+    if node is None:
+        raise ConfigurationError(f"job {job.name!r} has no source")
+    return list(node.source.splits())
+
+
+def _create(job: Job, target: Path) -> int:
+    created = create_savepoint(
+        _storage(job),
+        job.name,
+        _job_splits(job),
+        target,
+        max_parallelism=job.config.max_parallelism,
+        partitioner=job.config.partitioner.describe(),
+    )
+    meta = created.metadata
+    entries = sum(s.entries for s in meta.splits.values())
+    print(f"Savepoint completed. Path: {created.path}")
+    print(f"  job {meta.job!r}, id {meta.id}, {len(meta.splits)} splits, {entries} entries")
+    if created.never_checkpointed:
+        never = ", ".join(created.never_checkpointed)
+        print(f"  splits with no committed checkpoint (empty, no position): {never}")
+    print(f"Restore with: eventapp run JOB --from-savepoint {created.path}")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    savepoint = Savepoint.open(args.path)
+    meta = savepoint.metadata
+    if (args.state is not None or args.key is not None) and args.operator is None:
+        raise ConfigurationError("--state and --key need --operator UID")
+    if args.key is not None:
+        found = savepoint.key_entries(args.operator, args.key)
+        if args.state is not None:
+            found = [e for e in found if e["name"] == args.state]
+        print(json.dumps({"operator": args.operator, "key": args.key, "entries": found}, indent=1))
+        return 0 if found else 1
+    operators = meta.operators
+    if args.operator is not None:
+        if args.operator not in operators:
+            raise SavepointError(
+                f"savepoint {savepoint.path} has no operator {args.operator!r}; it has {sorted(operators)}"
+            )
+        operators = {args.operator: operators[args.operator]}
+    if args.json:
+        data = meta.to_json()
+        data["operators"] = {u: o.to_json() for u, o in operators.items()}
+        print(json.dumps(data, indent=1, sort_keys=True))
+        return 0
+    print(f"savepoint {savepoint.path}")
+    print(f"  job {meta.job!r}, id {meta.id}, format {meta.format}, origin {meta.origin}")
+    print(f"  state from backend {meta.backend}")
+    print(f"  max_parallelism {meta.max_parallelism}, partitioner {meta.partitioner}")
+    for uid, op in sorted(operators.items()):
+        print(f"  operator {uid!r}: {op.keys} keys, {op.bytes} bytes")
+        for name, count in op.states.items():
+            if args.state is None or args.state == name:
+                print(f"    state {name!r}: {count} entries")
+        for domain, count in op.timers.items():
+            print(f"    timers {domain}: {count}")
+    print("  splits (position, max timestamp, from checkpoint, entries, bytes):")
+    for split, state in sorted(meta.splits.items()):
+        print(
+            f"    {split}: {state.position}, {state.max_timestamp}, {state.checkpoint_id}, "
+            f"{state.entries}, {state.size}"
+        )
+    return 0
+
+
+def _dispose(path: Path) -> int:
+    directory = path.parent if path.name == METADATA else path
+    Savepoint.open(directory, verify=False)  # refuses anything that is not a savepoint
+    shutil.rmtree(directory)
+    print(f"Savepoint {directory} disposed.")
+    return 0
+
+
+def _list_checkpoints(job: Job, *, as_json: bool) -> int:
+    storage = _storage(job)
+    listing = {
+        split: [
+            {"name": i.name, "checkpoint_id": i.checkpoint_id, "committed": i.committed}
+            for i in storage.list_snapshots(job.name, split)
+        ]
+        for split in _job_splits(job)
+    }
+    if as_json:
+        print(json.dumps({"job": job.name, "splits": listing}, indent=1))
+        return 0
+    print(f"checkpoints of job {job.name!r} in {storage!r}")
+    for split, infos in listing.items():
+        shown = ", ".join(
+            f"{i['checkpoint_id']}{'' if i['committed'] else ' (not committed)'}" for i in infos
+        )
+        print(f"  {split}: {shown or '(none)'}")
+    return 0

@@ -1,0 +1,160 @@
+"""``eventapp savepoint create``: a savepoint assembled from every split's newest committed checkpoint.
+
+Each split checkpoints on its own, so a savepoint of a job is, per split, the state and position of
+its newest checkpoint that committed (marked committed in checkpoint storage). Creating one reads
+checkpoint storage only: it neither stops nor fences the running job, commits nothing, and does not
+become a recovery point (Flink >= 1.15). A snapshot pruned while it is being read is replaced by the
+split's newer one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from eventapp.checkpoint.meta import SnapshotMeta
+from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo
+from eventapp.errors import SavepointError, SnapshotMissingError
+from eventapp.savepoint.format import SavepointMetadata
+from eventapp.savepoint.writer import SavepointWriter, new_savepoint_dir
+from eventapp.state.store import KeyedStateStore, StateBackend
+
+__all__ = ["CreatedSavepoint", "create_savepoint", "read_snapshot_entries"]
+
+log = structlog.get_logger("eventapp.savepoint")
+
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSavepoint:
+    path: Path
+    metadata: SavepointMetadata
+    #: Splits with no committed checkpoint: in the savepoint with empty state and no position.
+    never_checkpointed: tuple[str, ...]
+
+
+@contextmanager
+def read_snapshot_entries(backend: str, state_dir: Path) -> Iterator[KeyedStateStore]:
+    """A store opened from the snapshot ``state_dir`` written by ``backend``, in a scratch
+    directory of its own (never the job's working directory, which may be in use)."""
+    scratch = Path(tempfile.mkdtemp(prefix="eventapp-savepoint-"))
+    instance: StateBackend
+    try:
+        if backend == "memory":
+            instance = importlib.import_module("eventapp.statebackends.memory").MemoryStateBackend()
+        elif backend == "rocksdb":
+            instance = importlib.import_module("eventapp.statebackends.rocksdb").RocksDBStateBackend(
+                scratch, cache_entries=0
+            )
+        else:
+            raise SavepointError(
+                f"snapshot {state_dir} was written by state backend {backend!r}, which savepoints "
+                f"cannot read (known: memory, rocksdb)"
+            )
+        store = instance.open("savepoint", restore_from=state_dir)
+        try:
+            yield store
+        finally:
+            store.close()
+            close = getattr(instance, "close", None)
+            if close is not None:
+                close()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def create_savepoint(
+    storage: CheckpointStorage,
+    job: str,
+    splits: Sequence[str],
+    target: Path,
+    *,
+    max_parallelism: int,
+    partitioner: str,
+) -> CreatedSavepoint:
+    """Write a savepoint of ``job``'s ``splits`` under ``target``.
+
+    :raises SavepointError: no split has a committed checkpoint, or a snapshot cannot be read. On
+        failure the half-written directory is removed.
+    """
+    newest = {s: _newest_committed(storage, job, s) for s in splits}
+    if not any(newest.values()):
+        raise SavepointError(
+            f"job {job!r} has no committed checkpoint in {storage!r} for any of its splits "
+            f"{list(splits)}; a savepoint is made from committed checkpoints: run the job with "
+            f"checkpointing until one completes (eventapp checkpoints list shows them)"
+        )
+    directory = new_savepoint_dir(target, job)
+    backends: set[str] = set()
+    never: list[str] = []
+    try:
+        writer = SavepointWriter(
+            directory,
+            job=job,
+            max_parallelism=max_parallelism,
+            partitioner=partitioner,
+            origin="checkpoints",
+            backend=None,
+        )
+        for split in splits:
+            if newest[split] is None:
+                never.append(split)
+                writer.add_split(split, (), position=None, max_timestamp=-(1 << 63))
+                continue
+            backends.add(_add_from_checkpoint(writer, storage, job, split))
+        # The backend names are informative only (the format is the same for all).
+        metadata = writer.finish(backend=",".join(sorted(backends)) or None)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    log.info(
+        "savepoint.created",
+        job=job,
+        path=str(directory),
+        savepoint_id=metadata.id,
+        splits=len(splits),
+        never_checkpointed=never,
+    )
+    return CreatedSavepoint(directory, metadata, tuple(never))
+
+
+def _newest_committed(storage: CheckpointStorage, job: str, split: str) -> SnapshotInfo | None:
+    committed = [i for i in storage.list_snapshots(job, split) if i.committed]
+    return committed[-1] if committed else None
+
+
+def _add_from_checkpoint(writer: SavepointWriter, storage: CheckpointStorage, job: str, split: str) -> str:
+    """Add ``split``'s newest committed snapshot; returns its backend's name."""
+    for attempt in range(_ATTEMPTS):
+        info = _newest_committed(storage, job, split)
+        assert info is not None
+        try:
+            path, data = storage.open(job, split, info.name)
+            meta = SnapshotMeta.from_json(path, data)
+            with read_snapshot_entries(meta.backend, path / "state") as store:
+                writer.add_split(
+                    split,
+                    store.scan(b""),
+                    position=meta.position,
+                    max_timestamp=meta.max_timestamp,
+                    checkpoint_id=meta.checkpoint_id,
+                    snapshot=meta.snapshot,
+                )
+            return meta.backend
+        except (SnapshotMissingError, FileNotFoundError) as exc:
+            # Pruned while being read (the job kept checkpointing): take the newer one.
+            log.info("savepoint.snapshot_pruned", split=split, snapshot=info.name, attempt=attempt + 1)
+            if attempt + 1 == _ATTEMPTS:
+                raise SavepointError(
+                    f"split {split!r}: its newest committed snapshots were pruned while being read "
+                    f"{_ATTEMPTS} times; retry, or raise CheckpointConfig.retained"
+                ) from exc
+    raise AssertionError("unreachable")

@@ -1,0 +1,65 @@
+"""The store entries a savepoint holds, parsed: which operator, state or timer domain, and key.
+
+A savepoint keeps a split's store entries as they are (``bytes -> bytes``, the layout of
+:mod:`eventapp.state.keys`, the same in every backend): that is what makes it portable across
+backends. This module reads the parts of an entry's key a savepoint needs: the operator uid (to drop
+or rename an operator), the state name or timer domain (to count and inspect), and the state key
+(for key groups and re-sharding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eventapp.errors import SavepointError
+from eventapp.state.keys import STATE_TAG, TIMER_TAG
+
+__all__ = ["ParsedEntry", "parse_entry", "with_uid"]
+
+#: Timer domains as their one-byte tags.
+TIMER_DOMAINS = {b"e": "event_time", b"p": "processing_time"}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    """The parts of a store entry's key."""
+
+    #: ``"state"`` or ``"timer"``.
+    kind: str
+    uid: str
+    #: The state's name, or the timer domain (``"event_time"`` / ``"processing_time"``).
+    name: str
+    #: The state key as stored (:func:`eventapp.state.keys.encode_key`).
+    key: bytes
+
+
+def parse_entry(entry: bytes, where: str) -> ParsedEntry:
+    """Parse the key of a store entry; ``where`` names it in the error.
+
+    :raises SavepointError: the key is not one eventapp writes.
+    """
+    tag = entry[:1]
+    end_uid = entry.find(b"\x00", 1)
+    if tag not in (STATE_TAG, TIMER_TAG) or end_uid <= 1:
+        raise SavepointError(f"{where}: entry {entry[:40]!r} is not an eventapp state or timer entry")
+    uid = entry[1:end_uid].decode("utf-8", "replace")
+    if tag == STATE_TAG:
+        end_name = entry.find(b"\x00", end_uid + 1)
+        start = end_name + 1
+        if end_name < 0 or len(entry) < start + 4:
+            raise SavepointError(f"{where}: state entry {entry[:40]!r} is truncated")
+        size = int.from_bytes(entry[start : start + 4], "big")
+        key = entry[start + 4 : start + 4 + size]
+        if len(key) != size:
+            raise SavepointError(f"{where}: state entry {entry[:40]!r} is truncated")
+        return ParsedEntry("state", uid, entry[end_uid + 1 : end_name].decode("utf-8", "replace"), key)
+    domain = TIMER_DOMAINS.get(entry[end_uid + 1 : end_uid + 2])
+    if domain is None or len(entry) < end_uid + 10:
+        raise SavepointError(f"{where}: timer entry {entry[:40]!r} is not one eventapp writes")
+    return ParsedEntry("timer", uid, domain, entry[end_uid + 10 :])
+
+
+def with_uid(entry: bytes, uid: str) -> bytes:
+    """``entry`` moved to operator ``uid`` (a renamed operator)."""
+    end_uid = entry.find(b"\x00", 1)
+    return entry[:1] + uid.encode() + entry[end_uid:]

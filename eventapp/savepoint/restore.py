@@ -1,0 +1,171 @@
+"""Restoring a job from a savepoint (``eventapp run JOB --from-savepoint DIR``): the checks, and
+which entries go to which split.
+
+Everything is checked before any split is opened, so a refused restore restores nothing:
+
+* the savepoint is whole (``_metadata`` checksum, every state file's size and SHA-256);
+* it is a savepoint of this job (by name) and has this job's ``max_parallelism`` (as Flink);
+* every operator it holds state for exists in the job, after ``uid_renames`` (old -> new); with
+  ``allow_non_restored_state`` the state of operators that no longer exist is dropped and listed;
+* every split it holds a position for is a split of the job's source: a position of a split the job
+  does not read could not be carried over, and its records would be lost or read twice.
+
+**Re-sharding.** When the job's source has other splits than the savepoint (a topic that went from
+8 to 12 partitions), state is moved key by key: each entry goes to the split ``topic-P`` with
+``P = partitioner.partition(key, partitions of topic)``, the job's declared partitioner
+(:mod:`eventapp.partitioning`). Splits of the savepoint keep their positions; new splits start at
+the source's start position. See docs/savepoints.md for what that requires of the producers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from eventapp.errors import SavepointError
+from eventapp.partitioning import Partitioner
+from eventapp.savepoint.entries import parse_entry, with_uid
+from eventapp.savepoint.reader import Savepoint
+from eventapp.state.keys import MIN_TIMESTAMP, decode_key
+
+__all__ = ["SavepointRestore", "plan_restore"]
+
+
+@dataclass(slots=True)
+class SavepointRestore:
+    """What each of a worker's splits restores from a savepoint."""
+
+    savepoint: Savepoint
+    #: Per split of this worker: its entries (already renamed and filtered).
+    entries: dict[str, list[tuple[bytes, bytes]]]
+    #: Per split of this worker: its position in the savepoint (``None``: the source's start).
+    positions: dict[str, int | None]
+    max_timestamps: dict[str, int]
+    #: Operators whose state was dropped (allow_non_restored_state).
+    dropped: tuple[str, ...] = ()
+    resharded: bool = False
+    renamed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.savepoint.metadata.id
+
+
+def plan_restore(
+    savepoint: Savepoint,
+    *,
+    job: str,
+    operators: Sequence[str],
+    source_splits: Sequence[str],
+    splits: Sequence[str],
+    partitioner: Partitioner,
+    max_parallelism: int,
+    allow_non_restored_state: bool = False,
+    uid_renames: Mapping[str, str] | None = None,
+) -> SavepointRestore:
+    """Check ``savepoint`` against the job and assign its entries to ``splits`` (this worker's
+    splits of ``source_splits``). Raises :class:`SavepointError` naming what does not fit."""
+    meta = savepoint.metadata
+    where = f"--from-savepoint {savepoint.path}"
+    if meta.job != job:
+        raise SavepointError(
+            f"{where} is a savepoint of job {meta.job!r}, not of {job!r}; restore it into the job it "
+            f"was taken from (jobs are matched by name), or rewrite it with the savepoint API"
+        )
+    if meta.max_parallelism != max_parallelism:
+        raise SavepointError(
+            f"{where} was taken with max_parallelism {meta.max_parallelism}, this job has "
+            f"{max_parallelism}: the key groups would not match. Set "
+            f"JobConfig(max_parallelism={meta.max_parallelism})"
+        )
+    renames = dict(uid_renames or {})
+    unknown_renames = sorted(old for old in renames if old not in meta.operators)
+    if unknown_renames:
+        raise SavepointError(
+            f"{where}: --rename-uid names operators {unknown_renames} that the savepoint has no state "
+            f"for; it has {sorted(meta.operators)}"
+        )
+    job_operators = set(operators)
+    missing = sorted(
+        renames.get(uid, uid) for uid in meta.operators if renames.get(uid, uid) not in job_operators
+    )
+    if missing and not allow_non_restored_state:
+        raise SavepointError(
+            f"{where} holds state of operators {missing} that this job does not have (its stateful "
+            f"operators: {sorted(job_operators)}). If they were renamed, map them with --rename-uid "
+            f"OLD=NEW; to drop their state, pass --allow-non-restored-state"
+        )
+    dropped = tuple(old for old in sorted(meta.operators) if renames.get(old, old) not in job_operators)
+    not_read = sorted(s for s in meta.splits if s not in source_splits)
+    if not_read:
+        raise SavepointError(
+            f"{where} holds positions of splits {not_read} that this job's source does not have (it has "
+            f"{sorted(source_splits)}): their records would be lost or read twice. Restore into a "
+            f"source that reads them (the same topics, at least as many partitions)"
+        )
+    resharded = sorted(meta.splits) != sorted(source_splits)
+    route = _router(source_splits, partitioner) if resharded else None
+    mine = set(splits)
+    entries: dict[str, list[tuple[bytes, bytes]]] = {s: [] for s in splits}
+    drop = set(dropped)
+    for split in savepoint.splits():
+        if route is None and split not in mine:
+            continue
+        for key, value in savepoint.entries(split):
+            parsed = parse_entry(key, f"{where}, split {split!r}")
+            if parsed.uid in drop:
+                continue
+            new_uid = renames.get(parsed.uid)
+            if new_uid is not None:
+                key = with_uid(key, new_uid)
+            target = split if route is None else route(split, parsed.key)
+            if target in mine:
+                entries[target].append((key, value))
+    positions: dict[str, int | None] = {}
+    max_timestamps: dict[str, int] = {}
+    for split in splits:
+        state = meta.splits.get(split)
+        positions[split] = None if state is None else state.position
+        max_timestamps[split] = MIN_TIMESTAMP if state is None else state.max_timestamp
+    return SavepointRestore(
+        savepoint=savepoint,
+        entries=entries,
+        positions=positions,
+        max_timestamps=max_timestamps,
+        dropped=dropped,
+        resharded=resharded,
+        renamed=renames,
+    )
+
+
+def _router(source_splits: Iterable[str], partitioner: Partitioner) -> Callable[[str, bytes], str]:
+    """Maps (old split, encoded key) to the split of the key's topic its records now go to."""
+    partitions: dict[str, int] = {}
+    for split in source_splits:
+        topic, _ = _parse(split)
+        partitions[topic] = partitions.get(topic, 0) + 1
+    for topic, count in partitions.items():
+        expected = {f"{topic}-{i}" for i in range(count)}
+        if not expected <= set(source_splits):
+            raise SavepointError(
+                f"cannot re-shard state onto topic {topic!r}: its splits are not numbered 0..{count - 1}"
+            )
+
+    def route(old_split: str, encoded_key: bytes) -> str:
+        topic, _ = _parse(old_split)
+        count = partitions.get(topic)
+        if count is None:
+            raise SavepointError(f"cannot re-shard split {old_split!r}: the job reads no topic {topic!r}")
+        return f"{topic}-{partitioner.partition(decode_key(encoded_key), count)}"
+
+    return route
+
+
+def _parse(split: str) -> tuple[str, int]:
+    topic, _, number = split.rpartition("-")
+    if not topic or not number.isdigit():
+        raise SavepointError(
+            f"cannot re-shard state of split {split!r}: re-sharding needs splits named "
+            f"'<topic>-<partition>' (Kafka's); restore onto the same splits instead"
+        )
+    return topic, int(number)

@@ -1,0 +1,154 @@
+"""Writes savepoints: split by split, then ``_metadata`` last (a directory without it is incomplete)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import msgpack
+
+from eventapp._fs import fsync_directory, write_atomically
+from eventapp.errors import SavepointError
+from eventapp.partitioning import key_group
+from eventapp.savepoint.entries import parse_entry
+from eventapp.savepoint.format import METADATA, OperatorSummary, SavepointMetadata, SplitState
+
+__all__ = ["SavepointWriter", "new_savepoint_dir"]
+
+
+def new_savepoint_dir(target: Path, job: str) -> Path:
+    """A new, empty savepoint directory under ``target`` (created if missing), named as Flink
+    names them: ``savepoint-<job>-<UTC time>-<random>``."""
+    safe_job = "".join(c if c.isalnum() or c in "-_." else "_" for c in job)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = target / f"savepoint-{safe_job}-{stamp}-{secrets.token_hex(3)}"
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise SavepointError(f"cannot create savepoint directory {path}: {exc}; check --target") from exc
+    return path
+
+
+class _OperatorCounts:
+    __slots__ = ("bytes", "keys", "states", "timers")
+
+    def __init__(self) -> None:
+        self.states: dict[str, int] = {}
+        self.timers: dict[str, int] = {}
+        self.keys: set[bytes] = set()
+        self.bytes = 0
+
+
+class SavepointWriter:
+    """Builds one savepoint in ``directory`` (which must exist and be empty).
+
+    Call :meth:`add_split` once per split, then :meth:`finish`. Entries are the store's own
+    ``(key, value)`` pairs (what :meth:`KeyedStateStore.scan` returns).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        job: str,
+        max_parallelism: int,
+        partitioner: str,
+        origin: str,
+        backend: str | None,
+    ) -> None:
+        if not directory.is_dir() or any(directory.iterdir()):
+            raise SavepointError(f"savepoint directory {directory} must exist and be empty")
+        self.directory = directory
+        self._job = job
+        self._max_parallelism = max_parallelism
+        self._partitioner = partitioner
+        self._origin = origin
+        self._backend = backend
+        self._splits: dict[str, SplitState] = {}
+        self._operators: dict[str, _OperatorCounts] = {}
+        (directory / "state").mkdir()
+
+    def add_split(
+        self,
+        split: str,
+        entries: Iterable[tuple[bytes, bytes]],
+        *,
+        position: int | None,
+        max_timestamp: int,
+        checkpoint_id: int = 0,
+        snapshot: str | None = None,
+    ) -> SplitState:
+        """Write the state file of ``split``; returns what ``_metadata`` will say of it."""
+        if split in self._splits:
+            raise SavepointError(f"split {split!r} was added to savepoint {self.directory} twice")
+        where = f"split {split!r}"
+        max_parallelism = self._max_parallelism
+        rows: list[tuple[int, bytes, bytes]] = []
+        for key, value in entries:
+            parsed = parse_entry(key, where)
+            counts = self._operators.get(parsed.uid)
+            if counts is None:
+                counts = self._operators[parsed.uid] = _OperatorCounts()
+            table = counts.states if parsed.kind == "state" else counts.timers
+            table[parsed.name] = table.get(parsed.name, 0) + 1
+            counts.keys.add(split.encode() + b"\x00" + parsed.key)
+            counts.bytes += len(key) + len(value)
+            rows.append((key_group(parsed.key, max_parallelism), key, value))
+        rows.sort()
+        relative = f"state/split-{len(self._splits):04d}.entries"
+        path = self.directory / relative
+        digest = hashlib.sha256()
+        packer = msgpack.Packer(use_bin_type=True)
+        with open(path, "wb", buffering=1 << 20) as handle:
+            header = packer.pack({"format": 1, "split": split})
+            digest.update(header)
+            handle.write(header)
+            for row in rows:
+                data = packer.pack(row)
+                digest.update(data)
+                handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+            size = handle.tell()
+        state = SplitState(
+            position=position,
+            max_timestamp=max_timestamp,
+            checkpoint_id=checkpoint_id,
+            snapshot=snapshot,
+            file=relative,
+            size=size,
+            sha256=digest.hexdigest(),
+            entries=len(rows),
+        )
+        self._splits[split] = state
+        return state
+
+    def finish(self, *, backend: str | None = None) -> SavepointMetadata:
+        """Write ``_metadata``: the savepoint is complete. ``backend`` overrides the backend
+        named at construction (the one the state came from)."""
+        metadata = SavepointMetadata(
+            id=secrets.token_hex(8),
+            job=self._job,
+            created_ms=int(time.time() * 1000),
+            max_parallelism=self._max_parallelism,
+            partitioner=self._partitioner,
+            origin=self._origin,
+            backend=backend if backend is not None else self._backend,
+            operators={
+                uid: OperatorSummary(
+                    states=dict(sorted(c.states.items())),
+                    timers=dict(sorted(c.timers.items())),
+                    keys=len(c.keys),
+                    bytes=c.bytes,
+                )
+                for uid, c in self._operators.items()
+            },
+            splits=dict(self._splits),
+        )
+        fsync_directory(self.directory / "state")
+        write_atomically(self.directory / METADATA, metadata.dumps())
+        return metadata
