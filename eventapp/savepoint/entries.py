@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from eventapp.errors import SavepointError
 from eventapp.state.keys import STATE_TAG, TIMER_TAG
 
-__all__ = ["ParsedEntry", "parse_entry", "with_uid"]
+__all__ = ["EntryParser", "ParsedEntry", "parse_entry", "with_uid"]
 
 #: Timer domains as their one-byte tags.
 TIMER_DOMAINS = {b"e": "event_time", b"p": "processing_time"}
@@ -63,3 +63,36 @@ def with_uid(entry: bytes, uid: str) -> bytes:
     """``entry`` moved to operator ``uid`` (a renamed operator)."""
     end_uid = entry.find(b"\x00", 1)
     return entry[:1] + uid.encode() + entry[end_uid:]
+
+
+class EntryParser:
+    """:func:`parse_entry` for a stream of entries in key order: consecutive entries share their
+    operator/state prefix, so the prefix is parsed once and later entries only check it
+    (``bytes.startswith``) and slice out their key."""
+
+    __slots__ = ("_kind", "_name", "_prefix", "_uid", "_where")
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+        self._prefix = b"\xff"  # matches no entry (tags are b"s" and b"t")
+        self._kind = self._uid = self._name = ""
+
+    def parse(self, entry: bytes) -> ParsedEntry:
+        prefix = self._prefix
+        if entry.startswith(prefix):
+            start = len(prefix)
+            if self._kind == "state":
+                size = int.from_bytes(entry[start : start + 4], "big")
+                key = entry[start + 4 : start + 4 + size]
+                if len(key) == size:
+                    return ParsedEntry("state", self._uid, self._name, key)
+            elif len(entry) >= start + 8:
+                return ParsedEntry("timer", self._uid, self._name, entry[start + 8 :])
+        parsed = parse_entry(entry, self._where)
+        end_uid = entry.find(b"\x00", 1)
+        if parsed.kind == "state":
+            self._prefix = entry[: entry.find(b"\x00", end_uid + 1) + 1]
+        else:
+            self._prefix = entry[: end_uid + 2]
+        self._kind, self._uid, self._name = parsed.kind, parsed.uid, parsed.name
+        return parsed

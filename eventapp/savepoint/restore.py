@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from eventapp.errors import SavepointError
 from eventapp.partitioning import Partitioner
-from eventapp.savepoint.entries import parse_entry, with_uid
+from eventapp.savepoint.entries import EntryParser, with_uid
 from eventapp.savepoint.reader import Savepoint
 from eventapp.state.keys import MIN_TIMESTAMP, decode_key
 
@@ -111,8 +111,12 @@ def plan_restore(
     for split in savepoint.splits():
         if route is None and split not in mine:
             continue
+        if route is None and not drop and not renames:
+            entries[split].extend(savepoint.entries(split))  # as they are: nothing to look at
+            continue
+        parse = EntryParser(f"{where}, split {split!r}").parse
         for key, value in savepoint.entries(split):
-            parsed = parse_entry(key, f"{where}, split {split!r}")
+            parsed = parse(key)
             if parsed.uid in drop:
                 continue
             new_uid = renames.get(parsed.uid)
@@ -151,12 +155,21 @@ def _router(source_splits: Iterable[str], partitioner: Partitioner) -> Callable[
                 f"cannot re-shard state onto topic {topic!r}: its splits are not numbered 0..{count - 1}"
             )
 
+    # A key's state and timers are several entries: its target is computed once.
+    targets: dict[tuple[str, bytes], str] = {}
+
     def route(old_split: str, encoded_key: bytes) -> str:
         topic, _ = _parse(old_split)
+        found = targets.get((topic, encoded_key))
+        if found is not None:
+            return found
         count = partitions.get(topic)
         if count is None:
             raise SavepointError(f"cannot re-shard split {old_split!r}: the job reads no topic {topic!r}")
-        return f"{topic}-{partitioner.partition(decode_key(encoded_key), count)}"
+        found = targets[(topic, encoded_key)] = (
+            f"{topic}-{partitioner.partition(decode_key(encoded_key), count)}"
+        )
+        return found
 
     return route
 

@@ -14,7 +14,7 @@ import msgpack
 from eventapp._fs import fsync_directory, write_atomically
 from eventapp.errors import SavepointError
 from eventapp.partitioning import key_group
-from eventapp.savepoint.entries import parse_entry
+from eventapp.savepoint.entries import EntryParser
 from eventapp.savepoint.format import METADATA, OperatorSummary, SavepointMetadata, SplitState
 
 __all__ = ["SavepointWriter", "new_savepoint_dir"]
@@ -39,7 +39,7 @@ class _OperatorCounts:
     def __init__(self) -> None:
         self.states: dict[str, int] = {}
         self.timers: dict[str, int] = {}
-        self.keys: set[bytes] = set()
+        self.keys = 0
         self.bytes = 0
 
 
@@ -85,35 +85,41 @@ class SavepointWriter:
         """Write the state file of ``split``; returns what ``_metadata`` will say of it."""
         if split in self._splits:
             raise SavepointError(f"split {split!r} was added to savepoint {self.directory} twice")
-        where = f"split {split!r}"
+        parse = EntryParser(f"split {split!r}").parse
         max_parallelism = self._max_parallelism
         rows: list[tuple[int, bytes, bytes]] = []
+        append = rows.append
+        # Per operator of this split: its distinct keys (a key's entries are in one split).
+        split_keys: dict[str, set[bytes]] = {}
         for key, value in entries:
-            parsed = parse_entry(key, where)
+            parsed = parse(key)
             counts = self._operators.get(parsed.uid)
             if counts is None:
                 counts = self._operators[parsed.uid] = _OperatorCounts()
+            keys = split_keys.get(parsed.uid)
+            if keys is None:
+                keys = split_keys[parsed.uid] = set()
             table = counts.states if parsed.kind == "state" else counts.timers
             table[parsed.name] = table.get(parsed.name, 0) + 1
-            counts.keys.add(split.encode() + b"\x00" + parsed.key)
+            keys.add(parsed.key)
             counts.bytes += len(key) + len(value)
-            rows.append((key_group(parsed.key, max_parallelism), key, value))
+            append((key_group(parsed.key, max_parallelism), key, value))
+        for uid, keys in split_keys.items():
+            self._operators[uid].keys += len(keys)
         rows.sort()
         relative = f"state/split-{len(self._splits):04d}.entries"
         path = self.directory / relative
-        digest = hashlib.sha256()
-        packer = msgpack.Packer(use_bin_type=True)
-        with open(path, "wb", buffering=1 << 20) as handle:
-            header = packer.pack({"format": 1, "split": split})
-            digest.update(header)
-            handle.write(header)
-            for row in rows:
-                data = packer.pack(row)
-                digest.update(data)
-                handle.write(data)
+        packer = msgpack.Packer(use_bin_type=True, autoreset=False)
+        packer.pack({"format": 1, "split": split})
+        for row in rows:
+            packer.pack(row)
+        data = packer.bytes()
+        with open(path, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-            size = handle.tell()
+        size = len(data)
+        digest = hashlib.sha256(data)
         state = SplitState(
             position=position,
             max_timestamp=max_timestamp,
@@ -142,7 +148,7 @@ class SavepointWriter:
                 uid: OperatorSummary(
                     states=dict(sorted(c.states.items())),
                     timers=dict(sorted(c.timers.items())),
-                    keys=len(c.keys),
+                    keys=c.keys,
                     bytes=c.bytes,
                 )
                 for uid, c in self._operators.items()
