@@ -18,9 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from eventapp.errors import ConfigurationError, SavepointError
+from eventapp.errors import ConfigurationError
 from eventapp.savepoint.create import create_savepoint
-from eventapp.savepoint.format import METADATA
 from eventapp.savepoint.reader import Savepoint
 from eventapp.stream import Job
 
@@ -126,10 +125,7 @@ def _inspect(args: argparse.Namespace) -> int:
         return 0 if found else 1
     operators = meta.operators
     if args.operator is not None:
-        if args.operator not in operators:
-            raise SavepointError(
-                f"savepoint {savepoint.path} has no operator {args.operator!r}; it has {sorted(operators)}"
-            )
+        savepoint.check_operator(args.operator)
         operators = {args.operator: operators[args.operator]}
     if args.json:
         data = meta.to_json()
@@ -157,8 +153,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _dispose(path: Path) -> int:
-    directory = path.parent if path.name == METADATA else path
-    Savepoint.open(directory, verify=False)  # refuses anything that is not a savepoint
+    directory = Savepoint.open(path, verify=False).path  # refuses anything that is not a savepoint
     shutil.rmtree(directory)
     print(f"Savepoint {directory} disposed.")
     return 0

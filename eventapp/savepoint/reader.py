@@ -18,7 +18,7 @@ import msgpack
 
 from eventapp.errors import SavepointError
 from eventapp.functions import TimeDomain
-from eventapp.savepoint.entries import parse_entry
+from eventapp.savepoint.entries import EntryParser
 from eventapp.savepoint.format import METADATA, SavepointMetadata, iter_state_file, verify_state_file
 from eventapp.state.descriptors import StateDescriptor
 from eventapp.state.inspect import StateInspector
@@ -70,13 +70,14 @@ class Savepoint:
 
     def operator_store(self, uid: str) -> KeyedStateStore:
         """A memory store holding every entry of operator ``uid`` (of all splits)."""
-        self._check_operator(uid)
+        self.check_operator(uid)
         store: KeyedStateStore = importlib.import_module("eventapp.statebackends.memory").MemoryStateStore(
             f"savepoint:{uid}"
         )
         for split in self.splits():
+            parse = EntryParser(split).parse
             for key, value in self.entries(split):
-                if parse_entry(key, split).uid == uid:
+                if parse(key).uid == uid:
                     store.put(key, value)
         return store
 
@@ -105,12 +106,13 @@ class Savepoint:
         """Every entry of operator ``uid`` for state key ``key`` (matched by value, or by its string
         form when ``key`` is a ``str``), values decoded as msgpack where they are (the default
         serializer) and shown as hex otherwise: for ``eventapp savepoint inspect --key``."""
-        self._check_operator(uid)
+        self.check_operator(uid)
         prefix = operator_state_prefix(uid)
         found: list[dict[str, Any]] = []
         for split in self.splits():
+            parse = EntryParser(split).parse
             for entry, value in self.entries(split):
-                parsed = parse_entry(entry, split)
+                parsed = parse(entry)
                 if parsed.uid != uid:
                     continue
                 state_key = decode_key(parsed.key)
@@ -127,7 +129,8 @@ class Savepoint:
                 found.append(item)
         return found
 
-    def _check_operator(self, uid: str) -> None:
+    def check_operator(self, uid: str) -> None:
+        """:raises SavepointError: the savepoint holds no state of operator ``uid``."""
         if uid not in self.metadata.operators:
             raise SavepointError(
                 f"savepoint {self.path} holds no state of operator {uid!r}; it has operators "

@@ -104,16 +104,17 @@ def plan_restore(
             f"source that reads them (the same topics, at least as many partitions)"
         )
     resharded = sorted(meta.splits) != sorted(source_splits)
-    route = _router(source_splits, partitioner) if resharded else None
+    router = _router(source_splits, partitioner) if resharded else None
     mine = set(splits)
     entries: dict[str, list[tuple[bytes, bytes]]] = {s: [] for s in splits}
     drop = set(dropped)
     for split in savepoint.splits():
-        if route is None and split not in mine:
+        if router is None and split not in mine:
             continue
-        if route is None and not drop and not renames:
+        if router is None and not drop and not renames:
             entries[split].extend(savepoint.entries(split))  # as they are: nothing to look at
             continue
+        route = None if router is None else router(split)
         parse = EntryParser(f"{where}, split {split!r}").parse
         for key, value in savepoint.entries(split):
             parsed = parse(key)
@@ -122,7 +123,7 @@ def plan_restore(
             new_uid = renames.get(parsed.uid)
             if new_uid is not None:
                 key = with_uid(key, new_uid)
-            target = split if route is None else route(split, parsed.key)
+            target = split if route is None else route(parsed.key)
             if target in mine:
                 entries[target].append((key, value))
     positions: dict[str, int | None] = {}
@@ -142,8 +143,11 @@ def plan_restore(
     )
 
 
-def _router(source_splits: Iterable[str], partitioner: Partitioner) -> Callable[[str, bytes], str]:
-    """Maps (old split, encoded key) to the split of the key's topic its records now go to."""
+def _router(
+    source_splits: Iterable[str], partitioner: Partitioner
+) -> Callable[[str], Callable[[bytes], str]]:
+    """For an old split, the function that maps an encoded key to the split of the old split's
+    topic that the key's records now go to."""
     partitions: dict[str, int] = {}
     for split in source_splits:
         topic, _ = _parse(split)
@@ -155,23 +159,24 @@ def _router(source_splits: Iterable[str], partitioner: Partitioner) -> Callable[
                 f"cannot re-shard state onto topic {topic!r}: its splits are not numbered 0..{count - 1}"
             )
 
-    # A key's state and timers are several entries: its target is computed once.
-    targets: dict[tuple[str, bytes], str] = {}
-
-    def route(old_split: str, encoded_key: bytes) -> str:
+    def for_split(old_split: str) -> Callable[[bytes], str]:
         topic, _ = _parse(old_split)
-        found = targets.get((topic, encoded_key))
-        if found is not None:
-            return found
         count = partitions.get(topic)
         if count is None:
             raise SavepointError(f"cannot re-shard split {old_split!r}: the job reads no topic {topic!r}")
-        found = targets[(topic, encoded_key)] = (
-            f"{topic}-{partitioner.partition(decode_key(encoded_key), count)}"
-        )
-        return found
+        # A key's state and timers are several entries (all in one old split): routed once.
+        targets: dict[bytes, str] = {}
 
-    return route
+        def route(encoded_key: bytes) -> str:
+            found = targets.get(encoded_key)
+            if found is None:
+                found = f"{topic}-{partitioner.partition(decode_key(encoded_key), count)}"
+                targets[encoded_key] = found
+            return found
+
+        return route
+
+    return for_split
 
 
 def _parse(split: str) -> tuple[str, int]:

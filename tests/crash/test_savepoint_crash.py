@@ -7,28 +7,18 @@ own checkpoints. The savepoint is never modified."""
 
 from __future__ import annotations
 
-import hashlib
 import time
-from pathlib import Path
 
 import pytest
 
 from eventapp import LocalCheckpointStorage, create_savepoint
 from tests.crash.harness import CrashSetup, Oracle, Worker, produce_input, verify_exactly_once
 from tests.crash.test_exactly_once import run_until_done
+from tests.savepoint.test_savepoints import tree_digest
 
 pytestmark = [pytest.mark.kafka, pytest.mark.crash]
 
 PHASE1 = 20_000  # ids 0..19_999; phase 2 starts on a window boundary (ts = 1_000_000 + 3 * id)
-
-
-def tree_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    for item in sorted(path.rglob("*")):
-        digest.update(str(item.relative_to(path)).encode())
-        if item.is_file():
-            digest.update(item.read_bytes())
-    return digest.hexdigest()
 
 
 def test_restore_from_savepoint_under_sigkills_is_exactly_once(setup: CrashSetup) -> None:
