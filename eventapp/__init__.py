@@ -25,6 +25,7 @@ from eventapp.errors import (
     SnapshotMissingError,
     SourceError,
     StateError,
+    StateSchemaError,
     SupersededError,
 )
 from eventapp.functions import (
@@ -139,6 +140,7 @@ __all__ = [
     "SourceRecord",
     "StateBackend",
     "StateError",
+    "StateSchemaError",
     "StateTtlConfig",
     "StateVisibility",
     "SupersededError",

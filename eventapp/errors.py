@@ -19,6 +19,7 @@ __all__ = [
     "SnapshotMissingError",
     "SourceError",
     "StateError",
+    "StateSchemaError",
     "SupersededError",
 ]
 
@@ -91,6 +92,12 @@ class RestoreError(EventAppError):
 class SavepointError(RestoreError):
     """A savepoint could not be written, read or restored; the message names the file, operator or
     state and the fix. A failed restore from a savepoint restores nothing."""
+
+
+class StateSchemaError(RestoreError):
+    """A restored state's stored schema does not fit the state the job declares (an incompatible
+    serializer or dataclass change); the message names the operator, state and field and the fix.
+    Raised when the state is registered, before it is used; never dead-lettered."""
 
 
 class SnapshotMissingError(RestoreError):

@@ -5,12 +5,17 @@ another version of your code. It handles ``None``, ``bool``, ``int``, ``float``,
 ``list``/``tuple`` (read back as ``list``) and ``dict``. For your own classes use
 :class:`DataclassSerializer` or write a :class:`Serializer`. :class:`PickleSerializer` exists only as
 an explicit opt-in: pickle runs code when it loads and breaks when classes move.
+
+A serializer's name and ``version`` (an optional ``int`` attribute, default 1) are recorded with
+every snapshot; a serializer whose version was raised reads values of older versions with
+``loads_version(data, version)``. See :mod:`eventapp.state.schema` and docs/savepoints.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import pickle
+from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 import msgpack
@@ -113,36 +118,85 @@ class JsonSerializer(Generic[T]):
 class DataclassSerializer(Generic[D]):
     """Stores a dataclass as a msgpack map of its fields and rebuilds it on load.
 
-    Fields must themselves be msgpack-serializable. Adding a field with a default stays compatible
-    with state written before; unknown stored fields are ignored.
+    Fields must themselves be msgpack-serializable. The state's schema (its fields, their types and
+    whether they have defaults) is recorded in every checkpoint and savepoint, and checked when a
+    job restores (see docs/savepoints.md, "State schema evolution"):
+
+    * adding a field **with a default**, or removing a field, restores as is;
+    * adding a field without a default, or changing a field's type, is refused at restore, naming
+      the operator, state and field, unless the serializer's ``version`` was raised and ``upgrade``
+      converts the stored fields: ``upgrade(fields, from_version) -> fields`` is called for every
+      stored value written by an older version, and the state is rewritten once, at restore.
     """
 
-    __slots__ = ("_cls", "_fields")
+    __slots__ = ("_cls", "_fields", "upgrade", "version")
 
-    def __init__(self, cls: type[D]) -> None:
+    def __init__(
+        self,
+        cls: type[D],
+        *,
+        version: int = 1,
+        upgrade: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
+    ) -> None:
         if not dataclasses.is_dataclass(cls):
             raise TypeError(f"DataclassSerializer needs a dataclass type, got {cls!r}")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError(f"DataclassSerializer version must be an int >= 1, got {version!r}")
         self._cls = cls
         self._fields = frozenset(f.name for f in dataclasses.fields(cls))
+        self.version = version
+        self.upgrade = upgrade
+
+    @property
+    def cls(self) -> type[D]:
+        return self._cls
 
     def dumps(self, value: D) -> bytes:
         if not isinstance(value, self._cls):
             raise SerializationError(f"expected {self._cls.__name__}, got {type(value).__name__}")
         data = {f: getattr(value, f) for f in self._fields}
-        return MsgpackSerializer[dict[str, Any]]().dumps(data)
+        return _MAP.dumps(data)
 
     def loads(self, data: bytes) -> D:
-        raw: dict[str, Any] = MsgpackSerializer[dict[str, Any]]().loads(data)
-        return self._cls(**{k: v for k, v in raw.items() if k in self._fields})
+        return self._build(_MAP.loads(data))
+
+    def loads_version(self, data: bytes, version: int) -> D:
+        """Load a value written by serializer version ``version`` (through ``upgrade`` when older)."""
+        raw = _MAP.loads(data)
+        if version != self.version:
+            if self.upgrade is None or version > self.version:
+                raise SerializationError(
+                    f"DataclassSerializer({self._cls.__name__}, version={self.version}) cannot read "
+                    f"values of version {version}"
+                )
+            raw = self.upgrade(raw, version)
+        return self._build(raw)
+
+    def _build(self, raw: dict[str, Any]) -> D:
+        try:
+            return self._cls(**{k: v for k, v in raw.items() if k in self._fields})
+        except TypeError as exc:
+            raise SerializationError(
+                f"stored value does not fit {self._cls.__name__} ({exc}); give new fields defaults, "
+                f"or raise the serializer's version and convert old values with upgrade="
+            ) from exc
 
     def __repr__(self) -> str:
-        return f"DataclassSerializer({self._cls.__name__})"
+        return f"DataclassSerializer({self._cls.__name__}, version={self.version})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, DataclassSerializer) and other._cls is self._cls
+        return (
+            isinstance(other, DataclassSerializer)
+            and other._cls is self._cls
+            and other.version == self.version
+            and other.upgrade == self.upgrade
+        )
 
     def __hash__(self) -> int:
-        return hash((DataclassSerializer, self._cls))
+        return hash((DataclassSerializer, self._cls, self.version))
+
+
+_MAP: MsgpackSerializer[dict[str, Any]] = MsgpackSerializer()
 
 
 class PickleSerializer(Generic[T]):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class SnapshotMeta:
     #: The savepoint this split's lineage was restored from (``None``: none), so that restarting
     #: with the same ``--from-savepoint`` restores the split's newer checkpoint instead.
     savepoint: str | None = None
+    #: Per operator uid, per state name: the state's schema (``StateSchema.to_json()``), checked
+    #: when a restored job registers the state (see :mod:`eventapp.state.schema`).
+    schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     format: int = SNAPSHOT_FORMAT
 
     def to_json(self) -> dict[str, Any]:
@@ -56,6 +59,7 @@ class SnapshotMeta:
             "operators": list(self.operators),
             "created_ms": self.created_ms,
             "savepoint": self.savepoint,
+            "schemas": {uid: dict(states) for uid, states in self.schemas.items()},
         }
 
     @classmethod
@@ -83,6 +87,7 @@ class SnapshotMeta:
                 operators=tuple(str(uid) for uid in data.get("operators", ())),
                 created_ms=int(data.get("created_ms", 0)),
                 savepoint=None if data.get("savepoint") is None else str(data["savepoint"]),
+                schemas=_schemas(data.get("schemas", {})),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapshotCorruptError(
@@ -98,3 +103,9 @@ class SnapshotMeta:
                 f"state backend but this job uses {backend!r}; run with the same backend, or "
                 f"move state with a savepoint"
             )
+
+
+def _schemas(data: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise TypeError(f"schemas must map operator uids to states, got {type(data).__name__}")
+    return {str(uid): {str(name): schema for name, schema in states.items()} for uid, states in data.items()}

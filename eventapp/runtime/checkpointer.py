@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -70,6 +71,8 @@ class PendingCheckpoint:
     position: int | None
     max_timestamp: int
     state: StateSnapshot
+    #: The split's state schemas when the checkpoint began (see SplitTask.schemas).
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     committed: bool = False
 
 
@@ -118,6 +121,7 @@ class Checkpointer:
             position=task.position,
             max_timestamp=task.watermark.max_timestamp,
             state=task.raw_store.begin_snapshot(),
+            schemas={uid: dict(states) for uid, states in task.schemas.items()},
         )
         return pending
 
@@ -153,6 +157,7 @@ class Checkpointer:
                 operators=self.operators,
                 created_ms=int(time.time() * 1000),
                 savepoint=task.savepoint,
+                schemas=pending.schemas,
             )
             stored = storage.complete(self.job, task.id, name, meta.to_json())
             pending.state.stored_at(stored / "state")

@@ -12,15 +12,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from eventapp.clock import SystemClock
-from eventapp.errors import EventAppError, RecordProcessingError
+from eventapp.errors import EventAppError, RecordProcessingError, StateSchemaError
 from eventapp.functions import KeyedProcessFunction, OnTimerContext, OutputTag, RuntimeContext, TimeDomain
 from eventapp.runtime.faults import FAULTS_PLANNED, fault_point
 from eventapp.runtime.operators import Operator, OperatorRuntime
 from eventapp.runtime.record import SplitContext, StreamRecord
 from eventapp.runtime.timers import Timers, TimerServiceImpl
 from eventapp.state.context import KeyContext
+from eventapp.state.descriptors import StateDescriptor
 from eventapp.state.keys import KeyEncoder, decode_key
-from eventapp.state.registry import StateRegistry
+from eventapp.state.migration import reconcile_state
+from eventapp.state.registry import StateRegistry, declared_descriptors
 from eventapp.state.store import KeyedStateStore
 
 __all__ = ["KeyedProcessOperator"]
@@ -92,6 +94,10 @@ class _NoSplit:
     direct_writers = None
 
     @property
+    def schemas(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    @property
     def store(self) -> KeyedStateStore:
         raise self._outside()
 
@@ -126,7 +132,7 @@ class KeyedProcessOperator(Operator):
         self.side_outputs: Mapping[OutputTag[Any], Operator] = {} if side_outputs is None else side_outputs
         self.splits: Mapping[str, SplitContext] = {}
         self.key_context = KeyContext(SystemClock())
-        self.states = StateRegistry(uid, self.key_context)
+        self.states = StateRegistry(uid, self.key_context, self._reconcile)
         self.timers = Timers(uid, self.key_context)
         self.timer_service = TimerServiceImpl(self.timers, self.key_context)
         #: What ``ctx.timestamp`` says, and the timestamp outputs carry.
@@ -157,6 +163,14 @@ class KeyedProcessOperator(Operator):
             raise RecordProcessingError(
                 operator=self.uid, key=None, record="<open>", split=None, position=None, cause=exc
             ) from exc
+        # States the function declares as attributes are checked now, before any record, even if
+        # it registers them lazily (a state first registered in process_element is checked then).
+        for descriptor in declared_descriptors(self.function):
+            if not self.states.registered(descriptor.name):
+                self._reconcile(descriptor)
+
+    def _reconcile(self, descriptor: StateDescriptor[Any]) -> None:
+        reconcile_state(self.uid, descriptor, self.splits)
 
     def close(self) -> None:
         self.function.close()
@@ -183,7 +197,7 @@ class KeyedProcessOperator(Operator):
                 self._bind_outputs(split, record.position)
             self._ctx.domain = None
             self.function.process_element(value, self._ctx, self._out)
-        except RecordProcessingError:
+        except (RecordProcessingError, StateSchemaError):
             raise
         except Exception as exc:
             raise record.failure(self.uid, exc, ctx.key) from exc
@@ -259,7 +273,7 @@ class KeyedProcessOperator(Operator):
         self._ctx.domain = domain
         try:
             self.function.on_timer(ts, self._ctx, self._out)
-        except RecordProcessingError:
+        except (RecordProcessingError, StateSchemaError):
             raise
         except Exception as exc:
             raise RecordProcessingError(

@@ -29,6 +29,12 @@ class SplitContext(Protocol):
         """The split's keyed state (and timers)."""
         ...
 
+    @property
+    def schemas(self) -> dict[str, dict[str, Any]]:
+        """Per operator uid, per state name: the schema of the state the store holds (JSON), which
+        operators check and update when they register a state (:mod:`eventapp.state.schema`)."""
+        ...
+
     def write(self, sink: int, value: Any, timestamp: int | None) -> None:
         """Write ``value`` to the split's writer of sink number ``sink`` (inside its transaction)."""
         ...

@@ -15,7 +15,7 @@ A failed record's writes are simply not applied; a dead letter is written instea
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -52,6 +52,7 @@ class SplitTask:
         max_timestamp: int = MIN_TIMESTAMP,
         lineage: str | None = None,
         savepoint: str | None = None,
+        schemas: Mapping[str, Mapping[str, Any]] | None = None,
         now_ms: int = 0,
     ) -> None:
         self.id = split_id
@@ -68,6 +69,11 @@ class SplitTask:
         self.lineage = lineage or secrets.token_hex(6)
         #: The savepoint this split's lineage started from (written into its snapshots).
         self.savepoint = savepoint
+        #: Per operator uid, per state name: the schema of what the store holds (restored with it,
+        #: updated when an operator registers the state, written into every snapshot).
+        self.schemas: dict[str, dict[str, Any]] = {
+            uid: dict(states) for uid, states in (schemas or {}).items()
+        }
         #: Lineage of each snapshot name seen in storage (read once from its metadata).
         self.lineages: dict[str, str] = {}
         self.commit_point: CommitPoint | None = None

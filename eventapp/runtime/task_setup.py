@@ -168,6 +168,7 @@ def _savepoint_task(
         position=plan.positions[split],
         max_timestamp=plan.max_timestamps[split],
         savepoint=plan.id,
+        schemas=plan.schemas,
         now_ms=now_ms,
     )
     log.warning(
@@ -291,6 +292,7 @@ def _restored_task(
             checkpoint_id=max(meta.checkpoint_id, 0 if committed is None else committed.checkpoint_id),
             position=meta.position,
             max_timestamp=meta.max_timestamp,
+            schemas=meta.schemas,
             now_ms=now_ms,
         )
         log.warning(
@@ -315,6 +317,7 @@ def _restored_task(
         max_timestamp=meta.max_timestamp,
         lineage=meta.lineage,
         savepoint=meta.savepoint,
+        schemas=meta.schemas,
         now_ms=now_ms,
     )
     task.lineages[committed.snapshot] = task.lineage

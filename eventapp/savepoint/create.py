@@ -147,6 +147,7 @@ def _add_from_checkpoint(writer: SavepointWriter, storage: CheckpointStorage, jo
                     max_timestamp=meta.max_timestamp,
                     checkpoint_id=meta.checkpoint_id,
                     snapshot=meta.snapshot,
+                    schemas=meta.schemas,
                 )
             return meta.backend
         except (SnapshotMissingError, FileNotFoundError) as exc:

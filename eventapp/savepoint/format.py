@@ -6,8 +6,9 @@
         _metadata                  JSON, written last: job, operators, splits, files, checksums
         state/split-0000.entries   one file per split: its store entries, grouped by key group
 
-``_metadata`` (format 1) names the job, its ``max_parallelism`` and partitioner, every operator uid
-with its states (entries per state), timers and key count, and for every split its source position,
+``_metadata`` (format 1) names the job, its ``max_parallelism`` and partitioner, every operator
+uid with its states (entries, bytes and schema per state), timers and key count, and for every
+split its source position,
 largest timestamp (watermark), the checkpoint it came from, and its state file by **relative path**
 with the file's size, SHA-256 and entry count. It carries the SHA-256 of its own content
 (``checksum``, over the sorted JSON without that field), so a truncated or edited file is refused.
@@ -60,9 +61,20 @@ class OperatorSummary:
     keys: int = 0
     #: Bytes of the entries (keys and values).
     bytes: int = 0
+    #: Bytes of the entries per state name.
+    state_bytes: dict[str, int] = field(default_factory=dict)
+    #: Per state name, its schema (``StateSchema.to_json()``; see :mod:`eventapp.state.schema`).
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"states": self.states, "timers": self.timers, "keys": self.keys, "bytes": self.bytes}
+        return {
+            "states": self.states,
+            "timers": self.timers,
+            "keys": self.keys,
+            "bytes": self.bytes,
+            "state_bytes": self.state_bytes,
+            "schemas": self.schemas,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OperatorSummary:
@@ -71,6 +83,8 @@ class OperatorSummary:
             timers={str(k): int(v) for k, v in data["timers"].items()},
             keys=int(data["keys"]),
             bytes=int(data["bytes"]),
+            state_bytes={str(k): int(v) for k, v in data.get("state_bytes", {}).items()},
+            schemas={str(k): dict(v) for k, v in data.get("schemas", {}).items()},
         )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from eventapp.errors import SavepointError
 from eventapp.partitioning import Partitioner
@@ -45,6 +46,8 @@ class SavepointRestore:
     dropped: tuple[str, ...] = ()
     resharded: bool = False
     renamed: dict[str, str] = field(default_factory=dict)
+    #: Per operator uid (after renames), per state name: the schema the savepoint recorded.
+    schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -140,6 +143,9 @@ def plan_restore(
         dropped=dropped,
         resharded=resharded,
         renamed=renames,
+        schemas={
+            renames.get(uid, uid): dict(op.schemas) for uid, op in meta.operators.items() if uid not in drop
+        },
     )
 
 

@@ -6,8 +6,9 @@ import hashlib
 import os
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
@@ -34,11 +35,13 @@ def new_savepoint_dir(target: Path, job: str) -> Path:
 
 
 class _OperatorCounts:
-    __slots__ = ("bytes", "keys", "states", "timers")
+    __slots__ = ("bytes", "keys", "schemas", "state_bytes", "states", "timers")
 
     def __init__(self) -> None:
         self.states: dict[str, int] = {}
+        self.state_bytes: dict[str, int] = {}
         self.timers: dict[str, int] = {}
+        self.schemas: dict[str, dict[str, Any]] = {}
         self.keys = 0
         self.bytes = 0
 
@@ -81,8 +84,11 @@ class SavepointWriter:
         max_timestamp: int,
         checkpoint_id: int = 0,
         snapshot: str | None = None,
+        schemas: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> SplitState:
-        """Write the state file of ``split``; returns what ``_metadata`` will say of it."""
+        """Write the state file of ``split``; returns what ``_metadata`` will say of it.
+        ``schemas``: per operator uid, per state name, the schema of the state (see
+        :mod:`eventapp.state.schema`), recorded for the operators the entries hold state of."""
         if split in self._splits:
             raise SavepointError(f"split {split!r} was added to savepoint {self.directory} twice")
         parse = EntryParser(f"split {split!r}").parse
@@ -99,13 +105,20 @@ class SavepointWriter:
             keys = split_keys.get(parsed.uid)
             if keys is None:
                 keys = split_keys[parsed.uid] = set()
-            table = counts.states if parsed.kind == "state" else counts.timers
-            table[parsed.name] = table.get(parsed.name, 0) + 1
+            size = len(key) + len(value)
+            if parsed.kind == "state":
+                counts.states[parsed.name] = counts.states.get(parsed.name, 0) + 1
+                counts.state_bytes[parsed.name] = counts.state_bytes.get(parsed.name, 0) + size
+            else:
+                counts.timers[parsed.name] = counts.timers.get(parsed.name, 0) + 1
             keys.add(parsed.key)
-            counts.bytes += len(key) + len(value)
+            counts.bytes += size
             append((key_group(parsed.key, max_parallelism), key, value))
         for uid, keys in split_keys.items():
             self._operators[uid].keys += len(keys)
+        for uid, states in (schemas or {}).items():
+            if uid in self._operators:
+                self._operators[uid].schemas.update(states)
         rows.sort()
         relative = f"state/split-{len(self._splits):04d}.entries"
         path = self.directory / relative
@@ -147,6 +160,8 @@ class SavepointWriter:
             operators={
                 uid: OperatorSummary(
                     states=dict(sorted(c.states.items())),
+                    state_bytes=dict(sorted(c.state_bytes.items())),
+                    schemas={name: dict(c.schemas[name]) for name in sorted(c.schemas) if name in c.states},
                     timers=dict(sorted(c.timers.items())),
                     keys=c.keys,
                     bytes=c.bytes,

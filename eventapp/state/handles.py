@@ -37,7 +37,6 @@ __all__ = [
     "MapState",
     "ReducingState",
     "ValueState",
-    "read_state",
 ]
 
 T = TypeVar("T")
@@ -376,16 +375,3 @@ class MapState(KeyedState, Generic[K, V]):
 
     def clear(self) -> None:
         self._store().delete_prefix(self._entry())
-
-
-def read_state(handle: KeyedState) -> Any:
-    """The current key's contents of any state: a value, a list, a dict or an aggregate result."""
-    if isinstance(handle, ValueState):
-        return handle.value()
-    if isinstance(handle, ListState):
-        return handle.get()
-    if isinstance(handle, MapState):
-        return dict(handle.items())
-    if isinstance(handle, ReducingState | AggregatingState):
-        return handle.get()
-    raise TypeError(f"unsupported state handle {handle!r}")

@@ -8,9 +8,9 @@ from typing import Any
 
 from eventapp.clock import Clock, SystemClock
 from eventapp.functions import TimeDomain
+from eventapp.state.contents import read_state
 from eventapp.state.context import KeyContext
 from eventapp.state.descriptors import StateDescriptor
-from eventapp.state.handles import read_state
 from eventapp.state.keys import (
     EVENT_TIME,
     MAX_TIMESTAMP,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from eventapp.errors import ConfigurationError
@@ -23,16 +24,23 @@ from eventapp.state.handles import (
     ValueState,
 )
 
-__all__ = ["StateRegistry"]
+__all__ = ["StateRegistry", "declared_descriptors"]
 
 
 class StateRegistry:
     """Creates state handles on first use and checks that a name is used with one descriptor."""
 
-    def __init__(self, uid: str, context: KeyContext) -> None:
+    def __init__(
+        self,
+        uid: str,
+        context: KeyContext,
+        on_register: Callable[[StateDescriptor[Any]], None] | None = None,
+    ) -> None:
         self._uid = uid
         self._ctx = context
         self._states: dict[str, KeyedState] = {}
+        #: Called once per state, before its first handle is returned (the schema check).
+        self._on_register = on_register
 
     def get(self, descriptor: StateDescriptor[Any]) -> KeyedState:
         existing = self._states.get(descriptor.name)
@@ -57,8 +65,30 @@ class StateRegistry:
             handle = AggregatingState(self._uid, descriptor, self._ctx)
         else:
             raise ConfigurationError(f"unknown state descriptor type {type(descriptor).__name__}")
+        if self._on_register is not None:
+            self._on_register(descriptor)
         self._states[descriptor.name] = handle
         return handle
 
+    def registered(self, name: str) -> bool:
+        return name in self._states
+
     def ttl_states(self) -> list[KeyedState]:
         return [s for s in self._states.values() if s.descriptor.ttl is not None]
+
+
+def declared_descriptors(function: object) -> list[StateDescriptor[Any]]:
+    """The state descriptors ``function`` holds as attributes (its own, or its classes' where it
+    does not shadow them), one per state name; a name held by two different descriptors is left to
+    registration (which refuses it when both are used)."""
+    attributes: dict[str, object] = {}
+    for namespace in [getattr(function, "__dict__", {})] + [vars(c) for c in type(function).__mro__]:
+        for name, value in namespace.items():
+            attributes.setdefault(name, value)  # the first one found shadows the others
+    found: dict[str, list[StateDescriptor[Any]]] = {}
+    for value in attributes.values():
+        if isinstance(value, StateDescriptor):
+            same = found.setdefault(value.name, [])
+            if value not in same:
+                same.append(value)
+    return [d[0] for d in found.values() if len(d) == 1]

@@ -14,20 +14,22 @@ timers and side outputs behave exactly as in a job.
 from __future__ import annotations
 
 import atexit
+import json
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from eventapp._fs import write_atomically
 from eventapp.clock import ManualClock
 from eventapp.errors import EventAppError
 from eventapp.functions import KeyedProcessFunction, OutputTag, TimeDomain
 from eventapp.runtime.keyed_process import KeyedProcessOperator
 from eventapp.runtime.operators import Operator, OperatorRuntime
 from eventapp.runtime.record import StreamRecord
+from eventapp.state.contents import read_state
 from eventapp.state.descriptors import StateDescriptor
-from eventapp.state.handles import read_state
 from eventapp.state.keys import encode_key
 from eventapp.state.store import KeyedStateStore, StateBackend, default_state_backend
 
@@ -38,6 +40,8 @@ IN = TypeVar("IN")
 OUT = TypeVar("OUT")
 
 _SPLIT = "harness-0"
+#: The state schemas of a harness snapshot, beside the backend's files.
+_SCHEMAS = "eventapp-schemas.json"
 
 
 class _HarnessSplit:
@@ -46,8 +50,9 @@ class _HarnessSplit:
     id = _SPLIT
     direct_writers = None
 
-    def __init__(self, store: KeyedStateStore) -> None:
+    def __init__(self, store: KeyedStateStore, schemas: dict[str, dict[str, Any]]) -> None:
         self.store = store
+        self.schemas = schemas
 
     def write(self, sink: int, value: Any, timestamp: int | None) -> None:
         raise EventAppError("the harness has no sinks")
@@ -112,7 +117,7 @@ class KeyedProcessFunctionHarness(Generic[K, IN, OUT]):
         self.clock = ManualClock(processing_time)
         self._backend = state_backend
         self._store: KeyedStateStore = state_backend.open(_SPLIT, restore_from=restore_from)
-        self._split = _HarnessSplit(self._store)
+        self._split = _HarnessSplit(self._store, _read_schemas(restore_from))
         self.output_records: list[tuple[OUT, int | None]] = []
         self._side = _SideOutputs()
         self._function = function
@@ -183,6 +188,7 @@ class KeyedProcessFunctionHarness(Generic[K, IN, OUT]):
         directory = Path(tempfile.mkdtemp(prefix="eventapp-harness-"))
         atexit.register(shutil.rmtree, directory, True)
         self._store.snapshot(directory)
+        write_atomically(directory / _SCHEMAS, json.dumps(self._split.schemas).encode())
         return directory
 
     def close(self) -> None:
@@ -194,3 +200,11 @@ class KeyedProcessFunctionHarness(Generic[K, IN, OUT]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read_schemas(restore_from: Path | None) -> dict[str, dict[str, Any]]:
+    """The state schemas a harness snapshot recorded (checked as a job's restore checks them)."""
+    if restore_from is None or not (Path(restore_from) / _SCHEMAS).is_file():
+        return {}
+    data: dict[str, dict[str, Any]] = json.loads((Path(restore_from) / _SCHEMAS).read_bytes())
+    return data

@@ -144,6 +144,7 @@ def test_incremental_cleanup_removes_expired_entries_without_reads(store: KeyedS
 
         def __init__(self, store: KeyedStateStore) -> None:
             self.store = store
+            self.schemas: dict[str, dict[str, object]] = {}
 
         def write(self, sink: int, value: object, timestamp: int | None) -> None:
             raise AssertionError("no sinks")

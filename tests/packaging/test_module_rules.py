@@ -336,6 +336,7 @@ PUBLIC_API: Mapping[str, frozenset[str]] = {
             "SourceRecord",
             "StateBackend",
             "StateError",
+            "StateSchemaError",
             "StateTtlConfig",
             "StateVisibility",
             "SupersededError",
