@@ -140,7 +140,12 @@ def _inspect(args: argparse.Namespace) -> int:
         print(f"  operator {uid!r}: {op.keys} keys, {op.bytes} bytes")
         for name, count in op.states.items():
             if args.state is None or args.state == name:
-                print(f"    state {name!r}: {count} entries")
+                size = op.state_bytes.get(name)
+                schema = op.schemas.get(name)
+                detail = "" if schema is None else f", {_describe_schema(schema)}"
+                print(
+                    f"    state {name!r}: {count} entries, {size if size is not None else '?'} bytes{detail}"
+                )
         for domain, count in op.timers.items():
             print(f"    timers {domain}: {count}")
     print("  splits (position, max timestamp, from checkpoint, entries, bytes):")
@@ -150,6 +155,17 @@ def _inspect(args: argparse.Namespace) -> int:
             f"{state.entries}, {state.size}"
         )
     return 0
+
+
+def _describe_schema(schema: dict[str, Any]) -> str:
+    """``value state, ttl, dataclass v2 (count: int, label: str = ...)`` from a recorded schema."""
+    value = schema.get("value", {})
+    ttl = ", ttl" if schema.get("ttl") else ""
+    text = f"{schema.get('kind')} state{ttl}, {value.get('name')} v{value.get('version')}"
+    fields = value.get("fields")
+    if fields:
+        text += " (" + ", ".join(f"{n}: {t}{' = ...' if d else ''}" for n, t, d in fields) + ")"
+    return text
 
 
 def _dispose(path: Path) -> int:

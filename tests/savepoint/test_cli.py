@@ -17,6 +17,7 @@ from tests.savepoint.test_savepoints import PHASE1
 
 JOB = "tests.savepoint.cli_sp_job:build_job"
 MORE = "tests.savepoint.cli_sp_job:build_more"
+INCOMPATIBLE = "tests.savepoint.cli_sp_job:build_incompatible"
 
 
 def test_create_inspect_restore_dispose(
@@ -46,7 +47,19 @@ def test_create_inspect_restore_dispose(
         k: v for k, v in entries[0].items() if k != "split"
     }
     assert main(["savepoint", "inspect", str(path)]) == 0
-    assert "operator 'count'" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "operator 'count'" in text
+    state_bytes = meta["operators"]["count"]["state_bytes"]["count"]
+    assert state_bytes > 0
+    assert f"state 'count': {len(counts)} entries, {state_bytes} bytes, value state, msgpack v1" in text
+
+    # New code that reads the state with another serializer is refused before any record.
+    cli_sp_job.SINK.clear()
+    monkeypatch.setenv("SP_CHECKPOINTS", str(tmp_path / "chk-bad"))
+    assert main(["run", INCOMPATIBLE, "--from-savepoint", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "operator 'count', state 'count'" in err and "JsonSerializer" in err
+    assert cli_sp_job.SINK.values == []
 
     # The upgrade flow: deploy the new version and run it from the savepoint.
     cli_sp_job.SINK.clear()
