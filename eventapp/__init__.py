@@ -41,7 +41,13 @@ from eventapp.functions import (
 from eventapp.log import configure_logging
 from eventapp.partitioning import Crc32Partitioner, Murmur2Partitioner, Partitioner
 from eventapp.runtime.local import JobResult, LocalRunner
-from eventapp.savepoint import Savepoint, SavepointWriter, create_savepoint
+from eventapp.savepoint import (
+    Savepoint,
+    SavepointBuilder,
+    SavepointTransform,
+    SavepointWriter,
+    create_savepoint,
+)
 from eventapp.serialization import (
     DataclassSerializer,
     JsonSerializer,
@@ -124,7 +130,9 @@ __all__ = [
     "RestoreRequest",
     "RuntimeContext",
     "Savepoint",
+    "SavepointBuilder",
     "SavepointError",
+    "SavepointTransform",
     "SavepointWriter",
     "SerializationError",
     "Serializer",
