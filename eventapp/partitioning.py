@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 from murmurhash2 import murmurhash2
 
 from eventapp.errors import ConfigurationError
+from eventapp.state.keys import decode_key
 
 __all__ = [
     "Crc32Partitioner",
@@ -38,12 +39,12 @@ __all__ = [
 ]
 
 #: The seed of Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2).
-_KAFKA_SEED = 0x9747B28C
+KAFKA_SEED = 0x9747B28C
 
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 of ``data`` as a non-negative int (``Utils.toPositive(Utils.murmur2(data))``)."""
-    return int(murmurhash2(data, _KAFKA_SEED)) & 0x7FFFFFFF
+    return int(murmurhash2(data, KAFKA_SEED)) & 0x7FFFFFFF
 
 
 def key_group(encoded_key: bytes, max_parallelism: int) -> int:
@@ -85,6 +86,15 @@ class Murmur2Partitioner:
     def partition(self, key: Any, partitions: int) -> int:
         return murmur2(self.key_bytes(key)) % partitions
 
+    def partition_encoded(self, encoded_key: bytes, partitions: int) -> int:
+        """:meth:`partition` of the key whose store bytes (:func:`encode_key`) are ``encoded_key``
+        (re-sharding has those): a ``str`` or ``bytes`` key is not decoded."""
+        if self.key_bytes is default_key_bytes and encoded_key:
+            header = _STR_BIN_HEADERS.get(encoded_key[0])
+            if header is not None:  # murmur2() inlined: this runs once per key when re-sharding
+                return (int(murmurhash2(encoded_key[header:], KAFKA_SEED)) & 0x7FFFFFFF) % partitions
+        return murmur2(_kafka_key_bytes(self.key_bytes, encoded_key)) % partitions
+
     def describe(self) -> str:
         return "murmur2"
 
@@ -99,5 +109,23 @@ class Crc32Partitioner:
     def partition(self, key: Any, partitions: int) -> int:
         return zlib.crc32(self.key_bytes(key)) % partitions
 
+    def partition_encoded(self, encoded_key: bytes, partitions: int) -> int:
+        """As :meth:`Murmur2Partitioner.partition_encoded`."""
+        return zlib.crc32(_kafka_key_bytes(self.key_bytes, encoded_key)) % partitions
+
     def describe(self) -> str:
         return "crc32"
+
+
+#: msgpack headers of a str or bin, and how many bytes they take (the payload follows).
+_STR_BIN_HEADERS = {0xD9: 2, 0xC4: 2, 0xDA: 3, 0xC5: 3, 0xDB: 5, 0xC6: 5} | {t: 1 for t in range(0xA0, 0xC0)}
+
+
+def _kafka_key_bytes(key_bytes: Callable[[Any], bytes], encoded_key: bytes) -> bytes:
+    """``key_bytes(decode_key(encoded_key))``; with the default key bytes, a str's UTF-8 or a bytes
+    key is sliced out of its msgpack encoding instead."""
+    if key_bytes is default_key_bytes and encoded_key:
+        header = _STR_BIN_HEADERS.get(encoded_key[0])
+        if header is not None:
+            return encoded_key[header:]
+    return key_bytes(decode_key(encoded_key))

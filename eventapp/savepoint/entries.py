@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from eventapp.errors import SavepointError
 from eventapp.state.keys import STATE_TAG, TIMER_TAG
 
-__all__ = ["EntryParser", "ParsedEntry", "parse_entry", "with_uid"]
+__all__ = ["EntryParser", "ParsedEntry", "parse_entry", "parse_prefix", "with_uid"]
 
 #: Timer domains as their one-byte tags.
 TIMER_DOMAINS = {b"e": "event_time", b"p": "processing_time"}
@@ -59,6 +59,17 @@ def parse_entry(entry: bytes, where: str) -> ParsedEntry:
     return ParsedEntry("timer", uid, domain, entry[end_uid + 10 :])
 
 
+def parse_prefix(entry: bytes, where: str) -> tuple[bytes, ParsedEntry]:
+    """:func:`parse_entry`, and the prefix ``entry`` shares with every entry of its state (or timer
+    domain): after it, a state entry holds ``len(key)`` (4 bytes) and the key, a timer entry its
+    timestamp (8 bytes) and the key. For loops over runs of entries in key order."""
+    parsed = parse_entry(entry, where)
+    end_uid = entry.find(b"\x00", 1)
+    if parsed.kind == "state":
+        return entry[: entry.find(b"\x00", end_uid + 1) + 1], parsed
+    return entry[: end_uid + 2], parsed
+
+
 def with_uid(entry: bytes, uid: str) -> bytes:
     """``entry`` moved to operator ``uid`` (a renamed operator)."""
     end_uid = entry.find(b"\x00", 1)
@@ -88,11 +99,6 @@ class EntryParser:
                     return ParsedEntry("state", self._uid, self._name, key)
             elif len(entry) >= start + 8:
                 return ParsedEntry("timer", self._uid, self._name, entry[start + 8 :])
-        parsed = parse_entry(entry, self._where)
-        end_uid = entry.find(b"\x00", 1)
-        if parsed.kind == "state":
-            self._prefix = entry[: entry.find(b"\x00", end_uid + 1) + 1]
-        else:
-            self._prefix = entry[: end_uid + 2]
+        self._prefix, parsed = parse_prefix(entry, self._where)
         self._kind, self._uid, self._name = parsed.kind, parsed.uid, parsed.name
         return parsed

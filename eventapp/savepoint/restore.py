@@ -25,7 +25,7 @@ from typing import Any
 
 from eventapp.errors import SavepointError
 from eventapp.partitioning import Partitioner
-from eventapp.savepoint.entries import EntryParser, with_uid
+from eventapp.savepoint.entries import parse_prefix, with_uid
 from eventapp.savepoint.reader import Savepoint
 from eventapp.state.keys import MIN_TIMESTAMP, decode_key
 
@@ -117,18 +117,14 @@ def plan_restore(
         if router is None and not drop and not renames:
             entries[split].extend(savepoint.entries(split))  # as they are: nothing to look at
             continue
-        route = None if router is None else router(split)
-        parse = EntryParser(f"{where}, split {split!r}").parse
-        for key, value in savepoint.entries(split):
-            parsed = parse(key)
-            if parsed.uid in drop:
-                continue
-            new_uid = renames.get(parsed.uid)
-            if new_uid is not None:
-                key = with_uid(key, new_uid)
-            target = split if route is None else route(parsed.key)
-            if target in mine:
-                entries[target].append((key, value))
+        _assign(
+            savepoint.entries(split),
+            f"{where}, split {split!r}",
+            split if router is None else router(split),
+            {s: entries[s] for s in mine},
+            drop,
+            renames,
+        )
     positions: dict[str, int | None] = {}
     max_timestamps: dict[str, int] = {}
     for split in splits:
@@ -147,6 +143,49 @@ def plan_restore(
             renames.get(uid, uid): dict(op.schemas) for uid, op in meta.operators.items() if uid not in drop
         },
     )
+
+
+def _assign(
+    items: Iterable[tuple[bytes, bytes]],
+    where: str,
+    target: str | Callable[[bytes], str],
+    mine: dict[str, list[tuple[bytes, bytes]]],
+    drop: set[str],
+    renames: Mapping[str, str],
+) -> None:
+    """Append each entry of one old split to the list of the split it now belongs to (``target``:
+    the split, or a function of the encoded key), leaving out dropped operators and renaming uids.
+    The hot loop of re-sharding: entries come in runs of one state (or timer domain) and the run's
+    prefix is parsed once."""
+    route = None if isinstance(target, str) else target
+    fixed = mine.get(target) if isinstance(target, str) else None
+    from_bytes = int.from_bytes
+    prefix, start, is_state, skip = b"\xff", 0, False, False  # b"\xff" matches no entry
+    new_prefix: bytes | None = None
+    for key, value in items:
+        if not key.startswith(prefix):
+            prefix, parsed = parse_prefix(key, where)
+            start, is_state = len(prefix), parsed.kind == "state"
+            skip = parsed.uid in drop
+            renamed = renames.get(parsed.uid)
+            new_prefix = None if renamed is None else with_uid(prefix, renamed)
+        if skip:
+            continue
+        if new_prefix is not None:
+            key = new_prefix + key[start:]
+        if route is None:
+            if fixed is not None:
+                fixed.append((key, value))
+            continue
+        body = start if new_prefix is None else len(new_prefix)
+        if is_state:
+            size = from_bytes(key[body : body + 4], "big")
+            key_bytes = key[body + 4 : body + 4 + size]
+        else:
+            key_bytes = key[body + 8 :]
+        found = mine.get(route(key_bytes))
+        if found is not None:
+            found.append((key, value))
 
 
 def _router(
@@ -170,14 +209,21 @@ def _router(
         count = partitions.get(topic)
         if count is None:
             raise SavepointError(f"cannot re-shard split {old_split!r}: the job reads no topic {topic!r}")
+        names = [f"{topic}-{i}" for i in range(count)]
+        encoded: Callable[[bytes, int], int] | None = getattr(partitioner, "partition_encoded", None)
+        partition = partitioner.partition
         # A key's state and timers are several entries (all in one old split): routed once.
         targets: dict[bytes, str] = {}
 
         def route(encoded_key: bytes) -> str:
             found = targets.get(encoded_key)
             if found is None:
-                found = f"{topic}-{partitioner.partition(decode_key(encoded_key), count)}"
-                targets[encoded_key] = found
+                number = (
+                    encoded(encoded_key, count)
+                    if encoded is not None
+                    else partition(decode_key(encoded_key), count)
+                )
+                found = targets[encoded_key] = names[number]
             return found
 
         return route

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+from murmurhash2 import murmurhash2
 
 from eventapp._fs import fsync_directory, write_atomically
 from eventapp.errors import SavepointError
-from eventapp.partitioning import key_group
-from eventapp.savepoint.entries import EntryParser
+from eventapp.partitioning import KAFKA_SEED
+from eventapp.savepoint.entries import parse_prefix
 from eventapp.savepoint.format import METADATA, OperatorSummary, SavepointMetadata, SplitState
 
 __all__ = ["SavepointWriter", "new_savepoint_dir"]
@@ -44,6 +45,30 @@ class _OperatorCounts:
         self.schemas: dict[str, dict[str, Any]] = {}
         self.keys = 0
         self.bytes = 0
+
+
+class _Run:
+    """Counts of one run of entries (one state, or one timer domain, of one operator)."""
+
+    __slots__ = ("bytes", "counts", "entries", "kind", "name")
+
+    def __init__(self) -> None:
+        self.counts: _OperatorCounts | None = None
+        self.kind = self.name = ""
+        self.entries = self.bytes = 0
+
+    def begin(self, counts: _OperatorCounts, kind: str, name: str) -> None:
+        self.counts, self.kind, self.name = counts, kind, name
+
+    def flush(self) -> None:
+        counts = self.counts
+        if counts is not None and self.entries:
+            table = counts.states if self.kind == "state" else counts.timers
+            table[self.name] = table.get(self.name, 0) + self.entries
+            if self.kind == "state":
+                counts.state_bytes[self.name] = counts.state_bytes.get(self.name, 0) + self.bytes
+            counts.bytes += self.bytes
+        self.entries = self.bytes = 0
 
 
 class SavepointWriter:
@@ -91,41 +116,56 @@ class SavepointWriter:
         :mod:`eventapp.state.schema`), recorded for the operators the entries hold state of."""
         if split in self._splits:
             raise SavepointError(f"split {split!r} was added to savepoint {self.directory} twice")
-        parse = EntryParser(f"split {split!r}").parse
+        where = f"split {split!r}"
         max_parallelism = self._max_parallelism
-        rows: list[tuple[int, bytes, bytes]] = []
-        append = rows.append
+        # Entries bucketed by key group; within a bucket they keep the input's (key) order.
+        buckets: list[list[tuple[bytes, bytes]]] = [[] for _ in range(max_parallelism)]
         # Per operator of this split: its distinct keys (a key's entries are in one split).
         split_keys: dict[str, set[bytes]] = {}
+        from_bytes = int.from_bytes
+        run = _Run()
+        prefix, start, is_state = b"\xff", 0, False  # matches no entry (tags are b"s" and b"t")
+        keys: set[bytes] = set()
+        # The hot loop: one run of entries per state (or timer domain), parsed once per run; the
+        # key group is key_group() inlined.
         for key, value in entries:
-            parsed = parse(key)
-            counts = self._operators.get(parsed.uid)
-            if counts is None:
-                counts = self._operators[parsed.uid] = _OperatorCounts()
-            keys = split_keys.get(parsed.uid)
-            if keys is None:
-                keys = split_keys[parsed.uid] = set()
-            size = len(key) + len(value)
-            if parsed.kind == "state":
-                counts.states[parsed.name] = counts.states.get(parsed.name, 0) + 1
-                counts.state_bytes[parsed.name] = counts.state_bytes.get(parsed.name, 0) + size
+            if not key.startswith(prefix):
+                run.flush()
+                prefix, parsed = parse_prefix(key, where)
+                start, is_state = len(prefix), parsed.kind == "state"
+                counts = self._operators.get(parsed.uid)
+                if counts is None:
+                    counts = self._operators[parsed.uid] = _OperatorCounts()
+                keys = split_keys.setdefault(parsed.uid, set())
+                run.begin(counts, parsed.kind, parsed.name)
+            if is_state:
+                size = from_bytes(key[start : start + 4], "big")
+                key_bytes = key[start + 4 : start + 4 + size]
+                if len(key_bytes) != size:
+                    raise SavepointError(f"{where}: state entry {key[:40]!r} is truncated")
             else:
-                counts.timers[parsed.name] = counts.timers.get(parsed.name, 0) + 1
-            keys.add(parsed.key)
-            counts.bytes += size
-            append((key_group(parsed.key, max_parallelism), key, value))
-        for uid, keys in split_keys.items():
-            self._operators[uid].keys += len(keys)
+                key_bytes = key[start + 8 :]
+            keys.add(key_bytes)
+            run.entries += 1
+            run.bytes += len(key) + len(value)
+            buckets[(murmurhash2(key_bytes, KAFKA_SEED) & 0x7FFFFFFF) % max_parallelism].append((key, value))
+        run.flush()
+        for uid, distinct in split_keys.items():
+            self._operators[uid].keys += len(distinct)
         for uid, states in (schemas or {}).items():
             if uid in self._operators:
                 self._operators[uid].schemas.update(states)
-        rows.sort()
         relative = f"state/split-{len(self._splits):04d}.entries"
         path = self.directory / relative
         packer = msgpack.Packer(use_bin_type=True, autoreset=False)
         packer.pack({"format": 1, "split": split})
-        for row in rows:
-            packer.pack(row)
+        pack = packer.pack
+        rows = 0
+        for group, bucket in enumerate(buckets):
+            bucket.sort()  # already sorted when the input is (a store's scan): linear
+            rows += len(bucket)
+            for key, value in bucket:
+                pack((group, key, value))
         data = packer.bytes()
         with open(path, "wb") as handle:
             handle.write(data)
@@ -141,7 +181,7 @@ class SavepointWriter:
             file=relative,
             size=size,
             sha256=digest.hexdigest(),
-            entries=len(rows),
+            entries=rows,
         )
         self._splits[split] = state
         return state
