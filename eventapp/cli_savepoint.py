@@ -1,6 +1,6 @@
 """The ``eventapp savepoint ...`` and ``eventapp checkpoints ...`` commands (shaped like Flink's).
 
-    eventapp savepoint create JOB --target DIR
+    eventapp savepoint create JOB --target DIR [--type canonical|native]
     eventapp savepoint inspect DIR [--operator UID] [--state NAME] [--key K] [--json]
     eventapp savepoint dispose DIR
     eventapp checkpoints list JOB [--json]
@@ -37,6 +37,15 @@ def add_parsers(sub: Any) -> None:
     )
     create.add_argument("target", help="the job: 'package.module:attribute'")
     create.add_argument("--target", dest="directory", type=Path, required=True, metavar="DIR")
+    create.add_argument(
+        "--type",
+        dest="kind",
+        choices=("canonical", "native"),
+        default="canonical",
+        help="canonical (default): portable entries files, restore into any backend and re-shard; "
+        "native: the checkpoints' own state backend files, fast to create and to restore into the "
+        "same backend on the same splits (Flink's --type)",
+    )
     inspect = actions.add_parser("inspect", help="show what a savepoint holds")
     inspect.add_argument("path", type=Path, metavar="DIR")
     inspect.add_argument("--operator", metavar="UID", help="only this operator")
@@ -69,7 +78,7 @@ def run_command(args: argparse.Namespace, load_job: Callable[[str], Job]) -> int
     if args.command == "checkpoints":
         return _list_checkpoints(load_job(args.target), as_json=args.json)
     if args.action == "create":
-        return _create(load_job(args.target), args.directory)
+        return _create(load_job(args.target), args.directory, native=args.kind == "native")
     if args.action == "inspect":
         return _inspect(args)
     return _dispose(args.path)
@@ -92,7 +101,7 @@ def _job_splits(job: Job) -> list[str]:
     return list(node.source.splits())
 
 
-def _create(job: Job, target: Path) -> int:
+def _create(job: Job, target: Path, *, native: bool) -> int:
     created = create_savepoint(
         _storage(job),
         job.name,
@@ -100,11 +109,15 @@ def _create(job: Job, target: Path) -> int:
         target,
         max_parallelism=job.config.max_parallelism,
         partitioner=job.config.partitioner.describe(),
+        native=native,
     )
     meta = created.metadata
-    entries = sum(s.entries for s in meta.splits.values())
     print(f"Savepoint completed. Path: {created.path}")
-    print(f"  job {meta.job!r}, id {meta.id}, {len(meta.splits)} splits, {entries} entries")
+    if native:
+        print(f"  job {meta.job!r}, id {meta.id}, {len(meta.splits)} splits, native ({meta.backend} files)")
+    else:
+        entries = sum(s.entries for s in meta.splits.values())
+        print(f"  job {meta.job!r}, id {meta.id}, {len(meta.splits)} splits, {entries} entries")
     if created.never_checkpointed:
         never = ", ".join(created.never_checkpointed)
         print(f"  splits with no committed checkpoint (empty, no position): {never}")
@@ -137,15 +150,16 @@ def _inspect(args: argparse.Namespace) -> int:
     print(f"  state from backend {meta.backend}")
     print(f"  max_parallelism {meta.max_parallelism}, partitioner {meta.partitioner}")
     for uid, op in sorted(operators.items()):
-        print(f"  operator {uid!r}: {op.keys} keys, {op.bytes} bytes")
+        if op.keys < 0:
+            print(f"  operator {uid!r}: keys and bytes not counted (native savepoint)")
+        else:
+            print(f"  operator {uid!r}: {op.keys} keys, {op.bytes} bytes")
         for name, count in op.states.items():
             if args.state is None or args.state == name:
-                size = op.state_bytes.get(name)
                 schema = op.schemas.get(name)
                 detail = "" if schema is None else f", {_describe_schema(schema)}"
-                print(
-                    f"    state {name!r}: {count} entries, {size if size is not None else '?'} bytes{detail}"
-                )
+                counted = "not counted" if count < 0 else f"{count} entries, {op.state_bytes.get(name)} bytes"
+                print(f"    state {name!r}: {counted}{detail}")
         for domain, count in op.timers.items():
             print(f"    timers {domain}: {count}")
     print("  splits (position, max timestamp, from checkpoint, entries, bytes):")

@@ -122,6 +122,7 @@ def _savepoint_plan(
         max_parallelism=config.max_parallelism,
         allow_non_restored_state=restore.allow_non_restored_state,
         uid_renames=restore.uid_renames,
+        backend=config.state_backend.name,
     )
     if plan.dropped:
         log.warning(
@@ -153,13 +154,17 @@ def _savepoint_task(
     ):
         log.info("split.savepoint_already_restored", split=split, savepoint_id=plan.id)
         return _restored_task(split, config, checkpointer, committed, None, dead_letters, now_ms, log)
-    store = config.state_backend.open(split)
-    try:
-        for key, value in plan.entries[split]:
-            store.put(key, value)
-    except BaseException:
-        store.close()
-        raise
+    native = plan.native.get(split)
+    if native is not None:
+        store = config.state_backend.open(split, restore_from=native)  # links or copies: NO_CLAIM
+    else:
+        store = config.state_backend.open(split)
+        try:
+            for key, value in plan.entries[split]:
+                store.put(key, value)
+        except BaseException:
+            store.close()
+            raise
     task = SplitTask(
         split,
         store,
@@ -176,7 +181,7 @@ def _savepoint_task(
         split=split,
         savepoint=str(plan.savepoint.path),
         savepoint_id=plan.id,
-        entries=len(plan.entries[split]),
+        entries=len(plan.entries[split]) if native is None else "native",
         position=plan.positions[split],
         resharded=plan.resharded,
         committed_checkpoint_id=None if committed is None else committed.checkpoint_id,

@@ -9,11 +9,8 @@ split's newer one.
 
 from __future__ import annotations
 
-import importlib
 import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +20,10 @@ from eventapp.checkpoint.meta import SnapshotMeta
 from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo
 from eventapp.errors import SavepointError, SnapshotMissingError
 from eventapp.savepoint.format import SavepointMetadata
+from eventapp.savepoint.native import read_snapshot_entries
 from eventapp.savepoint.writer import SavepointWriter, new_savepoint_dir
-from eventapp.state.store import KeyedStateStore, StateBackend
 
-__all__ = ["CreatedSavepoint", "create_savepoint", "read_snapshot_entries"]
+__all__ = ["CreatedSavepoint", "create_savepoint"]
 
 log = structlog.get_logger("eventapp.savepoint")
 
@@ -41,36 +38,6 @@ class CreatedSavepoint:
     never_checkpointed: tuple[str, ...]
 
 
-@contextmanager
-def read_snapshot_entries(backend: str, state_dir: Path) -> Iterator[KeyedStateStore]:
-    """A store opened from the snapshot ``state_dir`` written by ``backend``, in a scratch
-    directory of its own (never the job's working directory, which may be in use)."""
-    scratch = Path(tempfile.mkdtemp(prefix="eventapp-savepoint-"))
-    instance: StateBackend
-    try:
-        if backend == "memory":
-            instance = importlib.import_module("eventapp.statebackends.memory").MemoryStateBackend()
-        elif backend == "rocksdb":
-            instance = importlib.import_module("eventapp.statebackends.rocksdb").RocksDBStateBackend(
-                scratch, cache_entries=0
-            )
-        else:
-            raise SavepointError(
-                f"snapshot {state_dir} was written by state backend {backend!r}, which savepoints "
-                f"cannot read (known: memory, rocksdb)"
-            )
-        store = instance.open("savepoint", restore_from=state_dir)
-        try:
-            yield store
-        finally:
-            store.close()
-            close = getattr(instance, "close", None)
-            if close is not None:
-                close()
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
 def create_savepoint(
     storage: CheckpointStorage,
     job: str,
@@ -79,8 +46,10 @@ def create_savepoint(
     *,
     max_parallelism: int,
     partitioner: str,
+    native: bool = False,
 ) -> CreatedSavepoint:
-    """Write a savepoint of ``job``'s ``splits`` under ``target``.
+    """Write a savepoint of ``job``'s ``splits`` under ``target``: canonical (entries files), or with
+    ``native`` the checkpoints' own snapshot files (:mod:`eventapp.savepoint.native`).
 
     :raises SavepointError: no split has a committed checkpoint, or a snapshot cannot be read. On
         failure the half-written directory is removed.
@@ -109,7 +78,7 @@ def create_savepoint(
                 never.append(split)
                 writer.add_split(split, (), position=None, max_timestamp=-(1 << 63))
                 continue
-            backends.add(_add_from_checkpoint(writer, storage, job, split))
+            backends.add(_add_from_checkpoint(writer, storage, job, split, native))
         # The backend names are informative only (the format is the same for all).
         metadata = writer.finish(backend=",".join(sorted(backends)) or None)
     except BaseException:
@@ -121,6 +90,7 @@ def create_savepoint(
         path=str(directory),
         savepoint_id=metadata.id,
         splits=len(splits),
+        type="native" if native else "canonical",
         never_checkpointed=never,
     )
     return CreatedSavepoint(directory, metadata, tuple(never))
@@ -131,7 +101,9 @@ def _newest_committed(storage: CheckpointStorage, job: str, split: str) -> Snaps
     return committed[-1] if committed else None
 
 
-def _add_from_checkpoint(writer: SavepointWriter, storage: CheckpointStorage, job: str, split: str) -> str:
+def _add_from_checkpoint(
+    writer: SavepointWriter, storage: CheckpointStorage, job: str, split: str, native: bool
+) -> str:
     """Add ``split``'s newest committed snapshot; returns its backend's name."""
     for attempt in range(_ATTEMPTS):
         info = _newest_committed(storage, job, split)
@@ -139,6 +111,19 @@ def _add_from_checkpoint(writer: SavepointWriter, storage: CheckpointStorage, jo
         try:
             path, data = storage.open(job, split, info.name)
             meta = SnapshotMeta.from_json(path, data)
+            if native:
+                writer.add_native_split(
+                    split,
+                    path / "state",
+                    backend=meta.backend,
+                    operators=meta.operators,
+                    position=meta.position,
+                    max_timestamp=meta.max_timestamp,
+                    checkpoint_id=meta.checkpoint_id,
+                    snapshot_name=meta.snapshot,
+                    schemas=meta.schemas,
+                )
+                return meta.backend
             with read_snapshot_entries(meta.backend, path / "state") as store:
                 writer.add_split(
                     split,

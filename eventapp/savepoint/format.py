@@ -32,6 +32,7 @@ from typing import Any
 import msgpack
 
 from eventapp.errors import SavepointError
+from eventapp.savepoint.native import digest_tree
 
 __all__ = [
     "METADATA",
@@ -104,7 +105,11 @@ class SplitState:
     file: str
     size: int
     sha256: str
+    #: Entries in the file (-1: not counted, a native split).
     entries: int
+    #: The state backend whose snapshot files ``file`` (a directory) holds, for a native split
+    #: (see :mod:`eventapp.savepoint.native`); ``None``: a canonical entries file.
+    native: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +121,7 @@ class SplitState:
             "size": self.size,
             "sha256": self.sha256,
             "entries": self.entries,
+            "native": self.native,
         }
 
     @classmethod
@@ -131,6 +137,7 @@ class SplitState:
             size=int(data["size"]),
             sha256=str(data["sha256"]),
             entries=int(data["entries"]),
+            native=None if data.get("native") is None else str(data["native"]),
         )
 
 
@@ -233,6 +240,9 @@ def verify_state_file(directory: Path, split: str, state: SplitState) -> None:
     :raises SavepointError: naming the file and what is wrong with it.
     """
     path = _state_path(directory, state.file)
+    if state.native is not None:
+        _verify_native(path, split, state)
+        return
     try:
         size = path.stat().st_size
         if size != state.size:
@@ -255,6 +265,23 @@ def verify_state_file(directory: Path, split: str, state: SplitState) -> None:
         raise SavepointError(
             f"savepoint file {path} (split {split!r}) fails its SHA-256 check: it is corrupted; the "
             f"savepoint is damaged"
+        )
+
+
+def _verify_native(path: Path, split: str, state: SplitState) -> None:
+    if not path.is_dir():
+        raise SavepointError(
+            f"savepoint directory {path} (split {split!r}, native {state.native} snapshot) is missing; the "
+            f"savepoint is incomplete (was it copied without its state/ directory?)"
+        )
+    try:
+        size, sha256 = digest_tree(path)
+    except OSError as exc:
+        raise SavepointError(f"savepoint files {path} (split {split!r}) are unreadable: {exc}") from exc
+    if size != state.size or sha256 != state.sha256:
+        raise SavepointError(
+            f"savepoint files {path} (split {split!r}, native {state.native} snapshot) fail their size or "
+            f"SHA-256 check: a file was truncated, changed, added or removed; the savepoint is damaged"
         )
 
 

@@ -20,6 +20,7 @@ from eventapp.errors import SavepointError
 from eventapp.functions import TimeDomain
 from eventapp.savepoint.entries import EntryParser
 from eventapp.savepoint.format import METADATA, SavepointMetadata, iter_state_file, verify_state_file
+from eventapp.savepoint.native import read_snapshot_entries
 from eventapp.state.descriptors import StateDescriptor
 from eventapp.state.inspect import StateInspector
 from eventapp.state.keys import decode_key, decode_timestamp, operator_state_prefix
@@ -61,10 +62,15 @@ class Savepoint:
         return sorted(self.metadata.operators)
 
     def entries(self, split: str) -> Iterator[tuple[bytes, bytes]]:
-        """The store entries of ``split``, in key-group order."""
+        """The store entries of ``split``: in key-group order (canonical), or in key order (a native
+        split, read through a scratch store opened from its files)."""
         state = self.metadata.splits.get(split)
         if state is None:
             raise SavepointError(f"savepoint {self.path} has no split {split!r}; it has {self.splits()}")
+        if state.native is not None:
+            with read_snapshot_entries(state.native, self.path / state.file) as store:
+                yield from store.scan(b"")
+            return
         for _group, key, value in iter_state_file(self.path, split, state):
             yield key, value
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from eventapp.errors import SavepointError
@@ -46,6 +47,8 @@ class SavepointRestore:
     dropped: tuple[str, ...] = ()
     resharded: bool = False
     renamed: dict[str, str] = field(default_factory=dict)
+    #: Per split of this worker restored from native snapshot files as they are: their directory.
+    native: dict[str, Path] = field(default_factory=dict)
     #: Per operator uid (after renames), per state name: the schema the savepoint recorded.
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -65,9 +68,12 @@ def plan_restore(
     max_parallelism: int,
     allow_non_restored_state: bool = False,
     uid_renames: Mapping[str, str] | None = None,
+    backend: str | None = None,
 ) -> SavepointRestore:
     """Check ``savepoint`` against the job and assign its entries to ``splits`` (this worker's
-    splits of ``source_splits``). Raises :class:`SavepointError` naming what does not fit."""
+    splits of ``source_splits``). ``backend``: the job's state backend; a native split of that
+    backend restored as it is opens from its files. Raises :class:`SavepointError` naming what does
+    not fit."""
     meta = savepoint.metadata
     where = f"--from-savepoint {savepoint.path}"
     if meta.job != job:
@@ -110,9 +116,15 @@ def plan_restore(
     router = _router(source_splits, partitioner) if resharded else None
     mine = set(splits)
     entries: dict[str, list[tuple[bytes, bytes]]] = {s: [] for s in splits}
+    native: dict[str, Path] = {}
     drop = set(dropped)
     for split in savepoint.splits():
         if router is None and split not in mine:
+            continue
+        stored = meta.splits[split]
+        as_is = router is None and not drop and not renames
+        if as_is and stored.native is not None and stored.native == backend:
+            native[split] = savepoint.path / stored.file  # the backend opens its own files
             continue
         if router is None and not drop and not renames:
             entries[split].extend(savepoint.entries(split))  # as they are: nothing to look at
@@ -139,6 +151,7 @@ def plan_restore(
         dropped=dropped,
         resharded=resharded,
         renamed=renames,
+        native=native,
         schemas={
             renames.get(uid, uid): dict(op.schemas) for uid, op in meta.operators.items() if uid not in drop
         },

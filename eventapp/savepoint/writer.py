@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from eventapp.errors import SavepointError
 from eventapp.partitioning import KAFKA_SEED
 from eventapp.savepoint.entries import parse_prefix
 from eventapp.savepoint.format import METADATA, OperatorSummary, SavepointMetadata, SplitState
+from eventapp.savepoint.native import digest_tree, link_tree
 
 __all__ = ["SavepointWriter", "new_savepoint_dir"]
 
@@ -182,6 +184,56 @@ class SavepointWriter:
             size=size,
             sha256=digest.hexdigest(),
             entries=rows,
+        )
+        self._splits[split] = state
+        return state
+
+    def add_native_split(
+        self,
+        split: str,
+        snapshot: Path,
+        *,
+        backend: str,
+        operators: Iterable[str],
+        position: int | None,
+        max_timestamp: int,
+        checkpoint_id: int,
+        snapshot_name: str | None,
+        schemas: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> SplitState:
+        """Add ``split`` as the files of its ``backend`` snapshot directory ``snapshot`` (hard
+        links, see :mod:`eventapp.savepoint.native`). Entries are not read, so they are not
+        counted: the operators are the checkpoint's (``operators``), their counts -1."""
+        if split in self._splits:
+            raise SavepointError(f"split {split!r} was added to savepoint {self.directory} twice")
+        relative = f"state/split-{len(self._splits):04d}.{backend}"
+        target = self.directory / relative
+        target.mkdir()
+        try:
+            link_tree(snapshot, target)
+            size, sha256 = digest_tree(target)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)  # the snapshot was pruned while linked
+            raise
+        for uid in operators:
+            counts = self._operators.get(uid)
+            if counts is None:
+                counts = self._operators[uid] = _OperatorCounts()
+            counts.keys = counts.bytes = -1
+            states = (schemas or {}).get(uid, {})
+            counts.schemas.update(states)
+            for name in states:
+                counts.states[name] = -1
+        state = SplitState(
+            position=position,
+            max_timestamp=max_timestamp,
+            checkpoint_id=checkpoint_id,
+            snapshot=snapshot_name,
+            file=relative,
+            size=size,
+            sha256=sha256,
+            entries=-1,
+            native=backend,
         )
         self._splits[split] = state
         return state

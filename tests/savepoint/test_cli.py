@@ -87,3 +87,26 @@ def test_bad_input_exits_1_or_2_with_a_message(
     assert "only apply with --from-savepoint" in capsys.readouterr().err
     assert main(["run", JOB, "--from-savepoint", str(tmp_path), "--rename-uid", "x"]) == 2
     assert "OLD=NEW" in capsys.readouterr().err
+
+
+def test_native_savepoint_through_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SP_CHECKPOINTS", str(tmp_path / "chk"))
+    cli_sp_job.SINK.clear()
+    assert main(["run", JOB]) == 0
+    capsys.readouterr()
+    assert main(["savepoint", "create", JOB, "--target", str(tmp_path / "sp"), "--type", "native"]) == 0
+    out = capsys.readouterr().out
+    assert "native (memory files)" in out
+    path = Path(re.search(r"Savepoint completed\. Path: (\S+)", out).group(1))  # type: ignore[union-attr]
+    assert main(["savepoint", "inspect", str(path)]) == 0
+    assert "keys and bytes not counted (native savepoint)" in capsys.readouterr().out
+    cli_sp_job.SINK.clear()
+    monkeypatch.setenv("SP_CHECKPOINTS", str(tmp_path / "chk-2"))
+    assert main(["run", MORE, "--from-savepoint", str(path)]) == 0
+    counts = Counter(k for k, _ in PHASE1)
+    assert sorted(cli_sp_job.SINK.values) == sorted(f"card-{i}={counts[f'card-{i}'] + 1}" for i in range(40))
+    with pytest.raises(SystemExit) as usage:
+        main(["savepoint", "create", JOB, "--target", str(tmp_path / "sp"), "--type", "bogus"])
+    assert usage.value.code == 2
