@@ -22,7 +22,7 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 
 import rocksdict
@@ -39,6 +39,8 @@ __all__ = ["RocksDBStateStore"]
 log = structlog.get_logger(__name__)
 
 _MAX_HEADS = 16
+#: Entries per WriteBatch of put_all.
+_BULK = 50_000
 #: A cached entry known to be absent from the database.
 _ABSENT: bytes | None = None
 _UNKNOWN = object()
@@ -129,6 +131,33 @@ class RocksDBStateStore:
         dirty.add(key)
         if len(dirty) >= self._dirty_limit():
             self.write_back()
+
+    def put_all(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
+        """Straight to RocksDB in WriteBatches of ``_BULK`` entries (the cache is written back
+        first and keeps no copy of them), recorded for the changelog like any write."""
+        self.write_back()
+        self._wait_for_snapshot()
+        cache = self._cache
+        low, high = self._heads_low, self._heads_high
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        pending = 0
+        for key, value in entries:
+            batch.put(key, value)
+            cache.pop(key, None)
+            if low <= key < high:
+                self._lower_heads(key)
+            changes = self._changes
+            if changes is not None:
+                changes[key] = value
+                if len(changes) > self._changelog_entries:
+                    self._changes = None  # too many for a changelog: the next snapshot is full
+            pending += 1
+            if pending == _BULK:
+                self._db.write(batch)
+                batch = rocksdict.WriteBatch(raw_mode=True)
+                pending = 0
+        if pending:
+            self._db.write(batch)
 
     def delete(self, key: bytes) -> None:
         if not self._cache_entries and not self._dirty and not self._snapshot_in_progress():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from eventapp.state.store import KeyedStateStore, StateSnapshot
@@ -30,6 +30,10 @@ class JournaledStore:
     def put(self, key: bytes, value: bytes) -> None:
         self._remember(key)
         self.inner.put(key, value)
+
+    def put_all(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
+        for key, value in entries:
+            self.put(key, value)
 
     def delete(self, key: bytes) -> None:
         self._remember(key)

@@ -160,8 +160,7 @@ def _savepoint_task(
     else:
         store = config.state_backend.open(split)
         try:
-            for key, value in plan.entries[split]:
-                store.put(key, value)
+            store.put_all(plan.entries[split])
         except BaseException:
             store.close()
             raise

@@ -3,7 +3,7 @@ outside a running job: for tests, tools and savepoint inspection."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from eventapp.clock import Clock, SystemClock
@@ -92,6 +92,9 @@ class _ReadOnlyStore:
         return self._inner.get(key)
 
     def put(self, key: bytes, value: bytes) -> None:
+        return None
+
+    def put_all(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
         return None
 
     def delete(self, key: bytes) -> None:

@@ -9,7 +9,7 @@ open a store from such a snapshot. Every backend must pass ``tests/conformance``
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -53,6 +53,10 @@ class KeyedStateStore(Protocol):
 
     def put(self, key: bytes, value: bytes) -> None:
         """Store ``value`` under ``key``, replacing any previous value."""
+        ...
+
+    def put_all(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
+        """:meth:`put` of every ``(key, value)``, in bulk (restoring a savepoint loads this way)."""
         ...
 
     def delete(self, key: bytes) -> None:

@@ -602,3 +602,19 @@ def test_prefix_successor_bounds_the_prefix() -> None:
                 assert upper is None or key < upper
             elif key > prefix:
                 assert upper is not None and key >= upper
+
+
+def test_put_all_is_put_of_each_entry_and_survives_a_snapshot(
+    store: KeyedStateStore, make_backend: BackendFactory, snapshot_dir: DirFactory
+) -> None:
+    store.put(b"k-cached", b"old")  # pending in a write-back cache, replaced by put_all
+    store.put(b"k-kept", b"kept")
+    bulk = random_entries(seed=9, count=120_000)  # more than one internal batch
+    items = [*bulk.items(), (b"k-cached", b"new"), (b"k-dup", b"first"), (b"k-dup", b"second")]
+    store.put_all(iter(items))  # any iterable, consumed once
+    expected = {**bulk, b"k-cached": b"new", b"k-dup": b"second", b"k-kept": b"kept"}
+    assert store.get(b"k-cached") == b"new" and store.get(b"k-dup") == b"second"
+    assert contents(store) == sorted(expected.items())
+    directory = snapshot_dir()
+    store.snapshot(directory)
+    assert restore(make_backend(), directory) == sorted(expected.items())
