@@ -54,7 +54,7 @@ def run_from(savepoint: Path, transactions: list[dict[str, Any]], uid: str) -> l
 
 
 def main() -> None:
-    configure_logging(level="error")
+    configure_logging()
     with tempfile.TemporaryDirectory(prefix="eventapp-state-processor-") as directory:
         migrate(Path(directory))
 
