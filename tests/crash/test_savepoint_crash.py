@@ -1,7 +1,8 @@
 """Restoring from a savepoint stays exactly-once through SIGKILLs: phase 1 runs the crash job to the
 end of its input (one worker), a savepoint is created from its checkpoints, then phase 2 (more
 input) runs two workers that are all started, and restarted after every kill, with the same
-``--from-savepoint DIR``. Output and final state must reflect every record of both phases exactly
+``--from-savepoint DIR``, for a canonical and a native savepoint (the native one restores each
+split from the RocksDB files it links). Output and final state must reflect every record of both phases exactly
 once: a split restores the savepoint only until its first checkpoint after it committed, then its
 own checkpoints. The savepoint is never modified."""
 
@@ -21,7 +22,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.crash]
 PHASE1 = 20_000  # ids 0..19_999; phase 2 starts on a window boundary (ts = 1_000_000 + 3 * id)
 
 
-def test_restore_from_savepoint_under_sigkills_is_exactly_once(setup: CrashSetup) -> None:
+@pytest.mark.parametrize("kind", ["canonical", "native"])
+def test_restore_from_savepoint_under_sigkills_is_exactly_once(setup: CrashSetup, kind: str) -> None:
     first = produce_input(
         setup.bootstrap, setup.input, setup.partitions, records=PHASE1, keys=300, bad_json_every=2_999
     )
@@ -35,6 +37,10 @@ def test_restore_from_savepoint_under_sigkills_is_exactly_once(setup: CrashSetup
         setup.work_dir / "savepoints",
         max_parallelism=128,
         partitioner="murmur2",
+        native=kind == "native",
+    )
+    assert {s.native for s in created.metadata.splits.values()} == (
+        {None} if kind == "canonical" else {"rocksdb"}
     )
     before = tree_digest(created.path)
 
