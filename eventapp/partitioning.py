@@ -86,14 +86,21 @@ class Murmur2Partitioner:
     def partition(self, key: Any, partitions: int) -> int:
         return murmur2(self.key_bytes(key)) % partitions
 
-    def partition_encoded(self, encoded_key: bytes, partitions: int) -> int:
-        """:meth:`partition` of the key whose store bytes (:func:`encode_key`) are ``encoded_key``
-        (re-sharding has those): a ``str`` or ``bytes`` key is not decoded."""
-        if self.key_bytes is default_key_bytes and encoded_key:
-            header = _STR_BIN_HEADERS.get(encoded_key[0])
-            if header is not None:  # murmur2() inlined: this runs once per key when re-sharding
-                return (int(murmurhash2(encoded_key[header:], KAFKA_SEED)) & 0x7FFFFFFF) % partitions
-        return murmur2(_kafka_key_bytes(self.key_bytes, encoded_key)) % partitions
+    def encoded_partitioner(self, partitions: int) -> Callable[[bytes], int]:
+        """:meth:`partition` as a function of a key's store bytes (:func:`encode_key`), which is
+        what re-sharding has: a ``str`` or ``bytes`` key is not decoded (runs once per key)."""
+        key_bytes = self.key_bytes
+        if key_bytes is not default_key_bytes:
+            return lambda encoded: murmur2(key_bytes(decode_key(encoded))) % partitions
+        headers = _STR_BIN_HEADERS
+
+        def partition(encoded: bytes) -> int:
+            header = headers.get(encoded[0])
+            if header is None:
+                return murmur2(default_key_bytes(decode_key(encoded))) % partitions
+            return (int(murmurhash2(encoded[header:], KAFKA_SEED)) & 0x7FFFFFFF) % partitions  # murmur2()
+
+        return partition
 
     def describe(self) -> str:
         return "murmur2"
@@ -109,9 +116,10 @@ class Crc32Partitioner:
     def partition(self, key: Any, partitions: int) -> int:
         return zlib.crc32(self.key_bytes(key)) % partitions
 
-    def partition_encoded(self, encoded_key: bytes, partitions: int) -> int:
-        """As :meth:`Murmur2Partitioner.partition_encoded`."""
-        return zlib.crc32(_kafka_key_bytes(self.key_bytes, encoded_key)) % partitions
+    def encoded_partitioner(self, partitions: int) -> Callable[[bytes], int]:
+        """As :meth:`Murmur2Partitioner.encoded_partitioner`."""
+        key_bytes = self.key_bytes
+        return lambda encoded: zlib.crc32(_kafka_key_bytes(key_bytes, encoded)) % partitions
 
     def describe(self) -> str:
         return "crc32"
@@ -124,7 +132,7 @@ _STR_BIN_HEADERS = {0xD9: 2, 0xC4: 2, 0xDA: 3, 0xC5: 3, 0xDB: 5, 0xC6: 5} | {t: 
 def _kafka_key_bytes(key_bytes: Callable[[Any], bytes], encoded_key: bytes) -> bytes:
     """``key_bytes(decode_key(encoded_key))``; with the default key bytes, a str's UTF-8 or a bytes
     key is sliced out of its msgpack encoding instead."""
-    if key_bytes is default_key_bytes and encoded_key:
+    if key_bytes is default_key_bytes:
         header = _STR_BIN_HEADERS.get(encoded_key[0])
         if header is not None:
             return encoded_key[header:]

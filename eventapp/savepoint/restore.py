@@ -161,17 +161,17 @@ def plan_restore(
 def _assign(
     items: Iterable[tuple[bytes, bytes]],
     where: str,
-    target: str | Callable[[bytes], str],
+    target: str | _Route,
     mine: dict[str, list[tuple[bytes, bytes]]],
     drop: set[str],
     renames: Mapping[str, str],
 ) -> None:
     """Append each entry of one old split to the list of the split it now belongs to (``target``:
-    the split, or a function of the encoded key), leaving out dropped operators and renaming uids.
+    the split, or a route by encoded key), leaving out dropped operators and renaming uids.
     The hot loop of re-sharding: entries come in runs of one state (or timer domain) and the run's
     prefix is parsed once."""
-    route = None if isinstance(target, str) else target
     fixed = mine.get(target) if isinstance(target, str) else None
+    part, lists = (None, []) if isinstance(target, str) else (target[0], [mine.get(n) for n in target[1]])
     from_bytes = int.from_bytes
     prefix, start, is_state, skip = b"\xff", 0, False, False  # b"\xff" matches no entry
     new_prefix: bytes | None = None
@@ -186,7 +186,7 @@ def _assign(
             continue
         if new_prefix is not None:
             key = new_prefix + key[start:]
-        if route is None:
+        if part is None:
             if fixed is not None:
                 fixed.append((key, value))
             continue
@@ -196,16 +196,18 @@ def _assign(
             key_bytes = key[body + 4 : body + 4 + size]
         else:
             key_bytes = key[body + 8 :]
-        found = mine.get(route(key_bytes))
+        found = lists[part(key_bytes)]
         if found is not None:
             found.append((key, value))
 
 
-def _router(
-    source_splits: Iterable[str], partitioner: Partitioner
-) -> Callable[[str], Callable[[bytes], str]]:
-    """For an old split, the function that maps an encoded key to the split of the old split's
-    topic that the key's records now go to."""
+#: The partition number of an encoded key, and the split names by partition number.
+_Route = tuple[Callable[[bytes], int], list[str]]
+
+
+def _router(source_splits: Iterable[str], partitioner: Partitioner) -> Callable[[str], _Route]:
+    """For an old split: the function that maps an encoded key to the partition of the old split's
+    topic that the key's records now go to, and those partitions' split names."""
     partitions: dict[str, int] = {}
     for split in source_splits:
         topic, _ = _parse(split)
@@ -217,29 +219,29 @@ def _router(
                 f"cannot re-shard state onto topic {topic!r}: its splits are not numbered 0..{count - 1}"
             )
 
-    def for_split(old_split: str) -> Callable[[bytes], str]:
+    def for_split(old_split: str) -> _Route:
         topic, _ = _parse(old_split)
         count = partitions.get(topic)
         if count is None:
             raise SavepointError(f"cannot re-shard split {old_split!r}: the job reads no topic {topic!r}")
         names = [f"{topic}-{i}" for i in range(count)]
-        encoded: Callable[[bytes, int], int] | None = getattr(partitioner, "partition_encoded", None)
+        fast: Callable[[int], Callable[[bytes], int]] | None = getattr(
+            partitioner, "encoded_partitioner", None
+        )
+        if fast is not None:
+            return fast(count), names
+        # Another partitioner: decode the key; a key's state and timers are several entries (all
+        # in one old split), partitioned once.
         partition = partitioner.partition
-        # A key's state and timers are several entries (all in one old split): routed once.
-        targets: dict[bytes, str] = {}
+        numbers: dict[bytes, int] = {}
 
-        def route(encoded_key: bytes) -> str:
-            found = targets.get(encoded_key)
+        def number(encoded_key: bytes) -> int:
+            found = numbers.get(encoded_key)
             if found is None:
-                number = (
-                    encoded(encoded_key, count)
-                    if encoded is not None
-                    else partition(decode_key(encoded_key), count)
-                )
-                found = targets[encoded_key] = names[number]
+                found = numbers[encoded_key] = partition(decode_key(encoded_key), count)
             return found
 
-        return route
+        return number, names
 
     return for_split
 
