@@ -98,7 +98,7 @@ class Murmur2Partitioner:
             header = headers.get(encoded[0])
             if header is None:
                 return murmur2(default_key_bytes(decode_key(encoded))) % partitions
-            return (int(murmurhash2(encoded[header:], KAFKA_SEED)) & 0x7FFFFFFF) % partitions  # murmur2()
+            return (murmurhash2(encoded[header:], KAFKA_SEED) & 0x7FFFFFFF) % partitions  # murmur2()
 
         return partition
 

@@ -135,28 +135,29 @@ class RocksDBStateStore:
     def put_all(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
         """Straight to RocksDB in WriteBatches of ``_BULK`` entries (the cache is written back
         first and keeps no copy of them), recorded for the changelog like any write."""
+        items = entries if isinstance(entries, list) else list(entries)
         self.write_back()
         self._wait_for_snapshot()
         cache = self._cache
+        if cache:
+            for key, _ in items:
+                cache.pop(key, None)
         low, high = self._heads_low, self._heads_high
-        batch = rocksdict.WriteBatch(raw_mode=True)
-        pending = 0
-        for key, value in entries:
-            batch.put(key, value)
-            cache.pop(key, None)
-            if low <= key < high:
-                self._lower_heads(key)
-            changes = self._changes
-            if changes is not None:
-                changes[key] = value
-                if len(changes) > self._changelog_entries:
-                    self._changes = None  # too many for a changelog: the next snapshot is full
-            pending += 1
-            if pending == _BULK:
-                self._db.write(batch)
-                batch = rocksdict.WriteBatch(raw_mode=True)
-                pending = 0
-        if pending:
+        if low < high:
+            for key, _ in items:
+                if low <= key < high:
+                    self._lower_heads(key)
+        changes = self._changes
+        if changes is not None:
+            if len(changes) + len(items) > self._changelog_entries:
+                self._changes = None  # too many for a changelog: the next snapshot is full
+            else:
+                changes.update(items)
+        for start in range(0, len(items), _BULK):
+            batch = rocksdict.WriteBatch(raw_mode=True)
+            put = batch.put
+            for key, value in items[start : start + _BULK]:
+                put(key, value)
             self._db.write(batch)
 
     def delete(self, key: bytes) -> None:
