@@ -173,7 +173,7 @@ def _assign(
     fixed = mine.get(target) if isinstance(target, str) else None
     part, lists = (None, []) if isinstance(target, str) else (target[0], [mine.get(n) for n in target[1]])
     from_bytes = int.from_bytes
-    prefix, start, is_state, skip = b"\xff", 0, False, False  # b"\xff" matches no entry
+    prefix, start, body, is_state, skip = b"\xff", 0, 0, False, False  # b"\xff" matches no entry
     new_prefix: bytes | None = None
     for key, value in items:
         if not key.startswith(prefix):
@@ -182,6 +182,7 @@ def _assign(
             skip = parsed.uid in drop
             renamed = renames.get(parsed.uid)
             new_prefix = None if renamed is None else with_uid(prefix, renamed)
+            body = start if new_prefix is None else len(new_prefix)  # where the key part starts
         if skip:
             continue
         if new_prefix is not None:
@@ -190,7 +191,6 @@ def _assign(
             if fixed is not None:
                 fixed.append((key, value))
             continue
-        body = start if new_prefix is None else len(new_prefix)
         if is_state:
             size = from_bytes(key[body : body + 4], "big")
             key_bytes = key[body + 4 : body + 4 + size]

@@ -300,3 +300,19 @@ def test_unknown_operator_is_refused_dropped_with_the_flag_or_renamed(tmp_path: 
 def test_savepoint_of_a_job_without_committed_checkpoints_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SavepointError, match="no committed checkpoint"):
         take_savepoint(tmp_path / "empty", tmp_path)
+
+
+def test_rescale_with_a_renamed_uid_moves_and_renames_each_entry(tmp_path: Path) -> None:
+    storage, counts = run_phase1(tmp_path, "rocksdb")
+    savepoint = take_savepoint(storage, tmp_path)
+    source = CollectionSource(
+        PHASE1 + [(k, 2) for k in KEYS], splits=6, partitioner=partition_of(4, 6), bounded=False
+    )
+    sink: CollectionSink[str] = CollectionSink()
+    job = make_job(source, sink, tmp_path / "checkpoints-2", MemoryStateBackend(), uid="count-2")
+    runner = job.runner(
+        restore=RestoreRequest(from_savepoint=savepoint.path, uid_renames={"count": "count-2"})
+    )
+    runner.run_until_idle()
+    runner.close()
+    assert sorted(sink.values) == sorted(f"{k}={counts[k] + 1}" for k in KEYS)
