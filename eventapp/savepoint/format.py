@@ -13,8 +13,9 @@ largest timestamp (watermark), the checkpoint it came from, and its state file b
 with the file's size, SHA-256 and entry count. It carries the SHA-256 of its own content
 (``checksum``, over the sorted JSON without that field), so a truncated or edited file is refused.
 
-A state file is a msgpack stream: a header ``{"format": 1, "split": ...}`` and then one array
-``[key group, entry key, entry value]`` per store entry, sorted by key group and key. Entries are
+A state file is a msgpack stream: a header ``{"format": 2, "split": ...}``, then for every key
+group that has entries its number (an int) followed by one array ``[entry key, entry value]`` per
+store entry of the group, groups ascending and entries sorted by key. Entries are
 the store's own ``bytes -> bytes`` (the layout of :mod:`eventapp.state.keys`), which every backend
 shares: this *canonical* format restores into any backend. Values stay serialized by their state's
 serializer (msgpack by default); nothing in a savepoint is unpickled or executed on load.
@@ -37,6 +38,7 @@ from eventapp.savepoint.native import digest_tree
 __all__ = [
     "METADATA",
     "SAVEPOINT_FORMAT",
+    "STATE_FILE_FORMAT",
     "OperatorSummary",
     "SavepointMetadata",
     "SplitState",
@@ -285,8 +287,12 @@ def _verify_native(path: Path, split: str, state: SplitState) -> None:
         )
 
 
-def iter_state_file(directory: Path, split: str, state: SplitState) -> Iterator[tuple[int, bytes, bytes]]:
-    """The ``(key group, entry key, entry value)`` of a split's state file, in order.
+#: Layout of a state file (in its header): 2 = key-group numbers between runs of entries.
+STATE_FILE_FORMAT = 2
+
+
+def iter_state_file(directory: Path, split: str, state: SplitState) -> Iterator[tuple[bytes, bytes]]:
+    """The ``(entry key, entry value)`` of a split's state file, in key-group order.
 
     :raises SavepointError: the file does not hold what its metadata says.
     """
@@ -294,14 +300,21 @@ def iter_state_file(directory: Path, split: str, state: SplitState) -> Iterator[
     count = 0
     try:
         with open(path, "rb") as handle:
-            unpacker = msgpack.Unpacker(handle, raw=False, use_list=True, max_buffer_size=1 << 30)
+            # Tuples (use_list=False): each row is yielded as it was read.
+            unpacker = msgpack.Unpacker(handle, raw=False, use_list=False, max_buffer_size=1 << 30)
             header = next(unpacker, None)
-            if not isinstance(header, dict) or header.get("format") != 1 or header.get("split") != split:
+            if not isinstance(header, dict) or header.get("split") != split:
                 raise SavepointError(f"savepoint file {path} is not the state file of split {split!r}")
+            if header.get("format") != STATE_FILE_FORMAT:
+                raise SavepointError(
+                    f"savepoint file {path} has state file format {header.get('format')!r}, this "
+                    f"eventapp reads {STATE_FILE_FORMAT}: use the eventapp version that wrote it"
+                )
             for item in unpacker:
-                group, key, value = item
+                if type(item) is int:  # the key group of the rows that follow
+                    continue
                 count += 1
-                yield group, key, value
+                yield item
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise SavepointError(f"savepoint file {path} (split {split!r}) is unreadable: {exc}") from exc
     except OSError as exc:

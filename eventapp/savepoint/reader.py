@@ -71,8 +71,7 @@ class Savepoint:
             with read_snapshot_entries(state.native, self.path / state.file) as store:
                 yield from store.scan(b"")
             return
-        for _group, key, value in iter_state_file(self.path, split, state):
-            yield key, value
+        yield from iter_state_file(self.path, split, state)
 
     def operator_store(self, uid: str) -> KeyedStateStore:
         """A memory store holding every entry of operator ``uid`` (of all splits)."""

@@ -18,7 +18,13 @@ from eventapp._fs import fsync_directory, write_atomically
 from eventapp.errors import SavepointError
 from eventapp.partitioning import KAFKA_SEED
 from eventapp.savepoint.entries import parse_prefix
-from eventapp.savepoint.format import METADATA, OperatorSummary, SavepointMetadata, SplitState
+from eventapp.savepoint.format import (
+    METADATA,
+    STATE_FILE_FORMAT,
+    OperatorSummary,
+    SavepointMetadata,
+    SplitState,
+)
 from eventapp.savepoint.native import digest_tree, link_tree
 
 __all__ = ["SavepointWriter", "new_savepoint_dir"]
@@ -160,14 +166,17 @@ class SavepointWriter:
         relative = f"state/split-{len(self._splits):04d}.entries"
         path = self.directory / relative
         packer = msgpack.Packer(use_bin_type=True, autoreset=False)
-        packer.pack({"format": 1, "split": split})
+        packer.pack({"format": STATE_FILE_FORMAT, "split": split})
         pack = packer.pack
         rows = 0
         for group, bucket in enumerate(buckets):
+            if not bucket:
+                continue
             bucket.sort()  # already sorted when the input is (a store's scan): linear
             rows += len(bucket)
-            for key, value in bucket:
-                pack((group, key, value))
+            pack(group)
+            for row in bucket:
+                pack(row)
         data = packer.bytes()
         with open(path, "wb") as handle:
             handle.write(data)
