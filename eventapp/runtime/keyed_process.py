@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from eventapp.clock import SystemClock
-from eventapp.errors import EventAppError, RecordProcessingError, StateSchemaError
+from eventapp.errors import ConfigurationError, EventAppError, RecordProcessingError, StateSchemaError
 from eventapp.functions import KeyedProcessFunction, OnTimerContext, OutputTag, RuntimeContext, TimeDomain
 from eventapp.runtime.faults import FAULTS_PLANNED, fault_point
 from eventapp.runtime.operators import Operator, OperatorRuntime
@@ -144,6 +144,8 @@ class KeyedProcessOperator(Operator):
         self._out = _Collector(self)
         self._cleanup_cursor: dict[tuple[str, str], bytes] = {}
         self._keys = KeyEncoder()
+        #: States checked at open because the function declares them (see open()).
+        self._declared: dict[str, StateDescriptor[Any]] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def bind(self, runtime: OperatorRuntime) -> None:
@@ -168,8 +170,17 @@ class KeyedProcessOperator(Operator):
         for descriptor in declared_descriptors(self.function):
             if not self.states.registered(descriptor.name):
                 self._reconcile(descriptor)
+                self._declared[descriptor.name] = descriptor
 
     def _reconcile(self, descriptor: StateDescriptor[Any]) -> None:
+        declared = self._declared.get(descriptor.name)
+        if declared is not None:
+            if declared != descriptor:
+                raise ConfigurationError(
+                    f"operator '{self.uid}' declares state {descriptor.name!r} as {declared!r} and "
+                    f"registers it as {descriptor!r}; give each state its own name"
+                )
+            return  # checked when the operator opened
         reconcile_state(self.uid, descriptor, self.splits)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ import pytest
 from eventapp import (
     CheckpointConfig,
     Collector,
+    ConfigurationError,
     Context,
     DataclassSerializer,
     Job,
@@ -21,6 +22,7 @@ from eventapp import (
     KeyedProcessFunction,
     ListStateDescriptor,
     ManualClock,
+    RecordProcessingError,
     RestoreRequest,
     Savepoint,
     StateSchemaError,
@@ -266,3 +268,23 @@ def test_savepoint_records_schemas_and_restores_into_migrated_code(tmp_path: Pat
             FIRST,
             from_savepoint=created.path,
         )
+
+
+class Inconsistent(KeyedProcessFunction[str, str, str]):
+    """Declares a state and registers another descriptor of the same name: refused, since the
+    declared one is what the restore checked."""
+
+    profile: ValueStateDescriptor[Any] = ValueStateDescriptor(
+        "profile", serializer=DataclassSerializer(ProfileV1)
+    )
+
+    def process_element(self, value: str, ctx: Context, out: Collector[str]) -> None:
+        ctx.get_state(ValueStateDescriptor("profile", serializer=DataclassSerializer(ProfileAdded)))
+
+
+def test_registering_another_descriptor_than_the_declared_one_is_refused(tmp_path: Path) -> None:
+    with harness(Inconsistent(), "memory", tmp_path / "h") as h:  # type: ignore[arg-type]
+        with pytest.raises(RecordProcessingError) as failure:
+            h.process_element("a")
+        assert isinstance(failure.value.__cause__, ConfigurationError)
+        assert "declares state 'profile' as" in str(failure.value.__cause__)
