@@ -21,7 +21,7 @@ taken and a restore with another one is refused, as in Flink.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,6 +36,7 @@ __all__ = [
     "Partitioner",
     "default_key_bytes",
     "key_group",
+    "topic_partitions",
 ]
 
 #: The seed of Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2).
@@ -50,6 +51,20 @@ def murmur2(data: bytes) -> int:
 def key_group(encoded_key: bytes, max_parallelism: int) -> int:
     """The key group of a state key (``encoded_key``: its bytes in the store, :func:`encode_key`)."""
     return murmur2(encoded_key) % max_parallelism
+
+
+def topic_partitions(splits: Iterable[str]) -> dict[str, int] | None:
+    """Per topic, its number of partitions, when ``splits`` are named as Kafka sources name them
+    (``<topic>-<partition>``) and each topic's are numbered ``0..N-1``; else ``None``."""
+    numbers: dict[str, set[int]] = {}
+    for split in splits:
+        topic, _, number = split.rpartition("-")
+        if not topic or not number.isdigit():
+            return None
+        numbers.setdefault(topic, set()).add(int(number))
+    if any(found != set(range(len(found))) for found in numbers.values()):
+        return None
+    return {topic: len(found) for topic, found in numbers.items()}
 
 
 def default_key_bytes(key: Any) -> bytes:

@@ -10,7 +10,6 @@ transform never changes its input: it writes a new savepoint (NO_CLAIM).
 from __future__ import annotations
 
 import importlib
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +18,16 @@ from typing import Any
 from eventapp.clock import Clock, SystemClock
 from eventapp.errors import SavepointError
 from eventapp.functions import TimeDomain
-from eventapp.partitioning import Murmur2Partitioner, Partitioner
+from eventapp.partitioning import Murmur2Partitioner, Partitioner, topic_partitions
 from eventapp.runtime.timers import Timers
+from eventapp.savepoint.entries import with_uid
 from eventapp.savepoint.reader import Savepoint
-from eventapp.savepoint.writer import SavepointWriter, new_savepoint_dir
+from eventapp.savepoint.writer import writing_savepoint
 from eventapp.state.contents import write_state
 from eventapp.state.context import KeyContext
 from eventapp.state.descriptors import StateDescriptor
 from eventapp.state.inspect import StateInspector
-from eventapp.state.keys import MIN_TIMESTAMP, TIMER_TAG, encode_key, operator_state_prefix
+from eventapp.state.keys import MIN_TIMESTAMP, encode_key, operator_state_prefix, operator_timer_prefix
 from eventapp.state.registry import StateRegistry
 from eventapp.state.schema import schema_of
 from eventapp.state.store import KeyedStateStore
@@ -193,7 +193,7 @@ class SavepointTransform:
 
         def drop(_split: str, store: KeyedStateStore) -> None:
             store.delete_prefix(operator_state_prefix(uid))
-            store.delete_prefix(TIMER_TAG + uid.encode() + b"\x00")
+            store.delete_prefix(operator_timer_prefix(uid))
 
         self._operations.append(drop)
         return self
@@ -207,14 +207,10 @@ class SavepointTransform:
         self._schemas[new] = self._schemas.pop(old)
 
         def rename(_split: str, store: KeyedStateStore) -> None:
-            for prefix, moved in (
-                (operator_state_prefix(old), operator_state_prefix(new)),
-                (TIMER_TAG + old.encode() + b"\x00", TIMER_TAG + new.encode() + b"\x00"),
-            ):
+            for prefix in (operator_state_prefix(old), operator_timer_prefix(old)):
                 entries = list(store.scan(prefix))
                 store.delete_prefix(prefix)
-                for key, value in entries:
-                    store.put(moved + key[len(prefix) :], value)
+                store.put_all([(with_uid(key, new), value) for key, value in entries])
 
         self._operations.append(rename)
         return self
@@ -260,8 +256,7 @@ class SavepointTransform:
         for split in source.splits():
             state = meta.splits[split]
             store = _memory_store(split)
-            for key, value in source.entries(split):
-                store.put(key, value)
+            store.put_all(source.entries(split))
             for operation in self._operations:
                 operation(split, store)
             drafts[split] = _SplitDraft(
@@ -281,16 +276,9 @@ def _write(
     drafts: dict[str, _SplitDraft],
     schemas: dict[str, dict[str, dict[str, Any]]],
 ) -> Path:
-    directory = new_savepoint_dir(target, job)
-    try:
-        writer = SavepointWriter(
-            directory,
-            job=job,
-            max_parallelism=max_parallelism,
-            partitioner=partitioner,
-            origin=origin,
-            backend=None,
-        )
+    with writing_savepoint(
+        target, job=job, max_parallelism=max_parallelism, partitioner=partitioner, origin=origin
+    ) as writer:
         for split, draft in sorted(drafts.items()):
             writer.add_split(
                 split,
@@ -302,21 +290,15 @@ def _write(
                 schemas=schemas,
             )
         writer.finish()
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
-    return directory
+    return writer.directory
 
 
 def _partition_router(splits: list[str], partitioner: Partitioner) -> Callable[[Any], str]:
-    topics = {split.rpartition("-")[0] for split in splits}
-    numbers = {split.rpartition("-")[2] for split in splits}
-    expected = {f"{next(iter(topics))}-{i}" for i in range(len(splits))} if len(topics) == 1 else set()
-    if not expected or set(splits) != expected or not all(n.isdigit() for n in numbers):
+    partitions = topic_partitions(splits)
+    if partitions is None or len(partitions) != 1:
         raise SavepointError(
             f"cannot tell which of splits {sorted(splits)} a key belongs to: name them "
             f"'<topic>-0' .. '<topic>-N' of one topic, or pass split_of=function(key) -> split"
         )
-    topic = next(iter(topics))
-    count = len(splits)
+    ((topic, count),) = partitions.items()
     return lambda key: f"{topic}-{partitioner.partition(key, count)}"

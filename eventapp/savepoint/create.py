@@ -9,7 +9,6 @@ split's newer one.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo
 from eventapp.errors import SavepointError, SnapshotMissingError
 from eventapp.savepoint.format import SavepointMetadata
 from eventapp.savepoint.native import read_snapshot_entries
-from eventapp.savepoint.writer import SavepointWriter, new_savepoint_dir
+from eventapp.savepoint.writer import SavepointWriter, writing_savepoint
+from eventapp.state.keys import MIN_TIMESTAMP
 
 __all__ = ["CreatedSavepoint", "create_savepoint"]
 
@@ -61,29 +61,21 @@ def create_savepoint(
             f"{list(splits)}; a savepoint is made from committed checkpoints: run the job with "
             f"checkpointing until one completes (eventapp checkpoints list shows them)"
         )
-    directory = new_savepoint_dir(target, job)
     backends: set[str] = set()
     never: list[str] = []
-    try:
-        writer = SavepointWriter(
-            directory,
-            job=job,
-            max_parallelism=max_parallelism,
-            partitioner=partitioner,
-            origin="checkpoints",
-            backend=None,
-        )
+    with writing_savepoint(
+        target, job=job, max_parallelism=max_parallelism, partitioner=partitioner, origin="checkpoints"
+    ) as writer:
         for split in splits:
-            if newest[split] is None:
+            info = newest[split]
+            if info is None:
                 never.append(split)
-                writer.add_split(split, (), position=None, max_timestamp=-(1 << 63))
+                writer.add_split(split, (), position=None, max_timestamp=MIN_TIMESTAMP)
                 continue
-            backends.add(_add_from_checkpoint(writer, storage, job, split, native))
+            backends.add(_add_from_checkpoint(writer, storage, job, split, info, native))
         # The backend names are informative only (the format is the same for all).
         metadata = writer.finish(backend=",".join(sorted(backends)) or None)
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
+    directory = writer.directory
     log.info(
         "savepoint.created",
         job=job,
@@ -102,11 +94,19 @@ def _newest_committed(storage: CheckpointStorage, job: str, split: str) -> Snaps
 
 
 def _add_from_checkpoint(
-    writer: SavepointWriter, storage: CheckpointStorage, job: str, split: str, native: bool
+    writer: SavepointWriter,
+    storage: CheckpointStorage,
+    job: str,
+    split: str,
+    newest: SnapshotInfo,
+    native: bool,
 ) -> str:
-    """Add ``split``'s newest committed snapshot; returns its backend's name."""
+    """Add ``split``'s newest committed snapshot (``newest``, listed again after a prune); returns
+    its backend's name."""
+    info: SnapshotInfo | None = newest
     for attempt in range(_ATTEMPTS):
-        info = _newest_committed(storage, job, split)
+        if attempt:
+            info = _newest_committed(storage, job, split)
         assert info is not None
         try:
             path, data = storage.open(job, split, info.name)
@@ -120,7 +120,7 @@ def _add_from_checkpoint(
                     position=meta.position,
                     max_timestamp=meta.max_timestamp,
                     checkpoint_id=meta.checkpoint_id,
-                    snapshot_name=meta.snapshot,
+                    snapshot=meta.snapshot,
                     schemas=meta.schemas,
                 )
                 return meta.backend

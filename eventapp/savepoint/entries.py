@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from eventapp.errors import SavepointError
 from eventapp.state.keys import STATE_TAG, TIMER_TAG
 
-__all__ = ["EntryParser", "ParsedEntry", "parse_entry", "parse_prefix", "with_uid"]
+__all__ = ["EntryParser", "ParsedEntry", "entry_key", "parse_entry", "parse_prefix", "with_uid"]
 
 #: Timer domains as their one-byte tags.
 TIMER_DOMAINS = {b"e": "event_time", b"p": "processing_time"}
@@ -45,18 +45,31 @@ def parse_entry(entry: bytes, where: str) -> ParsedEntry:
     uid = entry[1:end_uid].decode("utf-8", "replace")
     if tag == STATE_TAG:
         end_name = entry.find(b"\x00", end_uid + 1)
-        start = end_name + 1
-        if end_name < 0 or len(entry) < start + 4:
+        if end_name < 0:
             raise SavepointError(f"{where}: state entry {entry[:40]!r} is truncated")
+        name = entry[end_uid + 1 : end_name].decode("utf-8", "replace")
+        return ParsedEntry("state", uid, name, entry_key(entry, end_name + 1, True, where))
+    domain = TIMER_DOMAINS.get(entry[end_uid + 1 : end_uid + 2])
+    if domain is None:
+        raise SavepointError(f"{where}: timer entry {entry[:40]!r} is not one eventapp writes")
+    return ParsedEntry("timer", uid, domain, entry_key(entry, end_uid + 2, False, where))
+
+
+def entry_key(entry: bytes, start: int, is_state: bool, where: str) -> bytes:
+    """The state key (as stored, :func:`eventapp.state.keys.encode_key`) of ``entry``, whose prefix
+    (of its state, or of its timer domain: see :func:`parse_prefix`) is ``start`` bytes long.
+
+    :raises SavepointError: the entry is truncated.
+    """
+    if is_state:
         size = int.from_bytes(entry[start : start + 4], "big")
         key = entry[start + 4 : start + 4 + size]
-        if len(key) != size:
+        if len(entry) < start + 4 or len(key) != size:
             raise SavepointError(f"{where}: state entry {entry[:40]!r} is truncated")
-        return ParsedEntry("state", uid, entry[end_uid + 1 : end_name].decode("utf-8", "replace"), key)
-    domain = TIMER_DOMAINS.get(entry[end_uid + 1 : end_uid + 2])
-    if domain is None or len(entry) < end_uid + 10:
+        return key
+    if len(entry) < start + 8:
         raise SavepointError(f"{where}: timer entry {entry[:40]!r} is not one eventapp writes")
-    return ParsedEntry("timer", uid, domain, entry[end_uid + 10 :])
+    return entry[start + 8 :]
 
 
 def parse_prefix(entry: bytes, where: str) -> tuple[bytes, ParsedEntry]:
@@ -91,14 +104,8 @@ class EntryParser:
     def parse(self, entry: bytes) -> ParsedEntry:
         prefix = self._prefix
         if entry.startswith(prefix):
-            start = len(prefix)
-            if self._kind == "state":
-                size = int.from_bytes(entry[start : start + 4], "big")
-                key = entry[start + 4 : start + 4 + size]
-                if len(key) == size:
-                    return ParsedEntry("state", self._uid, self._name, key)
-            elif len(entry) >= start + 8:
-                return ParsedEntry("timer", self._uid, self._name, entry[start + 8 :])
+            key = entry_key(entry, len(prefix), self._kind == "state", self._where)
+            return ParsedEntry(self._kind, self._uid, self._name, key)
         self._prefix, parsed = parse_prefix(entry, self._where)
         self._kind, self._uid, self._name = parsed.kind, parsed.uid, parsed.name
         return parsed

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from eventapp.errors import SavepointError
-from eventapp.partitioning import Partitioner
+from eventapp.partitioning import Partitioner, topic_partitions
 from eventapp.savepoint.entries import parse_prefix, with_uid
 from eventapp.savepoint.reader import Savepoint
 from eventapp.state.keys import MIN_TIMESTAMP, decode_key
@@ -126,7 +126,7 @@ def plan_restore(
         if as_is and stored.native is not None and stored.native == backend:
             native[split] = savepoint.path / stored.file  # the backend opens its own files
             continue
-        if router is None and not drop and not renames:
+        if as_is:
             entries[split].extend(savepoint.entries(split))  # as they are: nothing to look at
             continue
         _assign(
@@ -191,6 +191,7 @@ def _assign(
             if fixed is not None:
                 fixed.append((key, value))
             continue
+        # entry_key() inlined: this runs once per entry when re-sharding.
         if is_state:
             size = from_bytes(key[body : body + 4], "big")
             key_bytes = key[body + 4 : body + 4 + size]
@@ -208,19 +209,16 @@ _Route = tuple[Callable[[bytes], int], list[str]]
 def _router(source_splits: Iterable[str], partitioner: Partitioner) -> Callable[[str], _Route]:
     """For an old split: the function that maps an encoded key to the partition of the old split's
     topic that the key's records now go to, and those partitions' split names."""
-    partitions: dict[str, int] = {}
-    for split in source_splits:
-        topic, _ = _parse(split)
-        partitions[topic] = partitions.get(topic, 0) + 1
-    for topic, count in partitions.items():
-        expected = {f"{topic}-{i}" for i in range(count)}
-        if not expected <= set(source_splits):
-            raise SavepointError(
-                f"cannot re-shard state onto topic {topic!r}: its splits are not numbered 0..{count - 1}"
-            )
+    partitions = topic_partitions(source_splits)
+    if partitions is None:
+        raise SavepointError(
+            f"cannot re-shard state onto splits {sorted(source_splits)}: re-sharding needs splits named "
+            f"'<topic>-<partition>' (Kafka's), numbered 0..N-1 per topic; restore onto the same "
+            f"splits instead"
+        )
 
     def for_split(old_split: str) -> _Route:
-        topic, _ = _parse(old_split)
+        topic = old_split.rpartition("-")[0]
         count = partitions.get(topic)
         if count is None:
             raise SavepointError(f"cannot re-shard split {old_split!r}: the job reads no topic {topic!r}")
@@ -244,13 +242,3 @@ def _router(source_splits: Iterable[str], partitioner: Partitioner) -> Callable[
         return number, names
 
     return for_split
-
-
-def _parse(split: str) -> tuple[str, int]:
-    topic, _, number = split.rpartition("-")
-    if not topic or not number.isdigit():
-        raise SavepointError(
-            f"cannot re-shard state of split {split!r}: re-sharding needs splits named "
-            f"'<topic>-<partition>' (Kafka's); restore onto the same splits instead"
-        )
-    return topic, int(number)

@@ -51,8 +51,13 @@ def operator_state_prefix(uid: str) -> bytes:
     return STATE_TAG + _check_uid(uid) + b"\x00"
 
 
+def operator_timer_prefix(uid: str) -> bytes:
+    """Common prefix of every timer (both domains) of operator ``uid``."""
+    return TIMER_TAG + _check_uid(uid) + b"\x00"
+
+
 def timer_prefix(uid: str, domain: bytes) -> bytes:
-    return TIMER_TAG + _check_uid(uid) + b"\x00" + domain
+    return operator_timer_prefix(uid) + domain
 
 
 def encode_timestamp(ts: int) -> bytes:
