@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["fsync_directory", "fsync_file", "fsync_tree", "write_atomically"]
+_CHUNK = 1 << 20
+
+__all__ = ["fsync_directory", "fsync_file", "fsync_tree", "hash_file", "link_or_copy", "write_atomically"]
 
 
 def fsync_file(path: Path) -> None:
@@ -44,3 +48,30 @@ def write_atomically(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     fsync_directory(path.parent)
+
+
+def link_or_copy(source: Path, target: Path) -> OSError | None:
+    """Hard-link ``source`` to ``target``, or copy it when linking is impossible (another
+    filesystem, or no hard links there). Returns the error that made it copy, if any. Only for
+    files that are never modified in place (a link shares them)."""
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        shutil.copyfile(source, target)
+        return exc
+    return None
+
+
+class _Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+
+def hash_file(digest: _Digest, path: Path) -> int:
+    """Feed the content of ``path`` into ``digest`` (hashlib's or zlib-like) in chunks; returns
+    its size in bytes."""
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size

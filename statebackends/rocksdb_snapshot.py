@@ -22,7 +22,6 @@ change every snapshot (and the working database) that shares the file.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import zlib
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 import rocksdict
 import structlog
 
+from eventapp._fs import link_or_copy as fs_link_or_copy
 from eventapp.errors import SnapshotCorruptError
 
 from .rocksdb_changelog import read_changes
@@ -178,12 +178,10 @@ def link_or_copy(source: Path, target: Path, *, any_file: bool = False) -> None:
     """Hard-link ``source`` to ``target`` (SST and blob files, or ``any_file`` that is immutable);
     copy it when linking is impossible (another filesystem) or not safe (mutable files)."""
     if any_file or source.name.endswith(_SHARED_SUFFIXES):
-        try:
-            os.link(source, target)
-        except OSError as exc:  # another filesystem, or no hard links there: copy instead
-            log.debug("state.snapshot.copy_instead_of_link", path=str(source), error=str(exc))
-        else:
-            return
+        copied = fs_link_or_copy(source, target)
+        if copied is not None:  # another filesystem, or no hard links there: copied instead
+            log.debug("state.snapshot.copy_instead_of_link", path=str(source), error=str(copied))
+        return
     shutil.copyfile(source, target)
 
 

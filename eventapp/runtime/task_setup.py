@@ -23,7 +23,7 @@ from eventapp.checkpoint.restore import (
 from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo
 from eventapp.config import CheckpointingMode, JobConfig
 from eventapp.errors import ConfigurationError, ProducerFencedError, RestoreError, SupersededError
-from eventapp.runtime.checkpointer import Checkpointer
+from eventapp.runtime.checkpointer import Checkpointer, RestoredSnapshot
 from eventapp.runtime.split_task import SplitTask
 from eventapp.savepoint.reader import Savepoint
 from eventapp.savepoint.restore import SavepointRestore, plan_restore
@@ -146,14 +146,13 @@ def _savepoint_task(
 ) -> SplitTask:
     """The split restored from the savepoint, unless its committed checkpoint already continues a
     restore of this same savepoint (a restart with the same command after a crash): then that."""
-    if (
-        committed is not None
-        and committed.snapshot
-        and checkpointer is not None
-        and checkpointer.committed_snapshot(split, committed).meta.savepoint == plan.id
-    ):
-        log.info("split.savepoint_already_restored", split=split, savepoint_id=plan.id)
-        return _restored_task(split, config, checkpointer, committed, None, dead_letters, now_ms, log)
+    if committed is not None and committed.snapshot and checkpointer is not None:
+        restored = checkpointer.committed_snapshot(split, committed)
+        if restored.meta.savepoint == plan.id:
+            log.info("split.savepoint_already_restored", split=split, savepoint_id=plan.id)
+            return _restored_task(
+                split, config, checkpointer, committed, None, dead_letters, now_ms, log, restored
+            )
     native = plan.native.get(split)
     if native is not None:
         store = config.state_backend.open(split, restore_from=native)  # links or copies: NO_CLAIM
@@ -269,7 +268,9 @@ def _restored_task(
     dead_letters: bool,
     now_ms: int,
     log: Any,
+    committed_snapshot: RestoredSnapshot | None = None,
 ) -> SplitTask:
+    """``committed_snapshot``: ``committed``'s snapshot, if the caller has read it already."""
     backend = config.state_backend
     if explicit is None and (committed is None or not committed.snapshot):
         task = SplitTask(split, backend.open(split), dead_letters=dead_letters, now_ms=now_ms)
@@ -310,7 +311,7 @@ def _restored_task(
         )
         return task
     assert committed is not None
-    restored = checkpointer.committed_snapshot(split, committed)
+    restored = committed_snapshot or checkpointer.committed_snapshot(split, committed)
     meta = restored.meta
     task = SplitTask(
         split,

@@ -32,6 +32,7 @@ from typing import Any
 
 import msgpack
 
+from eventapp._fs import hash_file
 from eventapp.errors import SavepointError
 from eventapp.savepoint.native import digest_tree
 
@@ -49,7 +50,6 @@ __all__ = [
 SAVEPOINT_FORMAT = 1
 METADATA = "_metadata"
 KIND = "eventapp-savepoint"
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,9 +253,7 @@ def verify_state_file(directory: Path, split: str, state: SplitState) -> None:
                 f"{state.size}: it was truncated or replaced; the savepoint is damaged"
             )
         digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
+        hash_file(digest, path)
     except FileNotFoundError as exc:
         raise SavepointError(
             f"savepoint file {path} (split {split!r}) is missing; the savepoint is incomplete (was it "

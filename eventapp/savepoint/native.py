@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from eventapp._fs import hash_file, link_or_copy
 from eventapp.errors import SavepointError
 from eventapp.state.store import KeyedStateStore, StateBackend
 
 __all__ = ["digest_tree", "link_tree", "read_snapshot_entries"]
-
-_CHUNK = 1 << 20
 
 
 @contextmanager
@@ -70,10 +68,7 @@ def link_tree(source: Path, target: Path) -> None:
             (target / relative).mkdir(parents=True, exist_ok=True)
             continue
         (target / relative).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target / relative)
-        except OSError:
-            shutil.copyfile(path, target / relative)
+        link_or_copy(path, target / relative)
 
 
 def digest_tree(directory: Path) -> tuple[int, str]:
@@ -82,8 +77,5 @@ def digest_tree(directory: Path) -> tuple[int, str]:
     size = 0
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         digest.update(path.relative_to(directory).as_posix().encode() + b"\x00")
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
+        size += hash_file(digest, path)
     return size, digest.hexdigest()

@@ -81,9 +81,7 @@ class Savepoint:
         )
         for split in self.splits():
             parse = EntryParser(split).parse
-            for key, value in self.entries(split):
-                if parse(key).uid == uid:
-                    store.put(key, value)
+            store.put_all([(key, value) for key, value in self.entries(split) if parse(key).uid == uid])
         return store
 
     def read_state(self, uid: str, descriptor: StateDescriptor[Any]) -> Iterator[tuple[Any, Any]]:

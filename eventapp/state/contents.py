@@ -1,12 +1,9 @@
 """The whole contents of one key's state as one value (read and written by the savepoint API and
-the test harness), and the payloads inside a stored entry (rewritten by schema migrations)."""
+the test harness)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-import msgpack
 
 from eventapp.state.handles import (
     AggregatingState,
@@ -17,9 +14,7 @@ from eventapp.state.handles import (
     ValueState,
 )
 
-__all__ = ["read_state", "rewrite_payloads", "write_state"]
-
-_PACKER = msgpack.Packer(use_bin_type=True)
+__all__ = ["read_state", "write_state"]
 
 
 def read_state(handle: KeyedState) -> Any:
@@ -47,16 +42,3 @@ def write_state(handle: KeyedState, value: Any) -> None:
         handle._write(handle._store(), handle._entry(), handle._ser.dumps(value))
     else:
         raise TypeError(f"unsupported state handle {handle!r}")
-
-
-def rewrite_payloads(kind: str, ttl: bool, data: bytes, rewrite: Callable[[bytes], bytes]) -> bytes:
-    """``data`` (one stored entry of a state of ``kind``) with each serialized value in it passed
-    through ``rewrite``; TTL stamps are kept. For schema migrations."""
-    if kind == "list":
-        items = list(msgpack.unpackb(data, raw=False))
-        if ttl:
-            return _PACKER.pack([[stamp, rewrite(payload)] for stamp, payload in items])
-        return _PACKER.pack([rewrite(payload) for payload in items])
-    if ttl:
-        return data[:8] + rewrite(data[8:])
-    return rewrite(data)

@@ -37,6 +37,7 @@ __all__ = [
     "MapState",
     "ReducingState",
     "ValueState",
+    "rewrite_payloads",
 ]
 
 T = TypeVar("T")
@@ -375,3 +376,16 @@ class MapState(KeyedState, Generic[K, V]):
 
     def clear(self) -> None:
         self._store().delete_prefix(self._entry())
+
+
+def rewrite_payloads(kind: str, ttl: bool, data: bytes, rewrite: Callable[[bytes], bytes]) -> bytes:
+    """``data`` (one stored entry of a state of ``kind``) with each serialized value in it passed
+    through ``rewrite``; TTL stamps are kept. For schema migrations."""
+    if kind == "list":
+        items = list(msgpack.unpackb(data, raw=False))
+        if ttl:
+            return _LIST_PACKER.pack([[stamp, rewrite(payload)] for stamp, payload in items])
+        return _LIST_PACKER.pack([rewrite(payload) for payload in items])
+    if ttl:
+        return data[:8] + rewrite(data[8:])
+    return rewrite(data)

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import structlog
 
 from eventapp.errors import StateSchemaError
-from eventapp.state.contents import rewrite_payloads
 from eventapp.state.descriptors import StateDescriptor
+from eventapp.state.handles import rewrite_payloads
 from eventapp.state.keys import state_prefix
 from eventapp.state.schema import Migration, StateSchema, plan_migration, schema_of
 from eventapp.state.store import KeyedStateStore
