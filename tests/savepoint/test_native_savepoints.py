@@ -31,11 +31,6 @@ from tests.savepoint.test_savepoints import (
 SPLITS4 = [f"collection-{i}" for i in range(4)]
 
 
-@pytest.fixture(params=["memory", "rocksdb"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def native_savepoint(tmp_path: Path, kind: str) -> tuple[Savepoint, dict[str, int]]:
     storage, counts = run_phase1(tmp_path, kind)
     created = create_savepoint(

@@ -113,11 +113,6 @@ def tree_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-@pytest.fixture(params=["memory", "rocksdb"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def other(kind: str) -> str:
     return "rocksdb" if kind == "memory" else "memory"
 

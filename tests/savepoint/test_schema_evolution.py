@@ -32,8 +32,8 @@ from eventapp import (
 )
 from eventapp.connectors.collection import CollectionSink, CollectionSource
 from eventapp.state.store import StateBackend
-from eventapp.statebackends import MemoryStateBackend, RocksDBStateBackend
 from eventapp.testing import KeyedProcessFunctionHarness
+from tests.savepoint.test_savepoints import backend
 
 
 @dataclass
@@ -87,15 +87,6 @@ class Track(KeyedProcessFunction[str, str, str]):
             n = 1 if current is None else current.count + 1
             profile.update(type(current)(n) if current is not None else self.profile.serializer.cls(n))
         out.collect(f"{value}:{profile.value()!r}")
-
-
-def backend(kind: str, path: Path) -> StateBackend:
-    return MemoryStateBackend() if kind == "memory" else RocksDBStateBackend(path)
-
-
-@pytest.fixture(params=["memory", "rocksdb"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def harness(function: Track, kind: str, path: Path, restore_from: Path | None = None) -> Any:

@@ -41,11 +41,6 @@ from tests.savepoint.test_savepoints import (
 SPLITS = [f"collection-{i}" for i in range(4)]
 
 
-@pytest.fixture(params=["memory", "rocksdb"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def run_from(path: Path, tmp_path: Path, kind: str, records: list[Record], **kwargs: Any) -> list[str]:
     source = CollectionSource(records, splits=4, partitioner=partition_of(4, 4), bounded=False)
     sink: CollectionSink[str] = CollectionSink()
