@@ -20,13 +20,18 @@ MORE = "tests.savepoint.cli_sp_job:build_more"
 INCOMPATIBLE = "tests.savepoint.cli_sp_job:build_incompatible"
 
 
-def test_create_inspect_restore_dispose(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def run_phase1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Run the job to the end of its input, checkpoints in ``tmp_path/chk``."""
     monkeypatch.setenv("SP_CHECKPOINTS", str(tmp_path / "chk"))
     cli_sp_job.SINK.clear()
     assert main(["run", JOB]) == 0
     capsys.readouterr()
+
+
+def test_create_inspect_restore_dispose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_phase1(tmp_path, monkeypatch, capsys)
     assert main(["checkpoints", "list", JOB, "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert sorted(listing["splits"]) == [f"collection-{i}" for i in range(4)]
@@ -92,10 +97,7 @@ def test_bad_input_exits_1_or_2_with_a_message(
 def test_native_savepoint_through_the_cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("SP_CHECKPOINTS", str(tmp_path / "chk"))
-    cli_sp_job.SINK.clear()
-    assert main(["run", JOB]) == 0
-    capsys.readouterr()
+    run_phase1(tmp_path, monkeypatch, capsys)
     assert main(["savepoint", "create", JOB, "--target", str(tmp_path / "sp"), "--type", "native"]) == 0
     out = capsys.readouterr().out
     assert "native (memory files)" in out
