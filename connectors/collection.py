@@ -182,14 +182,17 @@ class CollectionSink(Generic[T]):
 
 
 class _CollectionWriter(Generic[T]):
-    __slots__ = ("_sink", "_split")
+    __slots__ = ("_sink", "_split", "records_written")
 
     def __init__(self, sink: CollectionSink[T], split: str) -> None:
         self._sink = sink
         self._split = split
+        #: Values written (see eventapp.sink.WriteCounter).
+        self.records_written = 0
 
     def write(self, value: T, timestamp: int | None) -> None:
         self._sink._append(self._split, value, timestamp)
+        self.records_written += 1
 
     def flush(self) -> None:
         return None

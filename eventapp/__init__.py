@@ -40,7 +40,8 @@ from eventapp.functions import (
 )
 from eventapp.log import configure_logging
 from eventapp.partitioning import Crc32Partitioner, Murmur2Partitioner, Partitioner
-from eventapp.runtime.local import JobResult, LocalRunner
+from eventapp.runtime.local import LocalRunner
+from eventapp.runtime.stats import JobResult
 from eventapp.savepoint import (
     Savepoint,
     SavepointBuilder,

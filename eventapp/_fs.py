@@ -9,7 +9,15 @@ from typing import Protocol
 
 _CHUNK = 1 << 20
 
-__all__ = ["fsync_directory", "fsync_file", "fsync_tree", "hash_file", "link_or_copy", "write_atomically"]
+__all__ = [
+    "fsync_directory",
+    "fsync_file",
+    "fsync_tree",
+    "hash_file",
+    "link_or_copy",
+    "tree_size",
+    "write_atomically",
+]
 
 
 def fsync_file(path: Path) -> None:
@@ -75,3 +83,12 @@ def hash_file(digest: _Digest, path: Path) -> int:
             digest.update(chunk)
             size += len(chunk)
     return size
+
+
+def tree_size(root: Path) -> int:
+    """Bytes of every file under ``root`` (hard links count once per name)."""
+    total = 0
+    for directory, _, files in os.walk(root):
+        for name in files:
+            total += os.stat(os.path.join(directory, name)).st_size
+    return total

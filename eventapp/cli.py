@@ -31,9 +31,17 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from eventapp import cli_savepoint
+from eventapp import cli_daemon, cli_savepoint
+from eventapp.assignment import assign_splits, sorted_splits
 from eventapp.checkpoint.restore import RestoreRequest
-from eventapp.errors import ConfigurationError, EventAppError, ProducerFencedError, SupersededError
+from eventapp.daemon.worker_link import WorkerLink
+from eventapp.errors import (
+    ConfigurationError,
+    EventAppError,
+    JobManagerError,
+    ProducerFencedError,
+    SupersededError,
+)
 from eventapp.log import configure_logging
 from eventapp.runtime import gc_tuning
 from eventapp.stream import Job
@@ -41,7 +49,7 @@ from eventapp.stream import Job
 if TYPE_CHECKING:
     from eventapp.runtime.local import LocalRunner
 
-__all__ = ["assign_splits", "load_job", "main"]
+__all__ = ["load_job", "main"]
 
 log = structlog.get_logger("eventapp.cli")
 
@@ -68,23 +76,6 @@ def load_job(target: str) -> Job:
     if not isinstance(job, Job):
         raise ConfigurationError(f"{target!r} is not an eventapp Job (got {type(job).__name__})")
     return job
-
-
-def assign_splits(splits: Sequence[str], parallelism: int, subtask: int) -> list[str]:
-    """Split ``i`` of the sorted splits goes to subtask ``i % parallelism``."""
-    if parallelism < 1:
-        raise ConfigurationError(f"--parallelism must be >= 1, got {parallelism}")
-    if not 0 <= subtask < parallelism:
-        raise ConfigurationError(
-            f"--subtask must be between 0 and parallelism-1 ({parallelism - 1}), got {subtask}"
-        )
-    ordered = sorted(splits, key=_split_sort_key)
-    return [s for i, s in enumerate(ordered) if i % parallelism == subtask]
-
-
-def _split_sort_key(split: str) -> tuple[str, int, str]:
-    base, _, number = split.rpartition("-")
-    return (base, int(number), split) if number.isdigit() else (split, -1, split)
 
 
 def _check_parallelism(parallelism: int) -> None:
@@ -115,7 +106,7 @@ def _subtasks(count: int) -> str:
 def _chosen_splits(option: str, source: str, available: Sequence[str], target: str) -> list[str]:
     """The split ids of ``--splits``: at least one, each a split of the source."""
     chosen = [s.strip() for s in option.split(",") if s.strip()]
-    ordered = sorted(available, key=_split_sort_key)
+    ordered = sorted_splits(available)
     example = f"--splits {','.join(ordered[:2])}" if ordered else "--splits orders-0,orders-3"
     if not chosen:
         raise ConfigurationError(
@@ -140,7 +131,13 @@ def _parser() -> argparse.ArgumentParser:
     group = run.add_mutually_exclusive_group()
     group.add_argument("--splits", help="comma-separated split ids this worker runs (default: all)")
     group.add_argument("--subtask", type=int, help="this worker's index, with --parallelism")
-    run.add_argument("--parallelism", type=int, default=1, help="number of workers (default 1)")
+    run.add_argument(
+        "--parallelism",
+        type=int,
+        default=None,
+        help="number of workers. Without --subtask/--splits: start a job manager running that many "
+        "supervised worker processes, with a REST API, metrics and dashboard (docs/operations.md)",
+    )
     run.add_argument("--json-logs", action=argparse.BooleanOptionalAction, default=None)
     restore = run.add_mutually_exclusive_group()
     restore.add_argument(
@@ -174,10 +171,12 @@ def _parser() -> argparse.ArgumentParser:
         help="start splits whose committed checkpoint is unknown (but whose storage holds committed "
         "snapshots) from empty state, archiving those snapshots (never deleting them)",
     )
+    cli_daemon.add_run_options(run)
     splits = sub.add_parser("splits", help="list a job's splits and their assignment")
     splits.add_argument("target")
     splits.add_argument("--parallelism", type=int, default=1)
     cli_savepoint.add_parsers(sub)
+    cli_daemon.add_client_parsers(sub)
     return parser
 
 
@@ -187,7 +186,7 @@ EXIT_SUPERSEDED = 3
 FENCED_RECOVERY_ATTEMPTS = 5
 
 
-def _run_worker(job: Job, splits: list[str], restore: RestoreRequest) -> int:
+def _run_worker(job: Job, splits: list[str], restore: RestoreRequest, link: WorkerLink | None = None) -> int:
     """Run the worker's splits until done or stopped. Fenced by an older instance of the job (one
     that fenced before it saw this instance's claim, see eventapp.connectors.kafka.ownership), it
     recovers again with backoff, at most FENCED_RECOVERY_ATTEMPTS times; superseded by a newer one,
@@ -209,14 +208,20 @@ def _run_worker(job: Job, splits: list[str], restore: RestoreRequest) -> int:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        if link is not None:
+            link.attach(runner)
         try:
-            runner.run()
+            runner.run(on_step=None if link is None else link.on_step)
             return 0
-        except SupersededError:
+        except SupersededError as exc:
+            if link is not None:
+                link.failed(exc)
             raise
         except ProducerFencedError as exc:
             attempt += 1
             if attempt > FENCED_RECOVERY_ATTEMPTS:
+                if link is not None:
+                    link.failed(exc)
                 raise
             if runner.result().checkpoints:
                 restore = RestoreRequest()  # progress was committed: restore that, not the user's snapshot
@@ -236,14 +241,29 @@ def _run_worker(job: Job, splits: list[str], restore: RestoreRequest) -> int:
             if stop_signals:
                 log.info("job.stop_requested", job=job.name, signal=stop_signals[0])
                 return 0
+        except EventAppError as exc:
+            if link is not None:
+                link.failed(exc)
+            raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(json=getattr(args, "json_logs", None))
     try:
+        if args.command in ("list", "status", "stop", "cancel") or (
+            args.command == "savepoint" and args.action == "trigger"
+        ):
+            return cli_daemon.run_client_command(args)
         if args.command in ("savepoint", "checkpoints"):
             return cli_savepoint.run_command(args, load_job)
+        supervised = (
+            args.command == "run"
+            and args.parallelism is not None
+            and (args.subtask is None and args.splits is None and args.report_fd is None)
+        )
+        if args.parallelism is None:
+            args.parallelism = 1
         _check_parallelism(args.parallelism)
         job = load_job(args.target)
         source = job.source_node.source if job.source_node is not None else None
@@ -260,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for i in range(args.parallelism):
                 print(f"subtask {i}: {', '.join(assign_splits(available, args.parallelism, i))}")
             return 0
+        restore_args = _restore_args(args)
+        if supervised:
+            return cli_daemon.run_job_manager(job, args, restore_args)
         if args.splits is not None:
             chosen = _chosen_splits(args.splits, source.name, available, args.target)
         elif args.subtask is not None:
@@ -289,18 +312,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             allow_non_restored_state=args.allow_non_restored_state,
             uid_renames=cli_savepoint.parse_renames(args.rename_uid),
         )
-        return _run_worker(job, chosen, restore)
+        link = None
+        if args.report_fd is not None:
+            link = WorkerLink(args.report_fd, args.report_interval)
+        return _run_worker(job, chosen, restore, link)
     except SupersededError as exc:
         print(f"eventapp: superseded: {exc}", file=sys.stderr)
         return EXIT_SUPERSEDED
     except ConfigurationError as exc:
         print(f"eventapp: configuration error: {exc}", file=sys.stderr)
         return 2
+    except JobManagerError as exc:
+        print(f"eventapp: {exc}", file=sys.stderr)
+        return 1
     except EventAppError as exc:
         print(f"eventapp: job failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
         structlog.contextvars.unbind_contextvars("subtask", "parallelism")
+
+
+def _restore_args(args: argparse.Namespace) -> tuple[str, ...]:
+    """The restore options of ``run`` again, for the job manager's workers."""
+    out: list[str] = []
+    if args.from_checkpoint is not None:
+        out += ["--from-checkpoint", str(args.from_checkpoint)]
+    if args.from_savepoint is not None:
+        out += ["--from-savepoint", str(args.from_savepoint)]
+    if args.start_fresh:
+        out.append("--start-fresh")
+    if args.allow_non_restored_state:
+        out.append("--allow-non-restored-state")
+    for rename in args.rename_uid or ():
+        out += ["--rename-uid", rename]
+    return tuple(out)
 
 
 if __name__ == "__main__":

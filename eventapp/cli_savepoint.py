@@ -3,6 +3,7 @@
     eventapp savepoint create JOB --target DIR [--type canonical|native]
     eventapp savepoint inspect DIR [--operator UID] [--state NAME] [--key K] [--json]
     eventapp savepoint dispose DIR
+    eventapp savepoint trigger JOB --target DIR [--type canonical|native]   (a running job manager's job)
     eventapp checkpoints list JOB [--json]
 
 Restoring is ``eventapp run JOB --from-savepoint DIR [--allow-non-restored-state]
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from eventapp import cli_daemon
 from eventapp.errors import ConfigurationError
 from eventapp.savepoint.create import create_savepoint
 from eventapp.savepoint.reader import Savepoint
@@ -54,6 +56,7 @@ def add_parsers(sub: Any) -> None:
     inspect.add_argument("--json", action="store_true", help="print JSON")
     dispose = actions.add_parser("dispose", help="delete a savepoint directory (checked first)")
     dispose.add_argument("path", type=Path, metavar="DIR")
+    cli_daemon.add_trigger_parser(actions)
     checkpoints = sub.add_parser("checkpoints", help="list a job's checkpoints")
     cactions = checkpoints.add_subparsers(dest="action", required=True, metavar="ACTION")
     listing = cactions.add_parser("list", help="the snapshots of each split in checkpoint storage")

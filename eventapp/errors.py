@@ -9,6 +9,7 @@ __all__ = [
     "ConfigurationError",
     "EventAppError",
     "JobFailedError",
+    "JobManagerError",
     "ProducerFencedError",
     "RecordProcessingError",
     "RestoreError",
@@ -140,6 +141,12 @@ class RecordProcessingError(EventAppError):
             f"JobConfig(error_policy=ErrorPolicy.dead_letter(sink)) to route failing records "
             f"to a dead-letter sink instead of stopping the job."
         )
+
+
+class JobManagerError(EventAppError):
+    """The job manager (``eventapp run --parallelism N``) or its REST API refused or failed a
+    request; the message says why and what to do. The CLI's ``list``/``status``/``stop``/``cancel``
+    commands exit 1 with it."""
 
 
 class JobFailedError(EventAppError):

@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from eventapp.transaction import Transaction
 
-__all__ = ["Sink", "SinkContext", "SinkWriter"]
+__all__ = ["Sink", "SinkContext", "SinkWriter", "WriteCounter"]
 
 T_contra = TypeVar("T_contra", contravariant=True)
 
@@ -43,6 +43,16 @@ class SinkWriter(Protocol[T_contra]):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class WriteCounter(Protocol):
+    """A writer that counts what it wrote (the job manager's records out; optional)."""
+
+    @property
+    def records_written(self) -> int:
+        """Values written since the writer was created."""
+        ...
 
 
 @runtime_checkable

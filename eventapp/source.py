@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["CommittingSource", "PausableReader", "Source", "SourceReader", "SourceRecord"]
+__all__ = ["CommittingSource", "LagReporter", "PausableReader", "Source", "SourceReader", "SourceRecord"]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -72,6 +72,17 @@ class PausableReader(Protocol):
     def pause_or_resume(self, pause: Collection[str], resume: Collection[str]) -> None:
         """Stop returning records of the splits in ``pause`` and start again for those in ``resume``.
         Pausing never loses a record: a resumed split continues after the last one returned."""
+        ...
+
+
+@runtime_checkable
+class LagReporter(Protocol):
+    """A reader that knows how far each split's end is ahead of its position (Flink's
+    ``pendingRecords``); the job manager shows it as consumer lag."""
+
+    def lag(self, positions: Mapping[str, int | None]) -> Mapping[str, int]:
+        """Records after each position (the next record to read) of ``positions``, for the splits
+        where the reader knows the end. Called about once a second, in the worker's thread."""
         ...
 
 

@@ -33,7 +33,8 @@ from eventapp.graph import (
     SinkNode,
     SourceNode,
 )
-from eventapp.runtime.local import JobResult, LocalRunner
+from eventapp.runtime.local import LocalRunner
+from eventapp.runtime.stats import JobResult
 from eventapp.sink import Sink
 from eventapp.source import Source
 from eventapp.watermarks import WatermarkStrategy

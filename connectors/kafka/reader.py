@@ -332,6 +332,23 @@ class KafkaSourceReader:
         """The splits of a bounded source that reached their end and handed out every record."""
         return [s for s in self._at_end if not self._buffers[s]]
 
+    def lag(self, positions: Mapping[str, int | None]) -> dict[str, int]:
+        """Records between each split's position and the end its partition's last fetch response
+        reported (librdkafka's cached high watermark; with read_committed the last stable offset),
+        without a broker round trip (see eventapp.source.LagReporter)."""
+        lags: dict[str, int] = {}
+        for split, position in positions.items():
+            partition = self._partition.get(split)
+            if partition is None or position is None:
+                continue
+            try:
+                _, high = self._consumer.get_watermark_offsets(partition, cached=True)
+            except KafkaException:
+                continue  # not fetched yet: the end is unknown
+            if high is not None and high >= 0:
+                lags[split] = max(0, high - position)
+        return lags
+
     def is_finished(self) -> bool:
         """Unbounded sources never finish; bounded ones once every split has finished."""
         return self._bounded and len(self._at_end) == len(self._partition) and not self._ready_any()

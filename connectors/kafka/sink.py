@@ -117,6 +117,7 @@ class KafkaSinkWriter(Generic[T]):
         self._headers_selector = config.headers_selector
         self._use_event_time = config.use_event_time
         self._writes = 0
+        self._written = 0
         self._failed = 0
         self._failures: list[tuple[str | None, int | None, KafkaError]] = []
         self._fenced: KafkaError | None = None
@@ -221,10 +222,16 @@ class KafkaSinkWriter(Generic[T]):
             self._produce_when_room(topic, payload, key, timestamp, headers)
         except KafkaException as exc:
             self._raise_client_error(f"cannot produce to topic {topic!r}", exc)
+        self._written += 1
         self._writes += 1
         if self._writes >= _POLL_EVERY:
             self._writes = 0
             self._serve(producer.poll, 0)
+
+    @property
+    def records_written(self) -> int:
+        """Values produced since the writer was created (see eventapp.sink.WriteCounter)."""
+        return self._written
 
     def _produce_when_room(
         self, topic: str, payload: bytes | None, key: Any, timestamp: int, headers: list[Any] | None

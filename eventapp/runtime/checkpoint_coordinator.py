@@ -14,13 +14,16 @@ workload of ``benchmarks.bench_kafka``, overlapping them (outputs held back unti
 the checkpoint threads and the processing thread fight for the GIL, and cost 10-25 % of the
 throughput for a shorter stop (``docs/design.md``, "Checkpoints").
 
-``checkpoint.completed`` carries ``pause_ms``: how long the splits stopped processing.
+``checkpoint.completed`` carries ``pause_ms``: how long the splits stopped processing. The last
+:data:`HISTORY` checkpoints are kept as :class:`~eventapp.runtime.stats.CheckpointStats` (the
+job manager's checkpoint history).
 """
 
 from __future__ import annotations
 
 import contextvars
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
@@ -28,12 +31,15 @@ from typing import Any
 from eventapp.clock import Clock
 from eventapp.runtime.checkpointer import Checkpointer
 from eventapp.runtime.split_task import SplitTask
+from eventapp.runtime.stats import CheckpointStats
 from eventapp.runtime.task_setup import raise_most_telling
 
 __all__ = ["CheckpointCoordinator"]
 
 #: At most this many splits of a worker are checkpointed at the same time.
 MAX_PARALLEL_SPLITS = 16
+#: Completed checkpoints kept in :attr:`CheckpointCoordinator.history`.
+HISTORY = 32
 
 
 class CheckpointCoordinator:
@@ -49,9 +55,10 @@ class CheckpointCoordinator:
         self._log = log
         self._pool: ThreadPoolExecutor | None = None
         self._last_trigger_ms = clock.now_ms()
-        #: Checkpoints completed so far, and for each how long the splits stopped (ms).
+        #: Checkpoints completed so far.
         self.completed = 0
-        self.pauses_ms: list[float] = []
+        #: The last HISTORY completed checkpoints, oldest first.
+        self.history: deque[CheckpointStats] = deque(maxlen=HISTORY)
 
     def restart_interval(self) -> None:
         """Count the interval from now (the worker just opened)."""
@@ -63,6 +70,7 @@ class CheckpointCoordinator:
     def checkpoint(self, tasks: Sequence[SplitTask]) -> None:
         """Checkpoint every split in ``tasks`` and wait until each committed."""
         started = time.perf_counter()
+        triggered_ms = int(time.time() * 1000)
         self._last_trigger_ms = self._clock.now_ms()
         checkpointer = self._checkpointer
         pending = [checkpointer.begin(task) for task in tasks]
@@ -88,7 +96,15 @@ class CheckpointCoordinator:
             checkpointer.finish(p)
         self.completed += 1
         pause_ms = round((time.perf_counter() - started) * 1000, 3)
-        self.pauses_ms.append(pause_ms)
+        self.history.append(
+            CheckpointStats(
+                checkpoint_ids={p.task.id: p.checkpoint_id for p in pending},
+                triggered_ms=triggered_ms,
+                duration_ms=pause_ms,
+                pause_ms=pause_ms,
+                size_bytes=sum(p.size_bytes for p in pending),
+            )
+        )
         self._log.info(
             "checkpoint.completed",
             splits=len(pending),

@@ -34,6 +34,7 @@ from typing import Any
 
 import structlog
 
+from eventapp._fs import tree_size
 from eventapp.checkpoint.commit import CommittedCheckpoint
 from eventapp.checkpoint.meta import SnapshotMeta
 from eventapp.checkpoint.storage import CheckpointStorage, snapshot_name
@@ -74,6 +75,8 @@ class PendingCheckpoint:
     #: The split's state schemas when the checkpoint began (see SplitTask.schemas).
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     committed: bool = False
+    #: Bytes of the snapshot's state files, once written.
+    size_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ class Checkpointer:
             )
             stored = storage.complete(self.job, task.id, name, meta.to_json())
             pending.state.stored_at(stored / "state")
+            pending.size_bytes = tree_size(stored / "state")
             steps.done("complete_ms")
             fault_point("checkpoint.after_snapshot_complete")
             fault_point("checkpoint.before_commit")
@@ -188,6 +192,7 @@ class Checkpointer:
         """The checkpoint committed: make it the split's (in the split's thread)."""
         assert pending.committed, "finish() of a checkpoint that did not commit"
         pending.task.checkpoint_id = pending.checkpoint_id
+        pending.task.state_bytes = pending.size_bytes
 
     @staticmethod
     def abandon(pending: PendingCheckpoint) -> None:

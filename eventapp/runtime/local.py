@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -26,7 +25,8 @@ from eventapp.runtime.checkpointer import Checkpointer
 from eventapp.runtime.keyed_process import KeyedProcessOperator
 from eventapp.runtime.operators import OperatorRuntime
 from eventapp.runtime.split_task import SplitTask
-from eventapp.runtime.task_setup import open_split_tasks, raise_most_telling
+from eventapp.runtime.stats import CheckpointStats, JobResult, RunnerStats, split_stats
+from eventapp.runtime.task_setup import open_split_tasks
 from eventapp.runtime.watermark_alignment import SplitPacer
 from eventapp.sink import SinkContext
 from eventapp.source import CommittingSource, SourceReader
@@ -36,19 +36,9 @@ from eventapp.watermarks import MAX_WATERMARK, MIN_WATERMARK
 if TYPE_CHECKING:
     from eventapp.stream import Job
 
-__all__ = ["JobResult", "LocalRunner", "raise_most_telling"]
+__all__ = ["LocalRunner"]
 
 log = structlog.get_logger("eventapp.runtime")
-
-
-@dataclass(frozen=True, slots=True)
-class JobResult:
-    """What a finished (or stopped) run did."""
-
-    records_read: int
-    dead_letters: int
-    checkpoints: int
-    duration_s: float
 
 
 class LocalRunner:
@@ -79,7 +69,12 @@ class LocalRunner:
         self._finished = False
         self._stop_requested = False
         self._stop_reason = ""
+        self._drain = False
+        self._cancelled = False
+        self._checkpoint_requested = False
         self._started = 0.0
+        self._restore_s = 0.0
+        self._idle_s = 0.0
 
     # --- what tests and tools read -------------------------------------------------------------------
     @property
@@ -111,9 +106,21 @@ class LocalRunner:
         return self._tasks[split].checkpoint_id
 
     @property
-    def checkpoint_pauses_ms(self) -> list[float]:
-        """Per completed checkpoint, how long the splits stopped processing (ms)."""
-        return [] if self._coordinator is None else self._coordinator.pauses_ms
+    def checkpoints_completed(self) -> int:
+        return 0 if self._coordinator is None else self._coordinator.completed
+
+    @property
+    def checkpoint_history(self) -> list[CheckpointStats]:
+        """The last completed checkpoints, oldest first (bounded, see CheckpointCoordinator)."""
+        return [] if self._coordinator is None else list(self._coordinator.history)
+
+    def stats(self) -> RunnerStats:
+        """What this worker reports about itself now (read in the worker's thread)."""
+        elapsed = 0.0 if not self._started else time.monotonic() - self._started - self._restore_s
+        watermark = None if self._watermark <= MIN_WATERMARK else self._watermark
+        splits = split_stats(self._tasks.values(), self._reader)
+        busy = max(0.0, elapsed - self._idle_s)
+        return RunnerStats(splits, watermark, busy, self._idle_s, self._restore_s, self.checkpoints_completed)
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def open(self) -> None:
@@ -146,6 +153,7 @@ class LocalRunner:
                 self.job.name, self._checkpointer, checkpoint.interval_ms, self.config.clock, self._log
             )
         now = self.config.clock.now_ms()
+        restore_started = time.monotonic()
         tasks = open_split_tasks(
             self.job.name,
             self.config,
@@ -158,6 +166,7 @@ class LocalRunner:
             operators=[op.uid for op in self._chain.keyed],
         )
         self._tasks = {task.id: task for task in tasks}
+        self._restore_s = time.monotonic() - restore_started
         try:
             for task in tasks:
                 self._attach(task)
@@ -230,31 +239,53 @@ class LocalRunner:
         return JobResult(
             records_read=sum(t.records for t in self._tasks.values()),
             dead_letters=sum(t.dead_letters for t in self._tasks.values()),
-            checkpoints=0 if self._coordinator is None else self._coordinator.completed,
+            checkpoints=self.checkpoints_completed,
             duration_s=time.monotonic() - self._started,
         )
 
     # --- driving -------------------------------------------------------------------------------------
-    def request_stop(self, reason: str = "requested") -> None:
-        """Ask :meth:`run` to stop after the current step, with a final checkpoint. Safe to call from
-        a signal handler: it only sets attributes (``run`` logs ``job.stop_requested``)."""
+    def request_stop(self, reason: str = "requested", *, drain: bool = False) -> None:
+        """Ask :meth:`run` to stop after the current step, with a final checkpoint. With ``drain``
+        (Flink's ``stop --drain``) the watermark first goes to +inf, so every event-time timer fires
+        and its output is in that checkpoint. Safe to call from a signal handler or another thread:
+        it only sets attributes (``run`` logs ``job.stop_requested``)."""
         self._stop_reason = reason
+        self._drain = self._drain or drain
         self._stop_requested = True
 
-    def run(self, max_duration_s: float | None = None) -> JobResult:
+    def request_cancel(self, reason: str = "cancelled") -> None:
+        """Ask :meth:`run` to stop after the current step *without* a final checkpoint (Flink's
+        cancel): what was not committed is aborted and replayed by the next run."""
+        self._cancelled = True
+        self.request_stop(reason)
+
+    def request_checkpoint(self) -> None:
+        """Checkpoint at the next step instead of waiting for the interval (from any thread)."""
+        self._checkpoint_requested = True
+
+    def run(
+        self, max_duration_s: float | None = None, on_step: Callable[[], None] | None = None
+    ) -> JobResult:
         """Run until the source is finished, :meth:`request_stop` is called or ``max_duration_s``
         passed. A stopped (not finished) job takes a final checkpoint when checkpointing is on, so
-        a redeploy resumes exactly there. Then close."""
+        a redeploy resumes exactly there (not when cancelled). Then close. ``on_step`` is called
+        after every step (the job manager's link reports from it)."""
         self.open()
         deadline = None if max_duration_s is None else time.monotonic() + max_duration_s
         try:
             while not self._finished and not self._stop_requested:
                 self.step()
+                if on_step is not None:
+                    on_step()
                 if deadline is not None and time.monotonic() >= deadline:
                     break
             if self._stop_requested:
-                self._log.info("job.stop_requested", reason=self._stop_reason)
-            if not self._finished:
+                self._log.info(
+                    "job.stop_requested", reason=self._stop_reason, drain=self._drain, cancel=self._cancelled
+                )
+            if self._drain and not self._finished and not self._cancelled:
+                self._emit_watermark(MAX_WATERMARK)
+            if not self._finished and not self._cancelled:
                 if self.config.checkpoint is not None:
                     self.checkpoint()
                 else:
@@ -275,7 +306,10 @@ class LocalRunner:
             return 0
         reader = self._reader
         assert reader is not None
+        polled = time.perf_counter()
         records = reader.poll(self.config.max_batch_records, self.config.poll_timeout_s)
+        if not records:
+            self._idle_s += time.perf_counter() - polled
         tasks = self._tasks
         assigner = self._strategy.timestamp_assigner
         source = self._source_node.name
@@ -300,7 +334,8 @@ class LocalRunner:
             handled += op.on_processing_time(now)
         self._cleanup_ttl()
         coordinator = self._coordinator
-        if coordinator is not None and coordinator.due(now):
+        if coordinator is not None and (self._checkpoint_requested or coordinator.due(now)):
+            self._checkpoint_requested = False
             coordinator.checkpoint(list(tasks.values()))
         if reader.is_finished() and not records:
             self._finish()

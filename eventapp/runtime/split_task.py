@@ -84,6 +84,8 @@ class SplitTask:
         self.head: Operator | None = None
         self.records = 0
         self.dead_letters = 0
+        #: Bytes of the split's last checkpoint's state snapshot (0: none in this run yet).
+        self.state_bytes = 0
         self._held: list[tuple[int, Any, int | None]] | None = None
         self._record = StreamRecord(None, None, self)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from eventapp import ConfigurationError
-from eventapp.cli import assign_splits, main
+from eventapp.assignment import assign_splits
+from eventapp.cli import main
 from tests.runtime import cli_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,8 +61,9 @@ MUST_BE_POSITIVE = (
         (["run", "tests.runtime.cli_job:missing"], "has no attribute 'missing'"),
         (["run", "tests.runtime.cli_job:not_a_job"], "is not an eventapp Job"),
         (
-            ["run", JOB, "--parallelism", "3"],
-            "--parallelism 3 needs --subtask (this worker's index, 0 to 2), for example --parallelism 3 --subtask 0",
+            ["run", JOB, "--parallelism", "9"],
+            "--parallelism 9 is more than the 4 splits of source 'collection': the extra task slots would get "
+            "no work; lower --parallelism to <= 4",
         ),
         (
             ["run", JOB, "--splits", "nope-9"],
