@@ -9,12 +9,20 @@ from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.checkpoint.storage import CheckpointStorage, LocalCheckpointStorage
 from eventapp.clock import Clock, ManualClock, SystemClock
 from eventapp.config import CheckpointConfig, CheckpointingMode, ErrorPolicy, JobConfig
+from eventapp.daemon.restart import (
+    ExponentialDelayRestart,
+    FailureRateRestart,
+    FixedDelayRestart,
+    NoRestart,
+    RestartStrategy,
+)
 from eventapp.deadletter import DeadLetter
 from eventapp.errors import (
     CheckpointError,
     ConfigurationError,
     EventAppError,
     JobFailedError,
+    JobManagerError,
     ProducerFencedError,
     RecordProcessingError,
     RestoreError,
@@ -100,9 +108,13 @@ __all__ = [
     "DeadLetter",
     "ErrorPolicy",
     "EventAppError",
+    "ExponentialDelayRestart",
+    "FailureRateRestart",
+    "FixedDelayRestart",
     "Job",
     "JobConfig",
     "JobFailedError",
+    "JobManagerError",
     "JobResult",
     "JsonSerializer",
     "KeyedProcessFunction",
@@ -117,6 +129,7 @@ __all__ = [
     "MapStateDescriptor",
     "MsgpackSerializer",
     "Murmur2Partitioner",
+    "NoRestart",
     "OnTimerContext",
     "OutputTag",
     "Partitioner",
@@ -127,6 +140,7 @@ __all__ = [
     "RecordProcessingError",
     "ReducingState",
     "ReducingStateDescriptor",
+    "RestartStrategy",
     "RestoreError",
     "RestoreRequest",
     "RuntimeContext",

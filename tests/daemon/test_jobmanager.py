@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from eventapp import LocalCheckpointStorage
-from tests.daemon.conftest import ROOT, wait_for
+from tests.support.jobmanager import ROOT, wait_for
 
 ENDLESS = "tests.daemon.jm_jobs:build_endless"
 SPLITS = [f"endless-{i}" for i in range(4)]
