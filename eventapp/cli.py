@@ -131,6 +131,19 @@ def _parser() -> argparse.ArgumentParser:
     group = run.add_mutually_exclusive_group()
     group.add_argument("--splits", help="comma-separated split ids this worker runs (default: all)")
     group.add_argument("--subtask", type=int, help="this worker's index, with --parallelism")
+    group.add_argument(
+        "--group",
+        action="store_true",
+        help="let the source's consumer group assign this worker's splits (KafkaSourceConfig("
+        "group_assignment=True)): run as many workers as you like, on any machines; with "
+        "--parallelism N, a job manager runs N of them",
+    )
+    run.add_argument(
+        "--group-instance-id",
+        metavar="ID",
+        help="with --group: this worker's static membership id (group.instance.id), stable across "
+        "restarts, so a restart does not rebalance",
+    )
     run.add_argument(
         "--parallelism",
         type=int,
@@ -186,7 +199,13 @@ EXIT_SUPERSEDED = 3
 FENCED_RECOVERY_ATTEMPTS = 5
 
 
-def _run_worker(job: Job, splits: list[str], restore: RestoreRequest, link: WorkerLink | None = None) -> int:
+def _run_worker(
+    job: Job,
+    splits: list[str],
+    restore: RestoreRequest,
+    link: WorkerLink | None = None,
+    group: tuple[bool, str | None] = (False, None),
+) -> int:
     """Run the worker's splits until done or stopped. Fenced by an older instance of the job (one
     that fenced before it saw this instance's claim, see eventapp.connectors.kafka.ownership), it
     recovers again with backoff, at most FENCED_RECOVERY_ATTEMPTS times; superseded by a newer one,
@@ -200,7 +219,7 @@ def _run_worker(job: Job, splits: list[str], restore: RestoreRequest, link: Work
         previous = gc_tuning.tune_for_streaming()
         log.debug("worker.gc_tuned", threshold=gc_tuning.GEN0_THRESHOLD, previous=list(previous))
     while True:
-        runner = job.runner(splits, restore)
+        runner = job.runner(None if group[0] else splits, restore, group=group[0], group_instance_id=group[1])
 
         def stop(signum: int, frame: FrameType | None, runner: LocalRunner = runner) -> None:
             stop_signals.append(signal.Signals(signum).name)
@@ -262,6 +281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             and args.parallelism is not None
             and (args.subtask is None and args.splits is None and args.report_fd is None)
         )
+        grouped = args.command == "run" and args.group
+        if args.command == "run" and args.group_instance_id and not args.group:
+            raise ConfigurationError(
+                "--group-instance-id needs --group (static membership of a consumer group)"
+            )
         if args.parallelism is None:
             args.parallelism = 1
         _check_parallelism(args.parallelism)
@@ -283,7 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         restore_args = _restore_args(args)
         if supervised:
             return cli_daemon.run_job_manager(job, args, restore_args)
-        if args.splits is not None:
+        if grouped:
+            chosen = []  # the consumer group assigns them
+        elif args.splits is not None:
             chosen = _chosen_splits(args.splits, source.name, available, args.target)
         elif args.subtask is not None:
             chosen = assign_splits(available, args.parallelism, args.subtask)
@@ -315,7 +341,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         link = None
         if args.report_fd is not None:
             link = WorkerLink(args.report_fd, args.report_interval)
-        return _run_worker(job, chosen, restore, link)
+        return _run_worker(job, chosen, restore, link, (grouped, args.group_instance_id))
     except SupersededError as exc:
         print(f"eventapp: superseded: {exc}", file=sys.stderr)
         return EXIT_SUPERSEDED

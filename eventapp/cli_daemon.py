@@ -92,6 +92,7 @@ def run_job_manager(job: Job, args: argparse.Namespace, restore_args: tuple[str,
         report_interval_s=args.report_interval,
         restore_args=restore_args,
         json_logs=args.json_logs,
+        group=args.group,
     )
     return JobManager(job, config).run()
 

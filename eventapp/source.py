@@ -10,7 +10,17 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["CommittingSource", "LagReporter", "PausableReader", "Source", "SourceReader", "SourceRecord"]
+__all__ = [
+    "CommittingSource",
+    "GroupReader",
+    "GroupSource",
+    "LagReporter",
+    "PausableReader",
+    "Source",
+    "SourceReader",
+    "SourceRecord",
+    "SplitListener",
+]
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -102,6 +112,48 @@ class Source(Protocol[T_co]):
     def create_reader(self, splits: Sequence[str], start_positions: Mapping[str, int]) -> SourceReader[T_co]:
         """A reader over ``splits``. ``start_positions`` holds restored positions (the next record to
         read) for the splits that have one; the others start at the source's configured start."""
+        ...
+
+
+class SplitListener(Protocol):
+    """What a :class:`GroupReader` tells the runtime when the group moves splits (the runner
+    implements it). Every call comes from inside the reader's ``poll``, in the worker's thread."""
+
+    def splits_assigned(self, splits: Sequence[str]) -> None:
+        """These splits are now this worker's, not yet reading: the runtime restores them (fencing
+        their previous owner) after ``poll`` returns, then calls :meth:`GroupReader.start_splits`."""
+        ...
+
+    def splits_revoked(self, splits: Sequence[str]) -> None:
+        """These splits go to another worker: checkpoint and release them now (their next owner
+        restores that checkpoint). If that fails, release them without committing."""
+        ...
+
+    def splits_lost(self, splits: Sequence[str]) -> None:
+        """These splits were taken away (this worker was out of the group too long): release them
+        without committing anything; another worker may already own them."""
+        ...
+
+
+@runtime_checkable
+class GroupReader(SourceReader[T_co], Protocol[T_co]):
+    """A reader whose splits are assigned by a consumer group (they come and go at runtime)."""
+
+    def start_splits(self, positions: Mapping[str, int | None]) -> Mapping[str, int]:
+        """Start reading assigned splits at these positions (None: the source's configured start).
+        Returns the positions where it is known (as :meth:`SourceReader.start_positions`)."""
+        ...
+
+
+@runtime_checkable
+class GroupSource(Protocol[T_co]):
+    """A source whose splits a consumer group assigns to the workers (``eventapp run --group``)."""
+
+    def create_group_reader(
+        self, listener: SplitListener, instance_id: str | None = None
+    ) -> GroupReader[T_co]:
+        """A reader that joins the source's consumer group; ``instance_id`` is this worker's static
+        membership id (``eventapp run --group-instance-id``), if any."""
         ...
 
 

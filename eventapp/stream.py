@@ -104,14 +104,27 @@ class Job:
         return DataStream(self, node)
 
     def runner(
-        self, splits: Iterable[str] | None = None, restore: RestoreRequest | None = None
+        self,
+        splits: Iterable[str] | None = None,
+        restore: RestoreRequest | None = None,
+        *,
+        group: bool = False,
+        group_instance_id: str | None = None,
     ) -> LocalRunner:
         """A runner for this job in this process, over ``splits`` (default: all of the source's).
 
         ``restore`` overrides what splits restore from (``--from-checkpoint``/``--start-fresh``, see
         :mod:`eventapp.checkpoint.restore`); by default each restores its committed checkpoint.
+        With ``group`` the source's consumer group assigns the splits as it goes
+        (:mod:`eventapp.runtime.membership`); ``group_instance_id`` is static membership.
         """
-        return LocalRunner(self, splits=None if splits is None else list(splits), restore=restore)
+        return LocalRunner(
+            self,
+            splits=None if splits is None else list(splits),
+            restore=restore,
+            group=group,
+            group_instance_id=group_instance_id,
+        )
 
     def run(self, splits: Iterable[str] | None = None) -> JobResult:
         """Run the job in this process until its source is finished (forever if unbounded)."""

@@ -72,7 +72,8 @@ class KafkaTransactionalCommitPoint(KafkaCommitPointBase):
         self.transactional_id = config.transactional_id(split)
         self._group_md: Any = None
         self._pointer_md: Any = None
-        self._ownership = SplitOwnership(config, split) if _can_scan(config) else None
+        claims = _can_scan(config) and config.ownership_claims
+        self._ownership = SplitOwnership(config, split) if claims else None
         #: The transaction of the current producer (a new one per recovery).
         self._transaction: KafkaTransaction | None = None
 

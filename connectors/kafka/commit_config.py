@@ -109,6 +109,10 @@ class KafkaCommitConfig:
     operation_timeout_s: float = 30.0
     job: str | None = None
     broker_quirks: BrokerQuirks = field(default_factory=BrokerQuirks.from_environment)
+    #: Order a split's instances by split-ownership claims (eventapp.connectors.kafka.ownership).
+    #: Off when the consumer group assigns the partitions: the group decides who owns a split then,
+    #: and an older process may rightly get a split back from a newer one.
+    ownership_claims: bool = True
 
     def __post_init__(self) -> None:
         owner = "KafkaCommitConfig"
@@ -151,6 +155,7 @@ class KafkaCommitConfig:
             operation_timeout_s=source.operation_timeout_s,
             job=job,
             broker_quirks=source.broker_quirks,
+            ownership_claims=not source.group_assignment,
         )
 
     @property

@@ -21,7 +21,7 @@ the job's error policy, never a dropped one.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Final
 
 import structlog
@@ -40,6 +40,7 @@ from eventapp.source import SourceRecord
 from .config import KafkaSourceConfig, parse_split
 from .errors import describe_kafka_error, kafka_error_of
 from .records import decode_failure, full_record
+from .split_buffer import SplitBuffer
 from .startoffsets import resolve_start_offsets
 
 __all__ = ["KafkaSourceReader"]
@@ -69,6 +70,9 @@ class KafkaSourceReader:
     its buffered records were handed out; the reader finishes when every split has.
     """
 
+    #: Whether the reader assigns its partitions itself (False: the consumer group does).
+    _static_assignment = True
+
     def __init__(
         self, config: KafkaSourceConfig, splits: Sequence[str], start_positions: Mapping[str, int]
     ) -> None:
@@ -79,30 +83,19 @@ class KafkaSourceReader:
             raise ConfigurationError(f"start positions given for splits {unknown} that are not being read")
         self._split_of: dict[tuple[str, int], str] = {}
         self._partition: dict[str, TopicPartition] = {}
+        self._buffers: dict[str, SplitBuffer] = {}
+        #: Where a message goes: (topic, partition) -> (split, append to its buffer); with one topic,
+        #: partition -> the same (saves a call per message).
+        self._targets: dict[tuple[str, int], tuple[str, Callable[[SourceRecord[Any]], None]]] = {}
+        self._by_partition: dict[int, tuple[str, Callable[[SourceRecord[Any]], None]]] | None = (
+            {} if len(config.topics) == 1 else None
+        )
+        self._order: list[str] = []
         for split in splits:
-            topic, partition = parse_split(split)
-            if topic not in config.topics:
-                raise ConfigurationError(
-                    f"split {split!r} is not a split of Kafka source {self._name!r} (topics "
-                    f"{list(config.topics)})"
-                )
-            self._split_of[(topic, partition)] = split
-            self._partition[split] = TopicPartition(topic, partition)
+            self._add_split(split)
         self._value_decoder = config.value_decoder
         self._fast = config.key_decoder is None and config.timestamp_extractor is None
         self._bounded = config.bounded
-        self._buffers: dict[str, _Buffer] = {split: _Buffer() for split in self._partition}
-        #: Where a message goes: (topic, partition) -> (split, append to its buffer); with one topic,
-        #: partition -> the same (saves a call per message).
-        self._targets = {
-            key: (split, self._buffers[split].records.append) for key, split in self._split_of.items()
-        }
-        self._by_partition = (
-            {partition: target for (_, partition), target in self._targets.items()}
-            if len(config.topics) == 1
-            else None
-        )
-        self._order = list(self._partition)
         self._rotation = 0
         self._cap_bytes = config.split_buffer_bytes
         #: The cap in records: split_buffer_bytes over the mean payload size seen so far.
@@ -117,11 +110,13 @@ class KafkaSourceReader:
         self._held: set[str] = set()
         #: Splits whose partition is paused in the consumer (any of the three reasons).
         self._not_fetching: set[str] = set()
-        self._consumer = Consumer(config.consumer_settings())
+        self._skip_before: dict[str, int] = {}
+        self._consumer = Consumer(self._consumer_settings())
         self._closed = False
         try:
             start = resolve_start_offsets(self._consumer, config, self._split_of, start_positions)
-            self._consumer.assign(start.assignment)
+            if self._static_assignment:
+                self._consumer.assign(start.assignment)
         except BaseException:
             self._consumer.close()
             self._closed = True
@@ -137,6 +132,41 @@ class KafkaSourceReader:
             start=config.start_position.kind,
             bounded=self._bounded,
         )
+
+    def _consumer_settings(self) -> dict[str, Any]:
+        return self._config.consumer_settings()
+
+    def _add_split(self, split: str) -> None:
+        """Read ``split`` too (its partition is assigned by the caller)."""
+        topic, partition = parse_split(split)
+        if topic not in self._config.topics:
+            raise ConfigurationError(
+                f"split {split!r} is not a split of Kafka source {self._name!r} (topics "
+                f"{list(self._config.topics)})"
+            )
+        buffer = SplitBuffer()
+        target = (split, buffer.records.append)
+        self._split_of[(topic, partition)] = split
+        self._partition[split] = TopicPartition(topic, partition)
+        self._buffers[split] = buffer
+        self._targets[(topic, partition)] = target
+        if self._by_partition is not None:
+            self._by_partition[partition] = target
+        self._order.append(split)
+
+    def _remove_split(self, split: str) -> None:
+        """Stop reading ``split``: its buffered records are dropped (they are after its position,
+        so its next owner reads them again); its partition is unassigned by the caller."""
+        tp = self._partition.pop(split)
+        key = (tp.topic, tp.partition)
+        del self._split_of[key], self._buffers[split], self._targets[key]
+        if self._by_partition is not None:
+            self._by_partition.pop(tp.partition, None)
+        self._order.remove(split)
+        for states in (self._at_end, self._paused, self._held, self._not_fetching):
+            states.discard(split)
+        self._skip_before.pop(split, None)
+        self._started_at.pop(split, None)
 
     def start_positions(self) -> Mapping[str, int]:
         """Restored positions and the offsets ``latest`` resolved to (see :class:`SourceReader`)."""
@@ -253,7 +283,7 @@ class KafkaSourceReader:
             active = []
         while active and len(out) < max_records:
             share = max(1, (max_records - len(out)) // len(active))
-            still: list[_Buffer] = []
+            still: list[SplitBuffer] = []
             for buffer in active:
                 buffer.take(min(share, max_records - len(out)), out)
                 if buffer:
@@ -362,30 +392,3 @@ class KafkaSourceReader:
         self._closed = True
         self._consumer.close()
         log.debug("kafka.source.closed", source=self._name)
-
-
-class _Buffer:
-    """The decoded records of one split, waiting to be handed out (``records[head:]``)."""
-
-    __slots__ = ("head", "records")
-
-    def __init__(self) -> None:
-        self.records: list[SourceRecord[Any]] = []
-        self.head = 0
-
-    def __len__(self) -> int:
-        return len(self.records) - self.head
-
-    def take(self, n: int, out: list[SourceRecord[Any]]) -> None:
-        """Move the first ``n`` waiting records to ``out``."""
-        records, head = self.records, self.head
-        end = head + n
-        out.extend(records[head:end])
-        if end >= len(records):
-            records.clear()
-            self.head = 0
-        elif end > 4_096 and 2 * end > len(records):
-            del records[:end]
-            self.head = 0
-        else:
-            self.head = end

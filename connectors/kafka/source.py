@@ -10,6 +10,7 @@ split's commit point commits them with each checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from typing import Final, Generic, TypeVar
@@ -19,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from eventapp.checkpoint.commit import CommitPoint
 from eventapp.errors import ConfigurationError, SourceError
+from eventapp.source import SplitListener
 
 from .clientlog import mark_reachable
 from .commit import KafkaTransactionalCommitPoint
@@ -32,6 +34,7 @@ from .config import (
     validate_transaction_timeout,
 )
 from .errors import describe_kafka_error, kafka_error_of
+from .group_reader import KafkaGroupReader
 from .reader import KafkaSourceReader
 
 __all__ = ["KafkaSource"]
@@ -106,7 +109,27 @@ class KafkaSource(Generic[T]):
         return result
 
     def create_reader(self, splits: Sequence[str], start_positions: Mapping[str, int]) -> KafkaSourceReader:
+        if self._config.group_assignment:
+            raise ConfigurationError(
+                f"Kafka source {self.name!r} has group_assignment=True: the consumer group assigns its "
+                f"partitions, so run the job's workers with 'eventapp run JOB --group'"
+            )
         return KafkaSourceReader(self._config, splits, start_positions)
+
+    def create_group_reader(
+        self, listener: SplitListener, instance_id: str | None = None
+    ) -> KafkaGroupReader:
+        """A reader of the partitions the consumer group assigns (eventapp.source.GroupSource)."""
+        if not self._config.group_assignment:
+            raise ConfigurationError(
+                f"Kafka source {self.name!r}: 'eventapp run --group' needs "
+                f"KafkaSourceConfig(group_assignment=True); without it the job assigns splits itself "
+                f"(--parallelism N with --subtask I)"
+            )
+        config = self._config
+        if instance_id:
+            config = dataclasses.replace(config, group_instance_id=instance_id)
+        return KafkaGroupReader(config, listener)
 
     def commit_config(self, job: str) -> KafkaCommitConfig:
         return KafkaCommitConfig.for_source(self._config, job)

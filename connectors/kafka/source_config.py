@@ -104,7 +104,15 @@ class KafkaSourceConfig:
     :param bootstrap_servers: ``host:port[,host:port...]``.
     :param topics: the topics to read; each partition is a split named ``"<topic>-<partition>"``.
     :param group_id: consumer group holding committed positions (one group per job). Partitions are
-        assigned statically (``assign()``), the group never rebalances.
+        assigned statically (``assign()``), the group never rebalances, unless ``group_assignment``.
+    :param group_assignment: let the consumer group assign the partitions to the workers
+        (``subscribe()`` with ``cooperative-sticky`` incremental rebalancing; workers run with
+        ``eventapp run JOB --group``): a revoked split is checkpointed and released inside the
+        rebalance, an assigned one restored outside it with its partition paused
+        (:mod:`eventapp.connectors.kafka.group_reader`). Kafka Streams' model, not Flink's.
+    :param group_instance_id: with ``group_assignment``: this worker's static membership id
+        (``group.instance.id``): a worker restarted within ``session.timeout.ms`` gets its
+        partitions back without a rebalance. One per worker; ``eventapp run --group-instance-id``.
     :param start_position: where splits without a restored position start.
     :param value_deserializer: ``"bytes"`` (default), ``"str"``, ``"json"``, a Serializer or a callable.
     :param key_deserializer: how to decode keys; only with ``as_kafka_record=True``.
@@ -161,6 +169,8 @@ class KafkaSourceConfig:
     operation_timeout_s: float = 30.0
     split_buffer_bytes: int = 4 << 20
     broker_quirks: BrokerQuirks = field(default_factory=BrokerQuirks.from_environment)
+    group_assignment: bool = False
+    group_instance_id: str | None = None
     value_decoder: Decoder = field(init=False, repr=False, compare=False)
     key_decoder: Decoder | None = field(init=False, repr=False, compare=False)
 
@@ -198,6 +208,23 @@ class KafkaSourceConfig:
         if self.as_kafka_record:
             key_decoder = resolve_deserializer(self.key_deserializer or "bytes", f"{owner}.key_deserializer")
         object.__setattr__(self, "key_decoder", key_decoder)
+        if self.group_instance_id is not None and not self.group_assignment:
+            raise ConfigurationError(
+                f"{owner}.group_instance_id is static membership of a consumer group that assigns the "
+                f"partitions: set group_assignment=True too, or drop group_instance_id"
+            )
+        strategy = self.consumer_config.get("partition.assignment.strategy")
+        if self.group_assignment and strategy not in (None, "cooperative-sticky"):
+            raise ConfigurationError(
+                f"{owner}: group_assignment=True rebalances incrementally and needs "
+                f"partition.assignment.strategy=cooperative-sticky, but consumer_config sets {strategy!r}; "
+                f"drop that setting"
+            )
+        if self.group_assignment and self.bounded:
+            raise ConfigurationError(
+                f"{owner}: group_assignment=True with bounded=True: a worker of a rebalancing group "
+                f"cannot tell the end of its input (partitions come and go); use bounded=False"
+            )
         if self.timestamp_extractor is not None and not callable(self.timestamp_extractor):
             raise ConfigurationError(
                 f"{owner}.timestamp_extractor must be a callable value -> epoch milliseconds (int), got "
@@ -260,4 +287,9 @@ class KafkaSourceConfig:
         if self.start_position.kind == "latest":
             reset = OffsetReset.LATEST
         settings["auto.offset.reset"] = reset.value
+        if self.group_assignment:
+            # Incremental rebalancing: a rebalance moves only the partitions that change owner.
+            settings["partition.assignment.strategy"] = "cooperative-sticky"
+            if self.group_instance_id and not self.broker_quirks.no_static_membership:
+                settings["group.instance.id"] = self.group_instance_id
         return with_client_logging(settings, f"source-consumer:{self.group_id}", polled=True)

@@ -45,6 +45,9 @@ class JobManagerConfig:
     #: Restore options (``--from-savepoint DIR`` ...) for each worker until it completed a checkpoint.
     restore_args: tuple[str, ...] = ()
     json_logs: bool | None = None
+    #: Workers in the source's consumer group (``--group``): the group assigns the splits, each
+    #: worker has the static membership id ``<job>-<host>-<slot>``.
+    group: bool = False
     #: After the job ended, how long the REST API stays up for clients to fetch a savepoint's
     #: result (it shuts down as soon as every trigger's result was fetched).
     linger_s: float = 30.0

@@ -43,9 +43,18 @@ class _Totals:
         for key in keys:
             self._base[key] = self._base.get(key, 0.0) + self._last.pop(key, 0.0)
 
+    def get(self, key: str) -> float | None:
+        if key not in self._base and key not in self._last:
+            return None
+        return self._base.get(key, 0.0) + self._last.get(key, 0.0)
+
     def items(self) -> list[tuple[str, float]]:
         keys = set(self._base) | set(self._last)
         return sorted((k, self._base.get(k, 0.0) + self._last.get(k, 0.0)) for k in keys)
+
+
+def _count(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 class JobState:
@@ -58,6 +67,8 @@ class JobState:
         self.max_parallelism = max_parallelism
         self.restart_strategy = restart_strategy
         self.status = JobStatus.INITIALIZING
+        #: Whether a consumer group assigns the splits (the slots' splits are what they report).
+        self.group = False
         self.started_ms = int(time.time() * 1000)
         self.ended_ms: int | None = None
         self.slots: list[SlotState] = []
@@ -119,6 +130,8 @@ class JobState:
             elif kind == "status":
                 stats = message.get("stats") or {}
                 slot.stats = stats
+                if self.group:
+                    slot.splits = [split["split"] for split in stats.get("splits", [])]
                 for split in stats.get("splits", []):
                     name = split["split"]
                     self.records_in.report(name, split["records_in"])
@@ -197,9 +210,12 @@ class JobState:
                             "watermark_lag_s": None if watermark is None else (now_ms - watermark) / 1000,
                             "state_size": s.get("state_bytes"),
                             "last_checkpoint": s.get("checkpoint_id"),
-                            "records_in": s.get("records_in"),
-                            "records_out": s.get("records_out"),
-                            "dead_letters": s.get("dead_letters"),
+                            # Split event time so far (the worker's watermark is over its splits).
+                            "max_timestamp": s.get("max_timestamp"),
+                            # Totals over every attempt of the split's slots (as the metrics).
+                            "records_in": _count(self.records_in.get(split)),
+                            "records_out": _count(self.records_out.get(split)),
+                            "dead_letters": _count(self.dead_letters.get(split)),
                         }
                     )
         return rows
@@ -241,6 +257,7 @@ class JobState:
     def checkpoint_summary(self) -> dict[str, Any]:
         with self.lock:
             history = list(self.checkpoints)
+            counts = {"completed": self.checkpoints_completed, "restored": len(self.restores)}
         summary: dict[str, Any] = {}
         for key in ("duration_ms", "size_bytes", "pause_ms"):
             values = [float(c[key]) for c in history if key in c]
@@ -251,7 +268,7 @@ class JobState:
                     "avg": round(sum(values) / len(values), 3),
                 }
         return {
-            "counts": {"completed": self.checkpoints_completed, "restored": len(self.restores)},
+            "counts": counts,
             "summary": summary,
             "latest": {"completed": history[-1] if history else None},
             "history": list(reversed(history)),

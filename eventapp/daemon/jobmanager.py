@@ -30,6 +30,7 @@ from __future__ import annotations
 import queue
 import secrets
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -66,7 +67,7 @@ class JobManager:
         if source is None:
             raise ConfigurationError(f"job {job.name!r} has no source")
         splits = sorted_splits(source.splits())
-        if config.parallelism > len(splits):
+        if config.parallelism > len(splits) and not config.group:
             raise ConfigurationError(
                 f"--parallelism {config.parallelism} is more than the {len(splits)} splits of source "
                 f"{source.name!r}: the extra task slots would get no work; lower --parallelism to <= "
@@ -78,6 +79,7 @@ class JobManager:
         self.state = JobState(
             job.name, config.parallelism, job.config.max_parallelism, config.restart_strategy.describe()
         )
+        self.state.group = config.group
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._slots = [Slot(i, self.state, self.events) for i in range(config.parallelism)]
         for slot in self._slots:
@@ -166,16 +168,12 @@ class JobManager:
 
     def _spawn(self, slot: Slot) -> None:
         cfg = self.config
-        args = [
-            "run",
-            cfg.target,
-            "--parallelism",
-            str(cfg.parallelism),
-            "--subtask",
-            str(slot.index),
-            "--report-interval",
-            str(cfg.report_interval_s),
-        ]
+        args = ["run", cfg.target, "--parallelism", str(cfg.parallelism), "--report-interval"]
+        args.append(str(cfg.report_interval_s))
+        if cfg.group:
+            args += ["--group", "--group-instance-id", f"{self.job.name}-{socket.gethostname()}-{slot.index}"]
+        else:
+            args += ["--subtask", str(slot.index)]
         if not self.state.slots[slot.index].checkpointed:
             args.extend(cfg.restore_args)
         if cfg.json_logs is not None:

@@ -72,6 +72,9 @@ class CheckpointCoordinator:
         started = time.perf_counter()
         triggered_ms = int(time.time() * 1000)
         self._last_trigger_ms = self._clock.now_ms()
+        if not tasks:  # a group member that owns no split right now: nothing to write
+            self.completed += 1
+            return
         checkpointer = self._checkpointer
         pending = [checkpointer.begin(task) for task in tasks]
         if len(pending) == 1:

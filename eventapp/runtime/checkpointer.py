@@ -30,7 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -42,6 +42,9 @@ from eventapp.runtime.faults import fault_point
 from eventapp.runtime.pruner import SnapshotPruner
 from eventapp.runtime.split_task import SplitTask
 from eventapp.state.store import StateSnapshot
+
+if TYPE_CHECKING:
+    from eventapp.config import JobConfig
 
 __all__ = ["Checkpointer", "PendingCheckpoint", "RestoredSnapshot"]
 
@@ -108,6 +111,20 @@ class Checkpointer:
         self.retained = retained
         #: Deletes what falls out of retention, off the checkpoint's pause.
         self.pruner = SnapshotPruner(storage, job, retained)
+
+    @classmethod
+    def for_job(cls, job: str, config: JobConfig, operators: Sequence[str], incarnation: str) -> Checkpointer:
+        """The checkpointer of ``job`` under ``config`` (which has checkpointing on)."""
+        checkpoint = config.checkpoint
+        assert checkpoint is not None
+        return cls(
+            checkpoint.resolved_storage(),
+            job,
+            backend=config.state_backend.name,
+            operators=operators,
+            incarnation=incarnation,
+            retained=checkpoint.retained,
+        )
 
     # --- checkpoint ----------------------------------------------------------------------------------
     def checkpoint(self, task: SplitTask) -> None:

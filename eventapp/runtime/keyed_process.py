@@ -298,6 +298,15 @@ class KeyedProcessOperator(Operator):
         finally:
             self._ctx.domain = None
 
+    def split_added(self, split: SplitContext) -> None:
+        """A split joined the running task (a consumer group assigned it): check its restored state
+        schemas against the states declared and registered so far, as open() did for the others."""
+        self.forget_split(split.id)
+        descriptors = {d.name: d for d in self._declared.values()}
+        descriptors.update((d.name, d) for d in self.states.descriptors())
+        for descriptor in descriptors.values():
+            reconcile_state(self.uid, descriptor, {split.id: split})
+
     def forget_split(self, split: str) -> None:
         self.timers.forget(split)
         for k in [k for k in self._cleanup_cursor if k[0] == split]:

@@ -3,8 +3,8 @@
 The runner owns no per-split state: each split is a :class:`~eventapp.runtime.split_task.SplitTask`
 (store, position, watermark, writers, transaction), checkpointed by a
 :class:`~eventapp.runtime.checkpointer.Checkpointer`. One operator chain
-(:mod:`eventapp.runtime.chain`) serves every split; records carry their split through it.
-Used directly by ``Job.run()`` and by worker processes.
+(:mod:`eventapp.runtime.chain`) serves every split; records carry their split through it. Splits
+are fixed, or come and go as a consumer group assigns them (:mod:`eventapp.runtime.membership`).
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ import structlog
 
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.config import CheckpointingMode
-from eventapp.errors import ConfigurationError, EventAppError, SourceError
+from eventapp.errors import ConfigurationError, EventAppError
 from eventapp.runtime.chain import Chain, build_chain
 from eventapp.runtime.checkpoint_coordinator import CheckpointCoordinator
 from eventapp.runtime.checkpointer import Checkpointer
 from eventapp.runtime.keyed_process import KeyedProcessOperator
+from eventapp.runtime.membership import GroupMembership
 from eventapp.runtime.operators import OperatorRuntime
 from eventapp.runtime.split_task import SplitTask
 from eventapp.runtime.stats import CheckpointStats, JobResult, RunnerStats, split_stats
-from eventapp.runtime.task_setup import open_split_tasks
+from eventapp.runtime.task_setup import apply_start_positions, open_split_tasks
 from eventapp.runtime.watermark_alignment import SplitPacer
 from eventapp.sink import SinkContext
 from eventapp.source import CommittingSource, SourceReader
@@ -45,7 +46,13 @@ class LocalRunner:
     """Executes a :class:`~eventapp.Job` over some (default: all) of its source's splits."""
 
     def __init__(
-        self, job: Job, splits: Sequence[str] | None = None, restore: RestoreRequest | None = None
+        self,
+        job: Job,
+        splits: Sequence[str] | None = None,
+        restore: RestoreRequest | None = None,
+        *,
+        group: bool = False,
+        group_instance_id: str | None = None,
     ) -> None:
         if job.source_node is None:
             raise ConfigurationError(f"job {job.name!r} has no source; call job.from_source(...) first")
@@ -57,6 +64,7 @@ class LocalRunner:
         self._strategy = self._source_node.watermarks
         self._bound = self._strategy.max_out_of_orderness_ms or 0
         self._chain: Chain = build_chain(self._source_node)
+        self._membership = GroupMembership(self, group_instance_id) if group else None
         self._tasks: dict[str, SplitTask] = {}
         self._reader: SourceReader[Any] | None = None
         self._pacer: SplitPacer | None = None
@@ -73,8 +81,7 @@ class LocalRunner:
         self._cancelled = False
         self._checkpoint_requested = False
         self._started = 0.0
-        self._restore_s = 0.0
-        self._idle_s = 0.0
+        self._restore_s = self._idle_s = 0.0  # restoring at open; waiting for input
 
     # --- what tests and tools read -------------------------------------------------------------------
     @property
@@ -135,55 +142,32 @@ class LocalRunner:
             )
         available = list(source.splits())
         assigned = available if self._requested is None else self._requested
+        if self._membership is not None:
+            assigned = []  # the consumer group assigns splits as it goes
         unknown = [s for s in assigned if s not in available]
         if unknown:
             raise ConfigurationError(
                 f"splits {unknown} are not splits of source {source.name!r} (it has {available})"
             )
         if checkpoint is not None:
-            self._checkpointer = Checkpointer(
-                checkpoint.resolved_storage(),
-                self.job.name,
-                backend=self.config.state_backend.name,
-                operators=[op.uid for op in self._chain.keyed],
-                incarnation=self._incarnation,
-                retained=checkpoint.retained,
-            )
+            keyed = [op.uid for op in self._chain.keyed]
+            self._checkpointer = Checkpointer.for_job(self.job.name, self.config, keyed, self._incarnation)
             self._coordinator = CheckpointCoordinator(
                 self.job.name, self._checkpointer, checkpoint.interval_ms, self.config.clock, self._log
             )
-        now = self.config.clock.now_ms()
         restore_started = time.monotonic()
-        tasks = open_split_tasks(
-            self.job.name,
-            self.config,
-            source,
-            assigned,
-            self._checkpointer,
-            self._restore,
-            now,
-            self._log,
-            operators=[op.uid for op in self._chain.keyed],
-        )
-        self._tasks = {task.id: task for task in tasks}
-        self._restore_s = time.monotonic() - restore_started
         try:
-            for task in tasks:
-                self._attach(task)
+            tasks = self._open_tasks(assigned)
+            self._restore_s = time.monotonic() - restore_started
             runtime = OperatorRuntime(self.job.name, self.config.clock, self._tasks)
             for op in self._chain.operators:
                 op.open(runtime)
-            start_positions = {t.id: t.position for t in tasks if t.position is not None}
-            self._reader = source.create_reader(assigned, start_positions)
-            for split, position in self._reader.start_positions().items():
-                if split not in self._tasks:
-                    raise SourceError(
-                        f"source {source.name!r} reported a start position for split {split!r}, which "
-                        f"this worker does not read (it reads {assigned}); the source's reader is wrong"
-                    )
-                task = self._tasks[split]
-                if task.position is None:
-                    task.position = position  # checkpointed even if the split reads nothing
+            if self._membership is not None:
+                self._reader = self._membership.create_reader(source)
+            else:
+                start_positions = {t.id: t.position for t in tasks if t.position is not None}
+                self._reader = source.create_reader(assigned, start_positions)
+                apply_start_positions(self._tasks, self._reader.start_positions(), source.name)
             self._pacer = SplitPacer.create(self._strategy, self._reader, source.name)
         except BaseException:
             self._close_resources()
@@ -198,6 +182,20 @@ class LocalRunner:
             checkpointing=None if checkpoint is None else checkpoint.mode.value,
             incarnation=self._incarnation,
         )
+
+    def _open_tasks(self, splits: list[str]) -> list[SplitTask]:
+        """Restore ``splits`` (fencing their previous owners) and give each its writers: at open, and
+        for the splits a consumer group assigns (eventapp.runtime.membership)."""
+        keyed = [op.uid for op in self._chain.keyed]
+        now = self.config.clock.now_ms()
+        tasks = open_split_tasks(
+            self.job.name, self.config, self._source_node.source, splits, self._checkpointer,
+            self._restore, now, self._log, operators=keyed,
+        )  # fmt: skip
+        for task in tasks:
+            self._tasks[task.id] = task
+            self._attach(task)
+        return tasks
 
     def _attach(self, task: SplitTask) -> None:
         """Give ``task`` the chain head and its writers, inside its commit point's transaction."""
@@ -337,6 +335,8 @@ class LocalRunner:
         if coordinator is not None and (self._checkpoint_requested or coordinator.due(now)):
             self._checkpoint_requested = False
             coordinator.checkpoint(list(tasks.values()))
+        if self._membership is not None:
+            self._membership.start_assigned()
         if reader.is_finished() and not records:
             self._finish()
         return handled

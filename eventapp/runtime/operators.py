@@ -59,6 +59,12 @@ class Operator(ABC):
     def close(self) -> None:  # noqa: B027 - most operators have nothing to close
         """Called once when the task stops."""
 
+    def split_added(self, split: SplitContext) -> None:  # noqa: B027 - most operators keep nothing per split
+        """A split joined the running task (a consumer group assigned it)."""
+
+    def forget_split(self, split: str) -> None:  # noqa: B027
+        """A split left the running task: drop what is kept for it."""
+
     @abstractmethod
     def process(self, record: StreamRecord) -> None:
         """Process one record (and emit to ``output``)."""

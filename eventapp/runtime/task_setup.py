@@ -7,7 +7,7 @@ empty).
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -22,14 +22,20 @@ from eventapp.checkpoint.restore import (
 )
 from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo
 from eventapp.config import CheckpointingMode, JobConfig
-from eventapp.errors import ConfigurationError, ProducerFencedError, RestoreError, SupersededError
+from eventapp.errors import (
+    ConfigurationError,
+    ProducerFencedError,
+    RestoreError,
+    SourceError,
+    SupersededError,
+)
 from eventapp.runtime.checkpointer import Checkpointer, RestoredSnapshot
 from eventapp.runtime.split_task import SplitTask
 from eventapp.savepoint.reader import Savepoint
 from eventapp.savepoint.restore import SavepointRestore, plan_restore
 from eventapp.source import CommittingSource, Source
 
-__all__ = ["open_split_tasks", "raise_most_telling"]
+__all__ = ["apply_start_positions", "open_split_tasks", "raise_most_telling"]
 
 
 def raise_most_telling(errors: Sequence[BaseException | None]) -> None:
@@ -41,6 +47,20 @@ def raise_most_telling(errors: Sequence[BaseException | None]) -> None:
         for error in failed:
             if isinstance(error, kind):
                 raise error
+
+
+def apply_start_positions(tasks: Mapping[str, SplitTask], positions: Mapping[str, int], source: str) -> None:
+    """Where a reader started splits without a restored position becomes their position (so it is
+    checkpointed even if the split reads nothing, and a restart continues there)."""
+    for split, position in positions.items():
+        task = tasks.get(split)
+        if task is None:
+            raise SourceError(
+                f"source {source!r} reported a start position for split {split!r}, which this worker "
+                f"does not read (it reads {list(tasks)}); the source's reader is wrong"
+            )
+        if task.position is None:
+            task.position = position
 
 
 def open_split_tasks(

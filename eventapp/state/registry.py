@@ -73,6 +73,10 @@ class StateRegistry:
     def registered(self, name: str) -> bool:
         return name in self._states
 
+    def descriptors(self) -> list[StateDescriptor[Any]]:
+        """The descriptors of the states registered so far."""
+        return [state.descriptor for state in self._states.values()]
+
     def ttl_states(self) -> list[KeyedState]:
         return [s for s in self._states.values() if s.descriptor.ttl is not None]
 

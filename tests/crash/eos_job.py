@@ -6,7 +6,8 @@ Per record it emits ``{"t": "count", "k", "id", "n"}`` (the key's running count)
 per key and 1-second window emits ``{"t": "window", "k", "w", "c"}`` (records of the key in the
 window); a processing-time timer ~50 ms after a key's first pending record emits
 ``{"t": "flush", "k", "ids"}`` for the ids buffered in list state since the last flush.
-The source is bounded (the job exits 0 at the end of its input) unless ``CRASH_BOUNDED=0``.
+The source is bounded (the job exits 0 at the end of its input) unless ``CRASH_BOUNDED=0`` or
+``CRASH_GROUP_ASSIGNMENT=1`` (the consumer group assigns the partitions: ``eventapp run --group``).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def build_job() -> Job:
     exactly_once = env.get("CRASH_MODE", "exactly_once") == "exactly_once"
     guarantee = DeliveryGuarantee.EXACTLY_ONCE if exactly_once else DeliveryGuarantee.AT_LEAST_ONCE
     job_name = env["CRASH_JOB"]
+    group = env.get("CRASH_GROUP_ASSIGNMENT") == "1"
     source = KafkaSource(
         KafkaSourceConfig(
             bootstrap_servers=bootstrap,
@@ -107,8 +109,11 @@ def build_job() -> Job:
             value_deserializer="json",
             # CRASH_BOUNDED=0: never finish (a soak writes input while it runs, so the job would
             # otherwise stop the first time it catches up with it).
-            bounded=env.get("CRASH_BOUNDED", "1") != "0",
+            bounded=env.get("CRASH_BOUNDED", "1") != "0" and not group,
             checkpoint_topic=env["CRASH_CHECKPOINT_TOPIC"],
+            # CRASH_GROUP_ASSIGNMENT=1: the consumer group assigns the partitions (eventapp run --group).
+            group_assignment=group,
+            consumer_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 500} if group else {},
         )
     )
     sink = KafkaSink(

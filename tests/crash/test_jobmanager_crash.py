@@ -105,3 +105,46 @@ def test_a_second_job_manager_fences_the_first(setup: CrashSetup) -> None:
         if second is not None:
             second.close()
     verify_exactly_once(setup, oracle, [f"{setup.input}-{p}" for p in range(setup.partitions)])
+
+
+def test_job_manager_with_consumer_group_workers(setup: CrashSetup) -> None:
+    """``eventapp run JOB --parallelism 2 --group``: the group divides the splits between the job
+    manager's workers; a killed worker restarts and rejoins; outputs stay exactly-once."""
+    oracle = produce_input(setup.bootstrap, setup.input, setup.partitions, records=20_000, keys=100)
+    env = _env(setup, setup.work_dir / "state-group", CRASH_GROUP_ASSIGNMENT="1", CRASH_SLOW_MS="0.2")
+    jm = JobManagerProcess(
+        setup.work_dir, JOB, 2, "--group", "--restart-strategy", "fixed-delay:attempts=5,delay=0", env=env
+    )
+    try:
+
+        def owners() -> dict[str, int]:
+            job = jm.get(f"/jobs/{jm.job_id}")
+            return {row["split"]: row["owner"] for row in job["splits"]}
+
+        # Both workers end up with splits (the group's second rebalance gives the newcomer its share).
+        split_owners = wait_for(
+            lambda: (o := owners()) and len(o) == 4 and set(o.values()) == {0, 1} and o,
+            "both slots to own splits",
+        )
+        assert sorted(split_owners) == [f"{setup.input}-{p}" for p in range(4)]
+        victim = jm.get(f"/jobs/{jm.job_id}")["slots"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(
+            lambda: (
+                (j := jm.get(f"/jobs/{jm.job_id}"))["slots"][0]["attempt"] == 2
+                and j["slots"][0]["status"] == "RUNNING"
+                and len(owners()) == 4
+            ),
+            "slot 0 back, every split owned",
+        )
+        jm.process.send_signal(signal.SIGTERM)
+        assert jm.wait_exit() == 0, jm.output()[-4000:]
+    finally:
+        jm.close()
+    drain_env = {k: v for k, v in env.items() if k != "CRASH_GROUP_ASSIGNMENT"}
+    drain = JobManagerProcess(setup.work_dir, JOB, 1, env=drain_env)  # static, bounded: reads to the end
+    try:
+        assert drain.wait_exit() == 0, drain.output()[-4000:]
+    finally:
+        drain.close()
+    verify_exactly_once(setup, oracle, [f"{setup.input}-{p}" for p in range(setup.partitions)])
