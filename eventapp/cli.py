@@ -231,6 +231,8 @@ def _run_worker(
             link.attach(runner)
         try:
             runner.run(on_step=None if link is None else link.on_step)
+            if link is not None:
+                link.exiting(runner.finished)
             return 0
         except SupersededError as exc:
             if link is not None:

@@ -54,8 +54,8 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
         "--restart-strategy",
         default="exponential-delay",
         metavar="SPEC",
-        help="how a failed worker restarts (Flink's): exponential-delay (default: 1 s doubling by 1.5 "
-        "to 60 s, jitter 0.1), fixed-delay:attempts=3,delay=2s, failure-rate:max-failures=3,"
+        help="how a failed worker restarts (Flink's): exponential-delay (default: 1 s, x1.5 per failure, "
+        "at most 60 s, jitter 0.1), fixed-delay:attempts=3,delay=2s, failure-rate:max-failures=3,"
         "interval=60s,delay=1s, none",
     )
     # Internal: the job manager starts its workers with these.

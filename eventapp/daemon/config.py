@@ -33,7 +33,7 @@ class JobManagerConfig:
     parallelism: int
     restart_strategy: RestartStrategy = field(default_factory=ExponentialDelayRestart)
     rest_host: str = "127.0.0.1"
-    #: 8081 as Flink's; 0 picks a free port (logged with ``jobmanager.rest_started``).
+    #: 8081 as Flink's; 0 picks a free port (logged with ``jobmanager.started``, field ``rest``).
     rest_port: int = 8081
     #: Required when ``rest_host`` is not a loopback address; non-GET requests must then carry
     #: ``Authorization: Bearer <token>`` (also checked on loopback when set).

@@ -14,7 +14,14 @@ import time
 from collections import deque
 from typing import Any
 
-from eventapp.daemon.status import ExceptionEntry, JobStatus, SlotState, SlotStatus, Trigger
+from eventapp.daemon.status import (
+    EXIT_STOPPED_ALONE,
+    ExceptionEntry,
+    JobStatus,
+    SlotState,
+    SlotStatus,
+    Trigger,
+)
 
 __all__ = ["JobState"]
 
@@ -51,6 +58,18 @@ class _Totals:
     def items(self) -> list[tuple[str, float]]:
         keys = set(self._base) | set(self._last)
         return sorted((k, self._base.get(k, 0.0) + self._last.get(k, 0.0)) for k in keys)
+
+
+def _unreported(index: int, code: int) -> str:
+    if code == EXIT_STOPPED_ALONE:
+        return (
+            f"worker {index} exited 0 on its own before its source finished (was it signalled "
+            f"directly? Stop the job through the job manager)"
+        )
+    return (
+        f"worker {index} exited with code {code} without reporting an error (killed by a signal when "
+        f"negative: {code})"
+    )
 
 
 def _count(value: float | None) -> int | None:
@@ -111,6 +130,7 @@ class JobState:
             slot.status = SlotStatus.DEPLOYING
             slot.started_ms = int(time.time() * 1000)
             slot.failure = None
+            slot.source_finished = False
             slot.stats = {}
             slot.restore_s = None
 
@@ -153,6 +173,8 @@ class JobState:
                     trigger.waiting.discard(index)
             elif kind == "failed":
                 slot.failure = message
+            elif kind == "exiting":
+                slot.source_finished = bool(message.get("finished"))
 
     def slot_exited(self, index: int, code: int, status: SlotStatus) -> ExceptionEntry | None:
         """Worker ``index`` exited with ``code``; an exception entry if it failed."""
@@ -169,11 +191,7 @@ class JobState:
                 attempt=slot.attempt,
                 exit_code=code,
                 error_type=str(failure.get("error_type", "WorkerExited")),
-                error=str(
-                    failure.get("error")
-                    or f"worker {index} exited with code {code} without reporting an error (killed by "
-                    f"a signal when negative: {code})"
-                ),
+                error=str(failure.get("error") or _unreported(index, code)),
                 split=failure.get("split"),
                 operator=failure.get("operator"),
                 position=failure.get("position"),

@@ -45,7 +45,7 @@ from eventapp.daemon.config import JobManagerConfig
 from eventapp.daemon.job_state import JobState
 from eventapp.daemon.rest import RestServer
 from eventapp.daemon.slots import Slot
-from eventapp.daemon.status import JobStatus, SlotState, SlotStatus, Trigger
+from eventapp.daemon.status import EXIT_STOPPED_ALONE, JobStatus, SlotState, SlotStatus, Trigger
 from eventapp.errors import ConfigurationError, EventAppError, JobFailedError, JobManagerError
 from eventapp.savepoint.create import create_savepoint
 from eventapp.stream import Job
@@ -56,6 +56,7 @@ log = structlog.get_logger("eventapp.daemon")
 
 #: Exit code of a job manager (or worker) whose splits a newer instance took over.
 EXIT_SUPERSEDED = 3
+
 _POLL_S = 0.5
 
 
@@ -109,8 +110,9 @@ class JobManager:
                 f"JobConfig(checkpoint=CheckpointConfig(...))"
             )
         with self.state.lock:
-            if self.state.status is not JobStatus.RUNNING:
-                raise JobManagerError(f"job {self.job.name!r} is {self.state.status.value}, not RUNNING")
+            if self.state.status is not JobStatus.RUNNING or self._stop_kind is not None:
+                state = "stopping" if self._stop_kind is not None else self.state.status.value
+                raise JobManagerError(f"job {self.job.name!r} is {state}, not RUNNING")
             trigger = Trigger(trigger_id or secrets.token_hex(16), kind, target, native, drain)
             self.state.triggers[trigger.id] = trigger
         self.request(kind, trigger.id)
@@ -222,6 +224,8 @@ class JobManager:
     # --- failures and restarts -----------------------------------------------------------------------
     def _exited(self, index: int, code: int) -> None:
         slot_state = self.state.slots[index]
+        if code == 0 and self._stop_kind is None and not slot_state.source_finished:
+            code = EXIT_STOPPED_ALONE  # stopped on its own (a signal to the worker): a failure here
         if code == 0:
             self.state.slot_exited(
                 index, code, SlotStatus.CANCELED if self._stop_kind == "cancel" else SlotStatus.FINISHED
@@ -247,7 +251,8 @@ class JobManager:
         if self._stop_kind is not None:
             return
         self._failures.append(time.monotonic())
-        delay = self.config.restart_strategy.next_delay(self._failures)
+        # A configuration or restore refusal (exit 2) says what to fix: restarting cannot help.
+        delay = None if code == 2 else self.config.restart_strategy.next_delay(self._failures)
         if delay is None:
             self._log.error(
                 "jobmanager.restarts_exhausted",
@@ -258,7 +263,8 @@ class JobManager:
             self._exit_code = 1
             self._stop_all("fail", drain=False)
             return
-        slot_state.status = SlotStatus.RESTARTING
+        with self.state.lock:
+            slot_state.status = SlotStatus.RESTARTING
         self._restart_at[index] = time.monotonic() + delay
         self._log.info("slot.restart_scheduled", subtask=index, delay_s=round(delay, 3))
 
@@ -271,18 +277,25 @@ class JobManager:
         command = messages.STOP if kind == "stop" else messages.CANCEL
         for slot in self._slots:
             if slot.alive:
-                self.state.slots[slot.index].status = SlotStatus.STOPPING
+                with self.state.lock:
+                    self.state.slots[slot.index].status = SlotStatus.STOPPING
                 slot.send(command, drain=drain)
 
     def _all_stopped(self) -> None:
         kind = self._stop_kind
         trigger = self._stopping
+        if kind == "stop" and self._stop_failed and trigger is None:
+            # SIGTERM or a plain stop: end anyway; the failed workers' splits restore their last
+            # committed checkpoints on the next start.
+            self._log.warning("jobmanager.stop_failed", subtasks=self._stop_failed)
+            self._exit_code = 1
+            kind = "suspend"
         if kind == "stop" and self._stop_failed:
             failed = ", ".join(str(i) for i in self._stop_failed)
-            if trigger is not None:
-                self._finish_trigger(
-                    trigger, failure=f"worker(s) {failed} failed while stopping; the job runs on"
-                )
+            assert trigger is not None
+            self._finish_trigger(
+                trigger, failure=f"worker(s) {failed} failed while stopping; the job runs on"
+            )
             self._log.warning("jobmanager.stop_failed", subtasks=failed)
             self._stopping, self._stop_kind, self._stop_failed = None, None, []
             for slot in self._slots:  # resume: every split restores its committed checkpoint
@@ -300,6 +313,12 @@ class JobManager:
             self.state.set_status(JobStatus.FAILED)
         else:
             self.state.set_status(JobStatus.SUSPENDED)
+        # Whatever else was still in progress cannot complete now.
+        with self.state.lock:
+            pending = [t for t in self.state.triggers.values() if t.status == "IN_PROGRESS"]
+            status = self.state.status.value
+        for t in pending:
+            self._finish_trigger(t, failure=f"the job ended ({status}) before the savepoint completed")
 
     def _linger(self) -> None:
         deadline = time.monotonic() + self.config.linger_s
@@ -323,7 +342,9 @@ class JobManager:
                 f"job is ready (GET /readyz)",
             )
             return
-        trigger.waiting = {slot.index for slot in self._slots}
+        with self.state.lock:
+            trigger.waiting = {slot.index for slot in self._slots}
+            trigger.armed = True
         for slot in self._slots:
             slot.send(messages.TRIGGER_CHECKPOINT, trigger=trigger.id)
 
@@ -333,6 +354,7 @@ class JobManager:
                 t
                 for t in self.state.triggers.values()
                 if t.kind == "savepoint"
+                and t.armed
                 and t.status == "IN_PROGRESS"
                 and not t.waiting
                 and t.location is None

@@ -1,8 +1,9 @@
 """The messages between the job manager and its workers (internal).
 
 Each is one JSON object per line. Worker to job manager, on the report pipe (file descriptor
-``--report-fd``): ``started``, ``status``, ``checkpoint``, ``checkpoint_ack``, ``failed``. Job
-manager to worker, on the worker's stdin: ``checkpoint`` (take one now, answer with
+``--report-fd``): ``started``, ``status``, ``checkpoint``, ``checkpoint_ack``, ``failed``,
+``exiting`` (the run ended normally; ``finished``: its source reached its end). Job manager to
+worker, on the worker's stdin: ``checkpoint`` (take one now, answer with
 ``checkpoint_ack``), ``stop`` (final checkpoint, optionally drained), ``cancel`` (stop without
 one). A worker whose stdin closes (the job manager is gone) stops as on ``stop``.
 """
@@ -21,6 +22,7 @@ STATUS: Final = "status"
 CHECKPOINT: Final = "checkpoint"
 CHECKPOINT_ACK: Final = "checkpoint_ack"
 FAILED: Final = "failed"
+EXITING: Final = "exiting"
 
 # Job manager -> worker.
 TRIGGER_CHECKPOINT: Final = "checkpoint"

@@ -39,6 +39,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from eventapp.daemon.metrics import JobMetrics
+from eventapp.daemon.status import JobStatus
 from eventapp.errors import ConfigurationError, JobManagerError
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ class _TokenAuth(BaseHTTPMiddleware):
         if self._token and request.method not in ("GET", "HEAD", "OPTIONS"):
             header = request.headers.get("authorization", "")
             scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), self._token):
+            expected = self._token.encode()
+            if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected):
                 return _error(401, "this job manager's control calls need 'Authorization: Bearer <token>'")
         return await call_next(request)
 
@@ -139,7 +141,8 @@ def create_app(jm: JobManager) -> Starlette:
         if wanted is None:
             return JSONResponse([{"id": name} for name in values])
         names = [n.strip() for n in wanted.split(",") if n.strip()]
-        return JSONResponse([{"id": n, "value": str(values[n])} for n in names if n in values])
+        known = [n for n in names if values.get(n) is not None]  # unknown yet: left out, as in Flink
+        return JSONResponse([{"id": n, "value": str(values[n])} for n in known])
 
     async def trigger_savepoint(request: Request) -> JSONResponse:
         job_of(request)
@@ -168,6 +171,7 @@ def create_app(jm: JobManager) -> Starlette:
             raise HTTPException(400, f"format must be one of {list(_FORMATS)}, got {fmt!r}")
         client_id = body.get("triggerId")
         if client_id is not None:
+            client_id = str(client_id)
             with state.lock:
                 existing = state.triggers.get(str(client_id))
             if existing is not None:
@@ -197,7 +201,7 @@ def create_app(jm: JobManager) -> Starlette:
         if mode != "cancel":
             raise HTTPException(400, f"mode must be 'cancel', got {mode!r}")
         with state.lock:
-            if state.status.terminal:
+            if state.status.terminal or state.status in (JobStatus.FAILING, JobStatus.CANCELLING):
                 raise HTTPException(409, f"job {state.job_name!r} is already {state.status.value}")
         jm.request("cancel")
         return JSONResponse({}, status_code=202)
@@ -284,7 +288,7 @@ class RestServer:
 
 
 def free_port_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (the REST API's), or a JobManagerError saying why not."""
+    """A listening socket on ``host:port`` (the REST API's), or a ConfigurationError saying why not."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

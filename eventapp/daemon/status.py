@@ -7,7 +7,11 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ExceptionEntry", "JobStatus", "SlotState", "SlotStatus", "Trigger"]
+__all__ = ["EXIT_STOPPED_ALONE", "ExceptionEntry", "JobStatus", "SlotState", "SlotStatus", "Trigger"]
+
+#: The exit code the job manager records for a worker that exited 0 on its own while its source
+#: had not finished (someone signalled the worker itself): restarted as a failure.
+EXIT_STOPPED_ALONE = -1000
 
 
 class JobStatus(enum.StrEnum):
@@ -20,7 +24,8 @@ class JobStatus(enum.StrEnum):
     FAILED = "FAILED"
     CANCELLING = "CANCELLING"
     CANCELED = "CANCELED"
-    #: Another job manager took the job over (its workers superseded this one's).
+    #: Stopped with final checkpoints but no savepoint (SIGTERM, a plain stop), or taken over by
+    #: another job manager (its workers superseded this one's; exit code 3).
     SUSPENDED = "SUSPENDED"
 
     @property
@@ -80,6 +85,8 @@ class Trigger:
     failure: str | None = None
     #: Subtasks whose checkpoint for it is still to come (savepoints of a running job).
     waiting: set[int] = field(default_factory=set)
+    #: Set once every worker was asked to checkpoint for it (until then it cannot be written).
+    armed: bool = False
     fetched: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -107,6 +114,8 @@ class SlotState:
     #: The last error it reported before exiting (the ``failed`` message).
     failure: dict[str, Any] | None = None
     checkpointed: bool = False
+    #: The worker said its source finished (a bounded input's end) before it exited.
+    source_finished: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {

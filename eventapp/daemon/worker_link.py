@@ -100,6 +100,13 @@ class WorkerLink:
                 self._waiting.append((trigger, completed))
             runner.request_checkpoint()
 
+    def exiting(self, finished: bool) -> None:
+        """The run ended without an error: report what happened since the last step (the final
+        checkpoint), then say whether the source finished."""
+        self._last_report = float("-inf")
+        self.on_step()
+        self._send(messages.EXITING, finished=finished)
+
     def failed(self, exc: BaseException) -> None:
         """Tell the job manager why this worker is about to exit with an error."""
         fields: dict[str, Any] = {"error_type": type(exc).__name__, "error": str(exc)}

@@ -235,3 +235,20 @@ def test_exposed_rest_api_needs_a_token(start_jm) -> None:
     jm = start_jm(ENDLESS, 2, "--rest-host", "0.0.0.0")
     assert jm.wait_exit() == 2
     assert "--rest-token-file" in jm.output()
+
+
+def test_a_worker_stopped_behind_the_job_managers_back_is_restarted(start_jm) -> None:
+    jm = start_jm(ENDLESS, 2, "--restart-strategy", "fixed-delay:attempts=3,delay=0")
+    job = jm.wait_ready()
+    os.kill(job["slots"][1]["pid"], signal.SIGTERM)  # the worker checkpoints and exits 0 by itself
+    wait_for(
+        lambda: (
+            (j := jm.get("/jobs/jm-endless"))["slots"][1]["attempt"] == 2
+            and j["slots"][1]["status"] == "RUNNING"
+        ),
+        "slot 1 to run again",
+    )
+    entry = jm.get("/jobs/jm-endless/exceptions")["exceptionHistory"]["entries"][0]
+    assert entry["subtask"] == 1 and "exited 0 on its own before its source finished" in entry["stacktrace"]
+    jm.process.send_signal(signal.SIGTERM)
+    assert jm.wait_exit() == 0
