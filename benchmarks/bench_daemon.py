@@ -40,7 +40,7 @@ import httpx
 import orjson
 
 from .kafka_cards import CardJobSpec, audit_cards, card_ids, produce_cards
-from .kafka_common import Broker, Topics, broker, loadavg
+from .kafka_common import Broker, Topics, broker, cpu_seconds, loadavg
 from .kafka_events import start_workers, stop_workers
 
 TARGET = "benchmarks.kafka_cards:build_worker_job"
@@ -84,9 +84,13 @@ def _jobmanager(spec: CardJobSpec, port: int, log: Path, *args: str) -> subproce
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def _scrape(url: str, job: str, stop: threading.Event, counts: list[int]) -> None:
+def _scrape(url: str, job: str, stop: threading.Event, counts: list[float], pid: int, scrape: bool) -> None:
+    """Every second: scrape (unless ``scrape`` is off) and note the job manager's CPU seconds."""
     with httpx.Client(base_url=url, timeout=10) as http:
         while not stop.wait(1.0):
+            counts[1] = cpu_seconds(pid) or counts[1]
+            if not scrape:
+                continue
             try:
                 http.get("/metrics")
                 http.get(f"/jobs/{job}")
@@ -127,14 +131,16 @@ def overhead(bk: Broker, topics: Topics, args: argparse.Namespace, tmp: Path) ->
                 spans = [_span(w.log_path) for w in workers]
                 start, end = min(s[0] for s in spans), max(s[1] for s in spans)
                 records = sum(s[2] for s in spans)
-                scrapes = 0
+                scrapes, jm_cpu = 0, 0.0
             else:
                 port = _free_port()
                 log = tmp / f"{tag}.log"
                 jm = _jobmanager(spec, port, log)
-                stop, counts = threading.Event(), [0]
+                stop, counts = threading.Event(), [0.0, 0.0]
                 scraper = threading.Thread(
-                    target=_scrape, args=(f"http://127.0.0.1:{port}", spec.name, stop, counts), daemon=True
+                    target=_scrape,
+                    args=(f"http://127.0.0.1:{port}", spec.name, stop, counts, jm.pid, not args.no_scrape),
+                    daemon=True,
                 )
                 scraper.start()
                 code = jm.wait(1_800)
@@ -143,14 +149,16 @@ def overhead(bk: Broker, topics: Topics, args: argparse.Namespace, tmp: Path) ->
                 if code != 0:
                     raise RuntimeError(f"job manager exited {code}: {log.read_text()[-3000:]}")
                 start, end, records = _span(log)
-                scrapes = counts[0]
+                scrapes = int(counts[0])
+                jm_cpu = counts[1]
             if records != args.records:
                 raise RuntimeError(f"{tag}: read {records:,} records, expected {args.records:,}")
             summary = audit_cards(tag, bk.bootstrap, spec.output_topic, expected)
             rates[which] = records / (end - start)
             print(
                 f"    round {number} {which:>10}: {rates[which]:,.0f} msg/s ({end - start:.2f} s, "
-                f"{summary.committed:,} outputs audited, {scrapes} scrapes; load {loadavg()})"
+                f"{summary.committed:,} outputs audited, {scrapes} scrapes, job manager CPU "
+                f"{jm_cpu:.2f} s; load {loadavg()})"
             )
         ratios.append(rates["supervised"] / rates["bare"])
         print(f"    round {number}: supervised / bare = {ratios[-1]:.3f}")
@@ -234,6 +242,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--parts", default="overhead,recovery")
+    parser.add_argument("--no-scrape", action="store_true", help="supervised runs without scraping")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     print(f"bench_daemon: load average {loadavg()}, {os.cpu_count()} cores")
