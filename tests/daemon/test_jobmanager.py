@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
+
 from eventapp import LocalCheckpointStorage
 from tests.support.jobmanager import ROOT, wait_for
 
@@ -250,5 +253,22 @@ def test_a_worker_stopped_behind_the_job_managers_back_is_restarted(start_jm) ->
     )
     entry = jm.get("/jobs/jm-endless/exceptions")["exceptionHistory"]["entries"][0]
     assert entry["subtask"] == 1 and "exited 0 on its own before its source finished" in entry["stacktrace"]
+    jm.process.send_signal(signal.SIGTERM)
+    assert jm.wait_exit() == 0
+
+
+def test_rest_api_over_tls(start_jm, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    jm = start_jm(ENDLESS, 2, "--rest-tls-cert", str(cert), "--rest-tls-key", str(key))
+    with httpx.Client(base_url=f"https://127.0.0.1:{jm.port}", verify=str(cert), timeout=30) as https:
+        assert wait_for(lambda: https.get("/healthz").json(), "the HTTPS API") == {"status": "ok"}
+        assert https.get("/jobs").json()["jobs"][0]["id"] == "jm-endless"
+    with pytest.raises(httpx.HTTPError):
+        jm.http.get("/healthz")  # plain HTTP is not served
     jm.process.send_signal(signal.SIGTERM)
     assert jm.wait_exit() == 0
