@@ -31,9 +31,7 @@ import queue
 import secrets
 import signal
 import socket
-import threading
 import time
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -44,10 +42,10 @@ from eventapp.daemon import messages
 from eventapp.daemon.config import JobManagerConfig
 from eventapp.daemon.job_state import JobState
 from eventapp.daemon.rest import RestServer
+from eventapp.daemon.savepoints import SavepointOperations
 from eventapp.daemon.slots import Slot
 from eventapp.daemon.status import EXIT_STOPPED_ALONE, JobStatus, SlotState, SlotStatus, Trigger
-from eventapp.errors import ConfigurationError, EventAppError, JobFailedError, JobManagerError
-from eventapp.savepoint.create import create_savepoint
+from eventapp.errors import ConfigurationError, JobFailedError, JobManagerError
 from eventapp.stream import Job
 
 __all__ = ["EXIT_SUPERSEDED", "JobManager"]
@@ -94,6 +92,7 @@ class JobManager:
         self._stop_failed: list[int] = []
         self._exit_code = 0
         self._log = log.bind(job=job.name)
+        self._savepoints = SavepointOperations(job, self.splits, self.state, self._slots, self._log)
 
     # --- requests (any thread; answered through the event queue) ------------------------------------
     def request(self, kind: str, *args: Any) -> None:
@@ -198,7 +197,7 @@ class JobManager:
                 if due <= now and self._stop_kind is None:
                     del self._restart_at[index]
                     self._spawn(self._slots[index])
-            self._check_triggers()
+            self._savepoints.check()
             if self._stop_kind is not None and not any(s.alive for s in self._slots):
                 self._all_stopped()
 
@@ -219,7 +218,7 @@ class JobManager:
             self.state.set_status(JobStatus.CANCELLING)
             self._stop_all("cancel", drain=False)
         elif kind == "savepoint":
-            self._begin_savepoint(self.state.triggers[event[1]])
+            self._savepoints.begin(self.state.triggers[event[1]], stopping=self._stop_kind is not None)
 
     # --- failures and restarts -----------------------------------------------------------------------
     def _exited(self, index: int, code: int) -> None:
@@ -239,7 +238,7 @@ class JobManager:
         self._log.warning(
             "slot.failed", subtask=index, exit_code=code, error_type=entry.error_type, error=entry.error
         )
-        self._fail_triggers_waiting_on(index, entry.error)
+        self._savepoints.fail_waiting_on(index, entry.error)
         if code == EXIT_SUPERSEDED:
             self._log.warning("jobmanager.superseded", subtask=index)
             self._exit_code = EXIT_SUPERSEDED
@@ -293,7 +292,7 @@ class JobManager:
         if kind == "stop" and self._stop_failed:
             failed = ", ".join(str(i) for i in self._stop_failed)
             assert trigger is not None
-            self._finish_trigger(
+            self._savepoints.finish(
                 trigger, failure=f"worker(s) {failed} failed while stopping; the job runs on"
             )
             self._log.warning("jobmanager.stop_failed", subtasks=failed)
@@ -303,7 +302,7 @@ class JobManager:
             return
         if kind == "stop":
             if trigger is not None:
-                self._create_savepoint(trigger)
+                self._savepoints.write(trigger)
                 self.state.set_status(JobStatus.FINISHED)
             else:
                 self.state.set_status(JobStatus.SUSPENDED)
@@ -318,7 +317,7 @@ class JobManager:
             pending = [t for t in self.state.triggers.values() if t.status == "IN_PROGRESS"]
             status = self.state.status.value
         for t in pending:
-            self._finish_trigger(t, failure=f"the job ended ({status}) before the savepoint completed")
+            self._savepoints.finish(t, failure=f"the job ended ({status}) before the savepoint completed")
 
     def _linger(self) -> None:
         deadline = time.monotonic() + self.config.linger_s
@@ -330,80 +329,3 @@ class JobManager:
                 self.events.get(timeout=0.1)
             except queue.Empty:
                 continue
-
-    # --- savepoints ----------------------------------------------------------------------------------
-    def _begin_savepoint(self, trigger: Trigger) -> None:
-        with self.state.lock:
-            not_running = [s.index for s in self.state.slots if s.status is not SlotStatus.RUNNING]
-        if not_running or self._stop_kind is not None:
-            self._finish_trigger(
-                trigger,
-                failure=f"not every task slot is running (slots {not_running} are not); try again once the "
-                f"job is ready (GET /readyz)",
-            )
-            return
-        with self.state.lock:
-            trigger.waiting = {slot.index for slot in self._slots}
-            trigger.armed = True
-        for slot in self._slots:
-            slot.send(messages.TRIGGER_CHECKPOINT, trigger=trigger.id)
-
-    def _check_triggers(self) -> None:
-        with self.state.lock:
-            ready = [
-                t
-                for t in self.state.triggers.values()
-                if t.kind == "savepoint"
-                and t.armed
-                and t.status == "IN_PROGRESS"
-                and not t.waiting
-                and t.location is None
-            ]
-            for t in ready:
-                t.location = ""  # claimed: being written
-        for trigger in ready:
-            threading.Thread(
-                target=self._create_savepoint, args=(trigger,), name="eventapp-savepoint", daemon=True
-            ).start()
-
-    def _fail_triggers_waiting_on(self, index: int, error: str) -> None:
-        with self.state.lock:
-            waiting = [
-                t for t in self.state.triggers.values() if t.status == "IN_PROGRESS" and index in t.waiting
-            ]
-        for trigger in waiting:
-            self._finish_trigger(trigger, failure=f"worker {index} failed during the savepoint: {error}")
-
-    def _create_savepoint(self, trigger: Trigger) -> None:
-        checkpoint = self.job.config.checkpoint
-        assert checkpoint is not None
-        try:
-            created = create_savepoint(
-                checkpoint.resolved_storage(),
-                self.job.name,
-                self.splits,
-                Path(trigger.target),
-                max_parallelism=self.job.config.max_parallelism,
-                partitioner=self.job.config.partitioner.describe(),
-                native=trigger.native,
-            )
-        except (EventAppError, OSError) as exc:
-            self._finish_trigger(trigger, failure=f"{type(exc).__name__}: {exc}")
-            return
-        self._finish_trigger(trigger, location=str(created.path))
-
-    def _finish_trigger(
-        self, trigger: Trigger, *, location: str | None = None, failure: str | None = None
-    ) -> None:
-        with self.state.lock:
-            trigger.status = "FAILED" if failure is not None else "COMPLETED"
-            trigger.location = location
-            trigger.failure = failure
-            trigger.waiting.clear()
-        self._log.info(
-            "savepoint.completed" if failure is None else "savepoint.failed",
-            trigger=trigger.id,
-            kind=trigger.kind,
-            location=location,
-            error=failure,
-        )
