@@ -266,7 +266,11 @@ def test_rest_api_over_tls(start_jm, tmp_path: Path) -> None:
         check=True, capture_output=True,
     )  # fmt: skip
     jm = start_jm(ENDLESS, 2, "--rest-tls-cert", str(cert), "--rest-tls-key", str(key))
-    with httpx.Client(base_url=f"https://127.0.0.1:{jm.port}", verify=ssl.create_default_context(cafile=str(cert)), timeout=30) as https:
+    with httpx.Client(
+        base_url=f"https://127.0.0.1:{jm.port}",
+        verify=ssl.create_default_context(cafile=str(cert)),
+        timeout=30,
+    ) as https:
         assert wait_for(lambda: https.get("/healthz").json(), "the HTTPS API") == {"status": "ok"}
         assert https.get("/jobs").json()["jobs"][0]["id"] == "jm-endless"
     with pytest.raises(httpx.HTTPError):
