@@ -4,6 +4,7 @@ every output once."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -40,6 +41,19 @@ class Member:
     def count(self, event: str) -> int:
         return self.text().count(f'"event": "{event}"')
 
+    def owned(self) -> set[str]:
+        """The splits it runs now, by its log: started minus released."""
+        owned: set[str] = set()
+        for line in self.text().splitlines():
+            if '"group.splits_' not in line:
+                continue
+            event = json.loads(line)
+            if event["event"] == "group.splits_started":
+                owned |= set(event["splits"])
+            elif event["event"] == "group.splits_released":
+                owned -= set(event["splits"])
+        return owned
+
     def alive(self) -> bool:
         assert self.process.poll() is None, (
             f"member {self.name} exited {self.process.returncode}:\n{self.text()[-4000:]}"
@@ -56,41 +70,39 @@ def test_rebalances_and_kills_keep_exactly_once(setup: CrashSetup) -> None:
     oracle = produce_input(
         setup.bootstrap, setup.input, setup.partitions, records=40_000, keys=200, bad_json_every=1_999
     )
+    everything = {f"{setup.input}-{p}" for p in range(setup.partitions)}
     a = _group_member(setup, "a", 1)
     wait_for(
-        lambda: a.alive() and a.count("group.splits_started") >= 1 and a.count("checkpoint.completed") >= 2,
-        "member a to own splits and checkpoint",
+        lambda: a.alive() and a.owned() == everything and a.count("checkpoint.completed") >= 2,
+        "member a to own every split and checkpoint",
     )
-    assert "kafka.source.splits_assigned" in a.text()
     # b joins: a checkpoints and releases what moves to b (incremental), b restores it.
     b = _group_member(setup, "b", 1)
     wait_for(
-        lambda: b.alive() and b.count("group.splits_started") >= 1 and b.count("checkpoint.completed") >= 1,
-        "member b to get splits",
+        lambda: b.alive() and b.owned() and b.count("checkpoint.completed") >= 1, "member b to get splits"
     )
-    wait_for(lambda: a.count("group.splits_released") >= 1, "member a to release splits")
-    assert '"committed": true' in a.text(), a.text()[-3000:]
+    assert a.count("group.splits_released") >= 1 and '"committed": true' in a.text(), a.text()[-3000:]
     # c joins, then a is SIGKILLed mid-processing: after the session timeout its splits go to the
     # others, which fence its producers and restore its last checkpoints.
     c = _group_member(setup, "c", 1, static=False)
-    wait_for(lambda: c.alive() and c.count("group.splits_started") >= 1, "member c to get splits")
-    started = b.count("group.splits_started") + c.count("group.splits_started")
+    wait_for(lambda: c.alive() and c.owned(), "member c to get splits")
     a.process.send_signal(signal.SIGKILL)
     a.process.wait()
     wait_for(
         lambda: (
             b.alive()
             and c.alive()
-            and b.count("group.splits_started") + c.count("group.splits_started") > started
+            and b.owned() | c.owned() == everything
+            and not b.owned() & c.owned()
+            and b.owned()
         ),
-        "a's splits to move to b and c",
+        "a's splits to move to b and c (b keeping some)",
     )
     # b freezes (SIGSTOP) past its session timeout: the group gives its splits to c, whose restore
     # fences b's producers. Resumed, b learns it lost them and drops them without committing.
-    c_started = c.count("group.splits_started")
     b.process.send_signal(signal.SIGSTOP)
     try:
-        wait_for(lambda: c.alive() and c.count("group.splits_started") > c_started, "b's splits to move to c")
+        wait_for(lambda: c.alive() and c.owned() == everything, "b's splits to move to c")
     finally:
         b.process.send_signal(signal.SIGCONT)
     wait_for(
@@ -99,15 +111,16 @@ def test_rebalances_and_kills_keep_exactly_once(setup: CrashSetup) -> None:
         ),
         "b to find out its splits are gone",
     )
-    # c leaves with SIGTERM (a final checkpoint); b ends up with everything, and is SIGKILLed.
-    b_started = b.count("group.splits_started")
+    # c leaves with SIGTERM (a final checkpoint, then its splits are released uncommitted as the
+    # consumer leaves), and b is SIGKILLed. (Whether b would then get everything back is the
+    # broker's liveness: Tansu 0.6.0 does not always give a member that lost its partitions any
+    # again, so the test does not wait for it.)
     c.process.send_signal(signal.SIGTERM)
     assert c.process.wait(timeout=180) == 0, c.text()[-4000:]
-    wait_for(lambda: b.alive() and b.count("group.splits_started") > b_started, "b to run c's splits")
     b.process.send_signal(signal.SIGKILL)
     b.process.wait()
     # A static worker drains what is left from each split's committed checkpoint.
     drain = Member(setup, "drain", 1)
     assert drain.process.wait(timeout=300) == 0, drain.text()[-4000:]
-    figures = verify_exactly_once(setup, oracle, [f"{setup.input}-{p}" for p in range(setup.partitions)])
+    figures = verify_exactly_once(setup, oracle, sorted(everything))
     print(f"group rebalance test: {figures}")
