@@ -10,6 +10,7 @@ from eventapp.connectors.kafka import (
     DeliveryGuarantee,
     KafkaCommitConfig,
     KafkaSinkConfig,
+    KafkaSource,
     KafkaSourceConfig,
     OffsetReset,
     StartPosition,
@@ -17,6 +18,7 @@ from eventapp.connectors.kafka import (
     split_id,
     validate_transaction_timeout,
 )
+from eventapp.connectors.kafka.quirks import BrokerQuirks
 from eventapp.errors import ConfigurationError
 from eventapp.serialization import JsonSerializer
 
@@ -201,3 +203,33 @@ def test_runner_validates_transaction_timeout_against_checkpoint_interval() -> N
     runner = job.runner(splits=[])
     with pytest.raises(ConfigurationError, match="less than 3x the checkpoint interval"):
         runner.open()
+
+
+def test_group_assignment_settings() -> None:
+    """Group mode subscribes with cooperative-sticky and static membership (the group reader's
+    consumer settings); Tansu's no-static-membership quirk drops the instance id; ownership claims
+    are off in group mode."""
+    base = {"bootstrap_servers": "localhost:9092", "topics": ["t"], "group_id": "g"}
+    config = KafkaSourceConfig(
+        **base, group_assignment=True, group_instance_id="job-host-0", broker_quirks=BrokerQuirks.none()
+    )
+    settings = config.consumer_settings()
+    assert settings["partition.assignment.strategy"] == "cooperative-sticky"
+    assert settings["group.instance.id"] == "job-host-0"
+    assert KafkaCommitConfig.for_source(config, "job").ownership_claims is False
+    assert KafkaCommitConfig.for_source(KafkaSourceConfig(**base), "job").ownership_claims is True
+    tansu = KafkaSourceConfig(
+        **base, group_assignment=True, group_instance_id="x", broker_quirks=BrokerQuirks.tansu()
+    )
+    assert "group.instance.id" not in tansu.consumer_settings()
+    assert "group.instance.id" not in KafkaSourceConfig(**base).consumer_settings()
+    with pytest.raises(ConfigurationError, match="set group_assignment=True too"):
+        KafkaSourceConfig(**base, group_instance_id="x")
+    with pytest.raises(ConfigurationError, match=r"needs partition\.assignment\.strategy=cooperative-sticky"):
+        KafkaSourceConfig(
+            **base, group_assignment=True, consumer_config={"partition.assignment.strategy": "range"}
+        )
+    with pytest.raises(ConfigurationError, match="bounded=True"):
+        KafkaSourceConfig(**base, group_assignment=True, bounded=True)
+    with pytest.raises(ConfigurationError, match="eventapp run JOB --group"):
+        KafkaSource(config).create_reader(["t-0"], {})
