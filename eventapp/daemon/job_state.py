@@ -103,6 +103,7 @@ class JobState:
         self.dead_letters = _Totals()
         self.busy = _Totals()
         self.idle = _Totals()
+        self.rebalances = _Totals()
         #: Observers of completed checkpoints and restores (the Prometheus histograms).
         self.on_checkpoint: list[Any] = []
         self.on_restore: list[Any] = []
@@ -123,7 +124,7 @@ class JobState:
                 self.restarts += 1
                 for totals in (self.records_in, self.records_out, self.dead_letters):
                     totals.new_attempt(slot.splits)
-                for totals in (self.busy, self.idle):
+                for totals in (self.busy, self.idle, self.rebalances):
                     totals.new_attempt([str(index)])
             slot.attempt += 1
             slot.pid = pid
@@ -159,6 +160,7 @@ class JobState:
                     self.dead_letters.report(name, split["dead_letters"])
                 self.busy.report(str(index), float(stats.get("busy_s", 0.0)))
                 self.idle.report(str(index), float(stats.get("idle_s", 0.0)))
+                self.rebalances.report(str(index), float(stats.get("rebalances", 0)))
             elif kind == "checkpoint":
                 entry = dict(message.get("checkpoint") or {})
                 entry["subtask"] = index

@@ -81,10 +81,9 @@ class JobManager:
         self.state.group = config.group
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._slots = [Slot(i, self.state, self.events) for i in range(config.parallelism)]
-        for slot in self._slots:
-            self.state.slots.append(
-                SlotState(slot.index, assign_splits(splits, config.parallelism, slot.index))
-            )
+        for slot in self._slots:  # with a consumer group: the splits each worker reports
+            assigned = [] if config.group else assign_splits(splits, config.parallelism, slot.index)
+            self.state.slots.append(SlotState(slot.index, assigned))
         self._failures: list[float] = []
         self._restart_at: dict[int, float] = {}
         self._stopping: Trigger | None = None

@@ -12,6 +12,7 @@ carry Flink's meaning; labels are bounded (split, topic/partition, subtask; neve
 ``eventapp_split_state_bytes{split}``         state size of the split's last checkpoint
 ``eventapp_busy_seconds_total{subtask}``      time processing (``busyTimeMsPerSecond`` integrated)
 ``eventapp_idle_seconds_total{subtask}``      time waiting for input (``idleTimeMsPerSecond``)
+``eventapp_rebalances_total{subtask}``        consumer-group rebalance callbacks (``--group``)
 ``eventapp_checkpoint_duration_seconds``      histogram of checkpoint durations
 ``eventapp_checkpoint_pause_seconds``         histogram of how long processing stopped for one
 ``eventapp_checkpoint_size_bytes``            histogram of checkpoint sizes
@@ -68,6 +69,7 @@ class _StateCollector(Collector):
         for name, doc, totals in (
             ("eventapp_busy_seconds", "Seconds the subtask spent processing.", state.busy),
             ("eventapp_idle_seconds", "Seconds the subtask waited for input.", state.idle),
+            ("eventapp_rebalances", "Consumer-group rebalance callbacks of the subtask.", state.rebalances),
         ):
             counter = CounterMetricFamily(name, doc, labels=["subtask"])
             with state.lock:

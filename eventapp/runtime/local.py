@@ -77,9 +77,7 @@ class LocalRunner:
         self._finished = False
         self._stop_requested = False
         self._stop_reason = ""
-        self._drain = False
-        self._cancelled = False
-        self._checkpoint_requested = False
+        self._drain = self._cancelled = self._checkpoint_requested = False
         self._started = 0.0
         self._restore_s = self._idle_s = 0.0  # restoring at open; waiting for input
 
@@ -125,9 +123,11 @@ class LocalRunner:
         """What this worker reports about itself now (read in the worker's thread)."""
         elapsed = 0.0 if not self._started else time.monotonic() - self._started - self._restore_s
         watermark = None if self._watermark <= MIN_WATERMARK else self._watermark
-        splits = split_stats(self._tasks.values(), self._reader)
-        busy = max(0.0, elapsed - self._idle_s)
-        return RunnerStats(splits, watermark, busy, self._idle_s, self._restore_s, self.checkpoints_completed)
+        membership, splits = self._membership, split_stats(self._tasks.values(), self._reader)
+        return RunnerStats(
+            splits, watermark, max(0.0, elapsed - self._idle_s), self._idle_s, self._restore_s,
+            self.checkpoints_completed, 0 if membership is None else membership.rebalances,
+        )  # fmt: skip
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def open(self) -> None:

@@ -87,6 +87,8 @@ class RunnerStats:
     #: Seconds the worker took to restore its splits when it opened.
     restore_s: float
     checkpoints: int
+    #: Consumer-group rebalance callbacks seen (assigned, revoked or lost; 0 without --group).
+    rebalances: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

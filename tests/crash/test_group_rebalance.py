@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -19,11 +20,26 @@ pytestmark = [pytest.mark.kafka, pytest.mark.crash]
 JOB = "tests.crash.eos_job:build_job"
 
 
+_STARTED: list[Member] = []
+
+
+@pytest.fixture(autouse=True)
+def _kill_members_left_behind() -> Iterator[None]:
+    yield
+    while _STARTED:
+        member = _STARTED.pop()
+        if member.process.poll() is None:
+            member.process.send_signal(signal.SIGCONT)
+            member.process.kill()
+            member.process.wait()
+
+
 class Member:
     """One ``eventapp run JOB --group`` worker process (its own state directory, as on its own
-    machine)."""
+    machine); killed after the test if it still runs."""
 
     def __init__(self, setup: CrashSetup, name: str, launch: int, *args: str, **env: str) -> None:
+        _STARTED.append(self)
         self.name = name
         self.log = setup.work_dir / f"member-{name}-{launch}.log"
         with open(self.log, "wb") as out:

@@ -127,6 +127,12 @@ def test_job_manager_with_consumer_group_workers(setup: CrashSetup) -> None:
             "both slots to own splits",
         )
         assert sorted(split_owners) == [f"{setup.input}-{p}" for p in range(4)]
+        rebalances = [
+            float(line.rsplit(" ", 1)[1])
+            for line in jm.http.get("/metrics").text.splitlines()
+            if line.startswith("eventapp_rebalances_total{")
+        ]
+        assert len(rebalances) == 2 and all(r >= 1 for r in rebalances), rebalances
         victim = jm.get(f"/jobs/{jm.job_id}")["slots"][0]["pid"]
         os.kill(victim, signal.SIGKILL)
         wait_for(
