@@ -33,16 +33,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
 from .kafka_cards import CardJobSpec, audit_cards, card_ids, produce_cards
 from .kafka_common import Broker, Topics, broker, cpu_seconds, loadavg
-from .kafka_events import start_workers, stop_workers
+from .kafka_events import log_events, start_workers, stop_workers
 
 TARGET = "benchmarks.kafka_cards:build_worker_job"
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,19 +63,13 @@ def _span(log: Path) -> tuple[float, float, int]:
     started: list[float] = []
     finished: list[float] = []
     records = 0
-    for line in log.read_bytes().splitlines():
-        if not line.startswith(b"{"):
-            continue
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
+    for event, at in log_events(log):
         name = event.get("event")
-        if name in ("job.started", "job.finished"):
-            at = datetime.fromisoformat(event["timestamp"]).timestamp()
-            (started if name == "job.started" else finished).append(at)
-            if name == "job.finished":
-                records += int(event.get("records", 0))
+        if name == "job.started":
+            started.append(at)
+        elif name == "job.finished":
+            finished.append(at)
+            records += int(event.get("records", 0))
     if not started or not finished:
         raise RuntimeError(f"no job.started/job.finished in {log}: {log.read_text()[-2000:]}")
     return min(started), max(finished), records

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -109,9 +109,9 @@ class WorkerLog:
     errors: list[str] = field(default_factory=list)
 
 
-def read_worker_log(path: Path) -> WorkerLog:
-    """Parse a worker's stdout (eventapp's JSON log lines; other lines are ignored)."""
-    log = WorkerLog()
+def log_events(path: Path) -> Iterator[tuple[dict[str, Any], float]]:
+    """eventapp's JSON log lines of ``path`` (other lines are skipped), each with its time (epoch
+    seconds; 0.0 without a timestamp)."""
     for line in path.read_bytes().splitlines():
         if not line.startswith(b"{"):
             continue
@@ -119,8 +119,14 @@ def read_worker_log(path: Path) -> WorkerLog:
             event = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
+        yield event, datetime.fromisoformat(event["timestamp"]).timestamp() if "timestamp" in event else 0.0
+
+
+def read_worker_log(path: Path) -> WorkerLog:
+    """Parse a worker's stdout (eventapp's JSON log lines; other lines are ignored)."""
+    log = WorkerLog()
+    for event, at in log_events(path):
         name = event.get("event")
-        at = datetime.fromisoformat(event["timestamp"]).timestamp() if "timestamp" in event else 0.0
         if name == "job.started" and log.started is None:
             log.started = at
         elif name == "job.finished":

@@ -255,16 +255,22 @@ class JobState:
                 "uptime_s": round(time.time() - self.started_ms / 1000, 3),
             }
 
+    def _header(self) -> dict[str, Any]:
+        """What ``/jobs/{id}`` and ``/jobs/overview`` both say of the job (call with the lock)."""
+        end = self.ended_ms if self.ended_ms is not None else int(time.time() * 1000)
+        return {
+            "jid": self.job_name,
+            "name": self.job_name,
+            "state": self.status.value,
+            "start-time": self.started_ms,
+            "end-time": self.ended_ms,
+            "duration": end - self.started_ms,
+        }
+
     def job(self) -> dict[str, Any]:
         with self.lock:
-            end = self.ended_ms if self.ended_ms is not None else int(time.time() * 1000)
             return {
-                "jid": self.job_name,
-                "name": self.job_name,
-                "state": self.status.value,
-                "start-time": self.started_ms,
-                "end-time": self.ended_ms,
-                "duration": end - self.started_ms,
+                **self._header(),
                 "parallelism": self.parallelism,
                 "maxParallelism": self.max_parallelism,
                 "restart-strategy": self.restart_strategy,
@@ -305,19 +311,10 @@ class JobState:
     def job_summary(self) -> dict[str, Any]:
         """The job's line of ``/jobs/overview``."""
         with self.lock:
-            end = self.ended_ms if self.ended_ms is not None else int(time.time() * 1000)
             counts: dict[str, int] = {}
             for slot in self.slots:
                 counts[slot.status.value] = counts.get(slot.status.value, 0) + 1
-            return {
-                "jid": self.job_name,
-                "name": self.job_name,
-                "state": self.status.value,
-                "start-time": self.started_ms,
-                "end-time": self.ended_ms,
-                "duration": end - self.started_ms,
-                "tasks": counts,
-            }
+            return {**self._header(), "tasks": counts}
 
     def flink_metrics(self) -> dict[str, float | int | None]:
         """``/jobs/{id}/metrics``: job-scope values under Flink's metric names."""

@@ -51,31 +51,29 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         state = self._state
-        for name, doc, totals in (
-            ("eventapp_records_in", "Records read from the split.", state.records_in),
-            ("eventapp_records_out", "Records written to sinks for the split.", state.records_out),
+        for name, doc, label, totals in (
+            ("eventapp_records_in", "Records read from the split.", "split", state.records_in),
+            ("eventapp_records_out", "Records written to sinks for the split.", "split", state.records_out),
             (
                 "eventapp_dead_letters",
                 "Records of the split routed to the dead-letter sink.",
+                "split",
                 state.dead_letters,
             ),
+            ("eventapp_busy_seconds", "Seconds the subtask spent processing.", "subtask", state.busy),
+            ("eventapp_idle_seconds", "Seconds the subtask waited for input.", "subtask", state.idle),
+            (
+                "eventapp_rebalances",
+                "Consumer-group rebalance callbacks of the subtask.",
+                "subtask",
+                state.rebalances,
+            ),
         ):
-            counter = CounterMetricFamily(name, doc, labels=["split"])
+            counter = CounterMetricFamily(name, doc, labels=[label])
             with state.lock:
                 items = totals.items()
-            for split, value in items:
-                counter.add_metric([split], value)
-            yield counter
-        for name, doc, totals in (
-            ("eventapp_busy_seconds", "Seconds the subtask spent processing.", state.busy),
-            ("eventapp_idle_seconds", "Seconds the subtask waited for input.", state.idle),
-            ("eventapp_rebalances", "Consumer-group rebalance callbacks of the subtask.", state.rebalances),
-        ):
-            counter = CounterMetricFamily(name, doc, labels=["subtask"])
-            with state.lock:
-                items = totals.items()
-            for subtask, value in items:
-                counter.add_metric([subtask], value)
+            for key, value in items:
+                counter.add_metric([key], value)
             yield counter
         lag = GaugeMetricFamily(
             "eventapp_consumer_lag_records",
