@@ -285,8 +285,10 @@ def _verify_native(path: Path, split: str, state: SplitState) -> None:
         )
 
 
-#: Layout of a state file (in its header): 2 = key-group numbers between runs of entries.
-STATE_FILE_FORMAT = 2
+#: Layout of a state file (in its header): 2 = each key group's number, then its rows one by one;
+#: 3 = each key group's number, then its rows as one array (packed and read in one call each).
+STATE_FILE_FORMAT = 3
+_READABLE_FORMATS = (2, 3)
 
 
 def iter_state_file(directory: Path, split: str, state: SplitState) -> Iterator[tuple[bytes, bytes]]:
@@ -303,16 +305,22 @@ def iter_state_file(directory: Path, split: str, state: SplitState) -> Iterator[
             header = next(unpacker, None)
             if not isinstance(header, dict) or header.get("split") != split:
                 raise SavepointError(f"savepoint file {path} is not the state file of split {split!r}")
-            if header.get("format") != STATE_FILE_FORMAT:
+            layout = header.get("format")
+            if layout not in _READABLE_FORMATS:
                 raise SavepointError(
-                    f"savepoint file {path} has state file format {header.get('format')!r}, this "
-                    f"eventapp reads {STATE_FILE_FORMAT}: use the eventapp version that wrote it"
+                    f"savepoint file {path} has state file format {layout!r}, this eventapp reads "
+                    f"{' and '.join(map(str, _READABLE_FORMATS))}: use the eventapp version that wrote it"
                 )
+            rows_one_by_one = layout == 2
             for item in unpacker:
                 if type(item) is int:  # the key group of the rows that follow
                     continue
-                count += 1
-                yield item
+                if rows_one_by_one:
+                    count += 1
+                    yield item
+                else:
+                    count += len(item)
+                    yield from item
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise SavepointError(f"savepoint file {path} (split {split!r}) is unreadable: {exc}") from exc
     except OSError as exc:

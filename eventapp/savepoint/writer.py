@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import secrets
 import shutil
 import time
@@ -12,21 +10,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import msgpack
-from murmurhash2 import murmurhash2
-
 from eventapp._fs import fsync_directory, write_atomically
 from eventapp.errors import SavepointError
-from eventapp.partitioning import KAFKA_SEED
-from eventapp.savepoint.entries import parse_prefix
 from eventapp.savepoint.format import (
     METADATA,
-    STATE_FILE_FORMAT,
     OperatorSummary,
     SavepointMetadata,
     SplitState,
 )
 from eventapp.savepoint.native import digest_tree, link_tree
+from eventapp.savepoint.state_file import WrittenStateFile, write_state_file
 
 __all__ = ["SavepointWriter", "new_savepoint_dir", "writing_savepoint"]
 
@@ -56,30 +49,6 @@ class _OperatorCounts:
         self.bytes = 0
 
 
-class _Run:
-    """Counts of one run of entries (one state, or one timer domain, of one operator)."""
-
-    __slots__ = ("bytes", "counts", "entries", "kind", "name")
-
-    def __init__(self) -> None:
-        self.counts: _OperatorCounts | None = None
-        self.kind = self.name = ""
-        self.entries = self.bytes = 0
-
-    def begin(self, counts: _OperatorCounts, kind: str, name: str) -> None:
-        self.counts, self.kind, self.name = counts, kind, name
-
-    def flush(self) -> None:
-        counts = self.counts
-        if counts is not None and self.entries:
-            table = counts.states if self.kind == "state" else counts.timers
-            table[self.name] = table.get(self.name, 0) + self.entries
-            if self.kind == "state":
-                counts.state_bytes[self.name] = counts.state_bytes.get(self.name, 0) + self.bytes
-            counts.bytes += self.bytes
-        self.entries = self.bytes = 0
-
-
 class SavepointWriter:
     """Builds one savepoint in ``directory`` (which must exist and be empty).
 
@@ -107,6 +76,7 @@ class SavepointWriter:
         self._backend = backend
         self._splits: dict[str, SplitState] = {}
         self._operators: dict[str, _OperatorCounts] = {}
+        self._files = 0
         (directory / "state").mkdir()
 
     def add_split(
@@ -124,72 +94,61 @@ class SavepointWriter:
         ``schemas``: per operator uid, per state name, the schema of the state (see
         :mod:`eventapp.state.schema`), recorded for the operators the entries hold state of."""
         self._check_new(split)
-        where = f"split {split!r}"
-        max_parallelism = self._max_parallelism
-        # Entries bucketed by key group; within a bucket they keep the input's (key) order.
-        buckets: list[list[tuple[bytes, bytes]]] = [[] for _ in range(max_parallelism)]
-        # Per operator of this split: its distinct keys (a key's entries are in one split).
-        split_keys: dict[str, set[bytes]] = {}
-        run = _Run()
-        prefix, start, is_state = b"\xff", 0, False  # matches no entry (tags are b"s" and b"t")
-        keys: set[bytes] = set()
-        # The hot loop: one run of entries per state (or timer domain), parsed once per run;
-        # entry_key() and key_group() inlined (a call per entry costs ~10% of creating a savepoint).
-        from_bytes = int.from_bytes
-        for key, value in entries:
-            if not key.startswith(prefix):
-                run.flush()
-                prefix, parsed = parse_prefix(key, where)
-                start, is_state = len(prefix), parsed.kind == "state"
-                keys = split_keys.setdefault(parsed.uid, set())
-                run.begin(self._counts(parsed.uid), parsed.kind, parsed.name)
-            if is_state:
-                size = from_bytes(key[start : start + 4], "big")
-                key_bytes = key[start + 4 : start + 4 + size]
-                if len(key_bytes) != size:
-                    raise SavepointError(f"{where}: state entry {key[:40]!r} is truncated")
-            else:
-                key_bytes = key[start + 8 :]
-            keys.add(key_bytes)
-            run.entries += 1
-            run.bytes += len(key) + len(value)
-            buckets[(murmurhash2(key_bytes, KAFKA_SEED) & 0x7FFFFFFF) % max_parallelism].append((key, value))
-        run.flush()
-        for uid, distinct in split_keys.items():
-            self._counts(uid).keys += len(distinct)
+        relative = self.reserve_file("entries")
+        written = write_state_file(self.directory, relative, split, entries, self._max_parallelism)
+        return self.add_written_split(
+            split,
+            written,
+            position=position,
+            max_timestamp=max_timestamp,
+            checkpoint_id=checkpoint_id,
+            snapshot=snapshot,
+            schemas=schemas,
+        )
+
+    def reserve_file(self, suffix: str) -> str:
+        """A new state file's path (relative to the savepoint directory) ending in ``.suffix``: for
+        :meth:`add_split`, or for a state file written elsewhere (another process) and added with
+        :meth:`add_written_split`."""
+        relative = f"state/split-{self._files:04d}.{suffix}"
+        self._files += 1
+        return relative
+
+    def add_written_split(
+        self,
+        split: str,
+        written: WrittenStateFile,
+        *,
+        position: int | None,
+        max_timestamp: int,
+        checkpoint_id: int = 0,
+        snapshot: str | None = None,
+        schemas: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> SplitState:
+        """Add ``split`` as the state file ``written`` (:func:`write_state_file`, to a path from
+        :meth:`reserve_file`); arguments as :meth:`add_split`'s."""
+        self._check_new(split)
+        for run in written.runs:
+            counts = self._counts(run.uid)
+            table = counts.states if run.kind == "state" else counts.timers
+            table[run.name] = table.get(run.name, 0) + run.entries
+            if run.kind == "state":
+                counts.state_bytes[run.name] = counts.state_bytes.get(run.name, 0) + run.bytes
+            counts.bytes += run.bytes
+        for uid, keys in written.keys.items():  # a key's entries are in one split
+            self._counts(uid).keys += keys
         for uid, states in (schemas or {}).items():
             if uid in self._operators:
                 self._operators[uid].schemas.update(states)
-        relative = f"state/split-{len(self._splits):04d}.entries"
-        path = self.directory / relative
-        packer = msgpack.Packer(use_bin_type=True, autoreset=False)
-        packer.pack({"format": STATE_FILE_FORMAT, "split": split})
-        pack = packer.pack
-        rows = 0
-        for group, bucket in enumerate(buckets):
-            if not bucket:
-                continue
-            bucket.sort()  # already sorted when the input is (a store's scan): linear
-            rows += len(bucket)
-            pack(group)
-            for row in bucket:
-                pack(row)
-        data = packer.bytes()
-        with open(path, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        size = len(data)
-        digest = hashlib.sha256(data)
         state = SplitState(
             position=position,
             max_timestamp=max_timestamp,
             checkpoint_id=checkpoint_id,
             snapshot=snapshot,
-            file=relative,
-            size=size,
-            sha256=digest.hexdigest(),
-            entries=rows,
+            file=written.file,
+            size=written.size,
+            sha256=written.sha256,
+            entries=written.entries,
         )
         self._splits[split] = state
         return state
@@ -211,7 +170,7 @@ class SavepointWriter:
         see :mod:`eventapp.savepoint.native`). Entries are not read, so they are not counted: the
         operators are the checkpoint's (``operators``), their counts -1."""
         self._check_new(split)
-        relative = f"state/split-{len(self._splits):04d}.{backend}"
+        relative = self.reserve_file(backend)
         target = self.directory / relative
         target.mkdir()
         try:

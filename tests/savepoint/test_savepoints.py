@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,42 @@ def test_restart_with_the_same_savepoint_after_a_checkpoint_restores_the_checkpo
     rerun.run_until_idle()
     rerun.close()
     assert sorted(again.values) == sorted(f"{k}={counts[k] + 2}" for k in KEYS[:5])
+
+
+def _created_with(storage: Path, target: Path, workers: int) -> Savepoint:
+    created = create_savepoint(
+        _storage(storage),
+        JOB,
+        [f"collection-{i}" for i in range(5)],  # collection-4 never checkpointed: empty, no position
+        target,
+        max_parallelism=128,
+        partitioner="murmur2",
+        workers=workers,
+    )
+    return Savepoint.open(created.path)
+
+
+def test_worker_processes_write_the_same_savepoint_forked_or_spawned_from_a_thread(
+    tmp_path: Path, kind: str
+) -> None:
+    storage, counts = run_phase1(tmp_path, kind)
+    alone = _created_with(storage, tmp_path / "one", 1)
+    forked = _created_with(storage, tmp_path / "forked", 2)  # this test's thread is the only one
+    spawned: list[Savepoint] = []
+    thread = threading.Thread(target=lambda: spawned.append(_created_with(storage, tmp_path / "spawned", 2)))
+    thread.start()
+    thread.join()
+    assert alone.metadata.splits["collection-4"].position is None
+    for savepoint in (forked, spawned[0]):
+        assert savepoint.metadata.splits == alone.metadata.splits  # files, sizes, SHA-256, positions
+        assert savepoint.metadata.operators == alone.metadata.operators
+        assert dict(savepoint.read_state("count", Count.count)) == dict(counts)
+
+
+def test_zero_workers_is_refused(tmp_path: Path) -> None:
+    storage, _ = run_phase1(tmp_path, "memory")
+    with pytest.raises(SavepointError, match="workers=0: write with at least 1 process"):
+        _created_with(storage, tmp_path / "none", 0)
 
 
 # --- bad input: refused before anything is restored ---------------------------------------------------
