@@ -23,14 +23,16 @@ import time
 import weakref
 import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
+from itertools import takewhile
 from pathlib import Path
+from typing import cast
 
 import rocksdict
 import structlog
 
-from eventapp.errors import StateError
 from eventapp.state.store import StateSnapshot, prefix_successor
 
+from .rocksdb_closed import ClosedCache
 from .rocksdb_snapshot import SnapshotRecord
 from .rocksdb_snapshot_write import ChangelogSnapshot, FullSnapshot
 
@@ -46,23 +48,6 @@ _ABSENT: bytes | None = None
 _UNKNOWN = object()
 #: With the cache disabled, writes buffered while a snapshot is in progress before one waits for it.
 _SNAPSHOT_OVERLAY = 100_000
-
-
-class _ClosedCache(dict[bytes, bytes | None]):
-    """The cache of a closed store: every use raises (no check on the hot path of an open one)."""
-
-    def __init__(self, scope: str) -> None:
-        super().__init__()
-        self._scope = scope
-
-    def _closed(self) -> StateError:
-        return StateError(f"the RocksDB store of scope {self._scope!r} is closed")
-
-    def get(self, key: bytes, default: object = None) -> bytes | None:
-        raise self._closed()
-
-    def __setitem__(self, key: bytes, value: bytes | None) -> None:
-        raise self._closed()
 
 
 class RocksDBStateStore:
@@ -342,7 +327,7 @@ class RocksDBStateStore:
         self._wait_for_snapshot()  # a snapshot being written still uses the database
         self._closed = True
         self._dirty.clear()  # scratch: nothing written since the last snapshot survives a close
-        self._cache = _ClosedCache(self.scope)
+        self._cache = ClosedCache(self.scope)
         # A live RocksDB iterator keeps the database open (and its LOCK held): end open scans first.
         for scan in list(self._scans):
             scan.close()
@@ -388,24 +373,18 @@ class RocksDBStateStore:
     def _scan(
         self, prefix: bytes, upper: bytes | None, start: bytes | None
     ) -> Generator[tuple[bytes, bytes], None, None]:
-        if upper is not None or not prefix:
-            # rocksdict's own (key, value) iterator: one call per entry instead of four.
-            options = rocksdict.ReadOptions()
-            if upper is not None:
-                options.set_iterate_upper_bound(upper)
-            items = self._db.items(from_key=self._seek_key(prefix, start), read_opt=options)
-            try:
-                yield from items
-            finally:
-                del items
-            return
-        iterator = self._iterator(prefix, upper, start)  # an all-0xff prefix: no upper bound
+        options = rocksdict.ReadOptions()
+        if upper is not None:
+            options.set_iterate_upper_bound(upper)
+        # rocksdict's own (key, value) iterator: one call per entry instead of four.
+        items = cast(
+            Iterator[tuple[bytes, bytes]],  # raw mode: keys and values are bytes
+            self._db.items(from_key=self._seek_key(prefix, start), read_opt=options),
+        )
         try:
-            while iterator.valid():
-                key: bytes = iterator.key()
-                if upper is None and not key.startswith(prefix):
-                    return
-                yield key, iterator.value()
-                iterator.next()
+            if upper is None and prefix:  # an all-0xff prefix: no upper bound to stop at
+                yield from takewhile(lambda item: item[0].startswith(prefix), items)
+            else:
+                yield from items
         finally:
-            del iterator
+            del items
