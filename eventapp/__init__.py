@@ -35,6 +35,7 @@ from eventapp.errors import (
     StateError,
     StateSchemaError,
     SupersededError,
+    WindowError,
 )
 from eventapp.functions import (
     Collector,
@@ -176,6 +177,7 @@ __all__ = [
     "ValueState",
     "ValueStateDescriptor",
     "WatermarkStrategy",
+    "WindowError",
     "__version__",
     "configure_logging",
     "create_savepoint",

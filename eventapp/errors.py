@@ -22,6 +22,7 @@ __all__ = [
     "StateError",
     "StateSchemaError",
     "SupersededError",
+    "WindowError",
 ]
 
 _MAX_RECORD_REPR = 200
@@ -141,6 +142,12 @@ class RecordProcessingError(EventAppError):
             f"JobConfig(error_policy=ErrorPolicy.dead_letter(sink)) to route failing records "
             f"to a dead-letter sink instead of stopping the job."
         )
+
+
+class WindowError(EventAppError):
+    """A window assigner, trigger, evictor or window aggregation raised, or a record cannot be
+    windowed (an event-time window without a timestamp); the message names which and the window.
+    Like any failure of a record's processing it follows the job's error policy."""
 
 
 class JobManagerError(EventAppError):

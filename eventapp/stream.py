@@ -38,6 +38,10 @@ from eventapp.runtime.stats import JobResult
 from eventapp.sink import Sink
 from eventapp.source import Source
 from eventapp.watermarks import WatermarkStrategy
+from eventapp.windows.assigners import GlobalWindows, WindowAssigner
+from eventapp.windows.evictors import CountEvictor
+from eventapp.windows.triggers import CountTrigger, PurgingTrigger
+from eventapp.windows.windowed_stream import WindowedStream
 
 __all__ = ["DataStream", "Job", "KeyedStream", "ProcessedStream"]
 
@@ -189,6 +193,18 @@ class KeyedStream(Generic[K, T]):
         )
         self._node.children.append(node)
         return ProcessedStream(self._job, node)
+
+    def window(self, assigner: WindowAssigner) -> WindowedStream[K, T]:
+        """Windows of this keyed stream (``eventapp.windows``; Flink's ``window``)."""
+        return WindowedStream(self, assigner)
+
+    def count_window(self, size: int, slide: int | None = None) -> WindowedStream[K, T]:
+        """Windows of ``size`` records per key, every ``slide`` records (Flink's ``countWindow``:
+        tumbling when ``slide`` is None)."""
+        windows = WindowedStream(self, GlobalWindows())
+        if slide is None:
+            return windows.trigger(PurgingTrigger(CountTrigger(size)))
+        return windows.evictor(CountEvictor(size)).trigger(CountTrigger(slide))
 
 
 class ProcessedStream(DataStream[T]):

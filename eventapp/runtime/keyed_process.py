@@ -63,6 +63,13 @@ class _ContextImpl(OnTimerContext, RuntimeContext):
     def output(self, tag: OutputTag[Any], value: Any) -> None:
         self._op.emit_side(tag, value)
 
+    def set_output_timestamp(self, timestamp: int | None) -> int | None:
+        """The timestamp outputs carry from now on; returns the one they carried. For functions of
+        eventapp itself (a window's result carries ``window.max_timestamp()``), not the user API."""
+        op = self._op
+        previous, op.out_timestamp = op.out_timestamp, timestamp
+        return previous
+
     @property
     def time_domain(self) -> TimeDomain:
         if self.domain is None:

@@ -154,6 +154,12 @@ class AggregateFunction(Generic[IN, ACC, OUT]):
     def get_result(self, accumulator: ACC) -> OUT:
         raise NotImplementedError
 
+    def merge(self, first: ACC, second: ACC) -> ACC:
+        """Combine two accumulators (session windows merge theirs)."""
+        raise NotImplementedError(
+            f"{type(self).__name__}.merge(first, second) is needed to merge session windows: implement it"
+        )
+
 
 @dataclass(frozen=True)
 class AggregatingStateDescriptor(StateDescriptor[Any], Generic[IN, ACC, OUT]):

@@ -1,0 +1,302 @@
+"""The window operator: Flink's ``WindowOperator`` (and ``EvictingWindowOperator``) as a
+:class:`~eventapp.KeyedProcessFunction` over the existing keyed state and durable timers, so windows
+are checkpointed, restored, re-sharded and savepointed like any keyed state.
+
+State: one map entry per (key, window), ``eventapp.windows``: the window's contents (an incremental
+aggregate, or its elements), the timers its trigger registered, the trigger's state and the
+``ProcessWindowFunction``'s per-window state. Timers are the key's durable timers; a timer fires a
+window's trigger only if that window registered it (Flink's timer namespaces), and removes the
+window at its cleanup time (``max_timestamp + allowed_lateness``; processing time: its end).
+Deleting a trigger timer forgets it for that window only: the key's timer may serve another window,
+so it stays and fires nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+from eventapp.errors import ConfigurationError, WindowError
+from eventapp.functions import (
+    Collector,
+    Context,
+    KeyedProcessFunction,
+    OnTimerContext,
+    OutputTag,
+    RuntimeContext,
+    TimeDomain,
+)
+from eventapp.serialization import MsgpackSerializer, Serializer
+from eventapp.state.descriptors import MapStateDescriptor
+from eventapp.state.handles import MapState
+from eventapp.state.keys import MAX_TIMESTAMP
+from eventapp.state.registry import declared_descriptors
+from eventapp.windows.aggregation import Aggregation
+from eventapp.windows.assigners import WindowAssigner
+from eventapp.windows.contexts import (
+    CONTENTS,
+    EVENT,
+    PROCESSING,
+    TRIGGER,
+    WINDOW,
+    Meta,
+    TriggerContextImpl,
+    WindowContextImpl,
+    new_meta,
+)
+from eventapp.windows.evictors import Evictor
+from eventapp.windows.functions import ProcessWindowFunction
+from eventapp.windows.triggers import Trigger, TriggerResult
+from eventapp.windows.window import TimeWindow, Window, window_from_key
+
+__all__ = ["WindowOperator"]
+
+
+class _TimestampedOutput(Protocol):
+    def set_output_timestamp(self, timestamp: int | None) -> int | None: ...
+
+
+class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
+    """Windows of a keyed stream (built by :class:`~eventapp.windows.WindowedStream`)."""
+
+    windows = MapStateDescriptor[tuple[int, ...], Meta]("eventapp.windows")
+
+    def __init__(
+        self,
+        assigner: WindowAssigner,
+        aggregation: Aggregation,
+        *,
+        trigger: Trigger | None = None,
+        allowed_lateness: int = 0,
+        late_tag: OutputTag[Any] | None = None,
+        evictor: Evictor | None = None,
+        window_function: ProcessWindowFunction[Any, Any, Any, Any] | None = None,
+        contents_serializer: Serializer[Any] | None = None,
+    ) -> None:
+        self.assigner = assigner
+        self.aggregation = aggregation
+        self.trigger = assigner.default_trigger() if trigger is None else trigger
+        self.allowed_lateness = allowed_lateness
+        self.late_tag = late_tag
+        self.evictor = evictor
+        self.window_function = window_function
+        self.serializer: Serializer[Any] = contents_serializer or MsgpackSerializer()
+        if assigner.merging and not self.trigger.can_merge():
+            raise ConfigurationError(
+                f"trigger {self.trigger!r} cannot be used with merging (session) windows "
+                f"{assigner!r}: use a trigger whose can_merge() is True"
+            )
+        # The window function's keyed (global) state is declared as the operator's.
+        for descriptor in declared_descriptors(window_function) if window_function is not None else ():
+            if descriptor.name == self.windows.name:
+                raise ConfigurationError(f"state name {descriptor.name!r} is the window operator's own")
+            self.__dict__[f"state:{descriptor.name}"] = descriptor
+
+    # --- the function ---------------------------------------------------------------------------------
+    def open(self, ctx: RuntimeContext) -> None:
+        if self.window_function is not None:
+            self.window_function.open(ctx)
+
+    def close(self) -> None:
+        if self.window_function is not None:
+            self.window_function.close()
+
+    def process_element(self, value: Any, ctx: Context, out: Collector[Any]) -> None:
+        event_time = self.assigner.event_time
+        timestamp = ctx.timestamp if event_time else ctx.timer_service.current_processing_time()
+        if timestamp is None:
+            raise WindowError(
+                f"{self.assigner!r} is an event-time window assigner and the record has no timestamp: "
+                f"give the source a WatermarkStrategy with a timestamp assigner, or use processing time"
+            )
+        watermark = ctx.timer_service.current_watermark()
+        state = ctx.get_state(self.windows)
+        assigned = self._call(f"window assigner {self.assigner!r}", lambda: self.assigner.assign(timestamp))
+        skipped = True
+        for assigned_window in assigned:
+            if self.assigner.merging:
+                found = self._merge(assigned_window, state, ctx, watermark)
+                if found is None:
+                    continue
+                window, meta = found
+            else:
+                window = assigned_window
+                if self._is_window_late(window, watermark):
+                    continue
+                meta = state.get(window.key()) or new_meta()
+            skipped = False
+            self._add(meta, value, timestamp)
+            result = self._call(
+                f"trigger {self.trigger!r} of {window}",
+                self.trigger.on_element,
+                value,
+                timestamp,
+                window,
+                TriggerContextImpl(ctx, meta),
+            )
+            self._apply(result, window, meta, ctx, out)
+            self._register_cleanup(window, ctx)
+            state.put(window.key(), meta)
+        if (
+            skipped
+            and event_time
+            and timestamp + self.allowed_lateness <= watermark
+            and self.late_tag is not None
+        ):
+            ctx.output(self.late_tag, value)  # late: with the record's own timestamp
+
+    def on_timer(self, timestamp: int, ctx: OnTimerContext, out: Collector[Any]) -> None:
+        event_time = ctx.time_domain is TimeDomain.EVENT_TIME
+        slot = EVENT if event_time else PROCESSING
+        state = ctx.get_state(self.windows)
+        for key, meta in sorted(state.items()):
+            window = window_from_key(key)
+            changed = False
+            if timestamp in meta[slot]:
+                meta[slot].remove(timestamp)
+                changed = True
+                trigger_ctx = TriggerContextImpl(ctx, meta)
+                result = self._call(
+                    f"trigger {self.trigger!r} of {window}",
+                    self.trigger.on_event_time if event_time else self.trigger.on_processing_time,
+                    timestamp,
+                    window,
+                    trigger_ctx,
+                )
+                self._apply(result, window, meta, ctx, out)
+            if event_time == self.assigner.event_time and timestamp == self._cleanup_time(window):
+                self._clear_window(window, meta, ctx)
+                state.remove(key)
+            elif changed:
+                state.put(key, meta)
+
+    # --- windows -------------------------------------------------------------------------------------
+    def _add(self, meta: Meta, value: Any, timestamp: int) -> None:
+        contents = self._contents(meta)
+        if self.evictor is not None:
+            contents = [[timestamp, value]] if contents is None else [*contents, [timestamp, value]]
+        else:
+            contents = self._call("window function", lambda: self.aggregation.add(contents, value))
+        meta[CONTENTS] = self.serializer.dumps(contents)
+
+    def _contents(self, meta: Meta) -> Any:
+        data = meta[CONTENTS]
+        return None if data is None else self.serializer.loads(data)
+
+    def _merge(
+        self, new: Window, state: MapState[tuple[int, ...], Meta], ctx: Context, watermark: int
+    ) -> tuple[Window, Meta] | None:
+        """Merge ``new`` (a session window) with the key's windows it overlaps; the merged window and
+        its state, or None when the merged window is late."""
+        assert isinstance(new, TimeWindow)
+        group = [
+            (window, meta)
+            for window, meta in ((window_from_key(k), m) for k, m in sorted(state.items()))
+            if isinstance(window, TimeWindow) and window.intersects(new)
+        ]
+        merged: TimeWindow = new
+        for window, _ in group:
+            assert isinstance(window, TimeWindow)
+            merged = merged.cover(window)
+        if self._is_window_late(merged, watermark):
+            return None
+        if not group:
+            return merged, new_meta()
+        if len(group) == 1 and group[0][0] == merged:
+            return group[0]
+        meta: Meta = new_meta()
+        contents: Any = None
+        for window, old in group:  # in window order
+            held = self._contents(old)
+            if self.evictor is not None:
+                contents = held if contents is None else [*contents, *(held or [])]
+            else:
+                contents = self._call("window function", self.aggregation.merge, contents, held)
+            meta[WINDOW].update(old[WINDOW])
+            state.remove(window.key())
+        meta[CONTENTS] = None if contents is None else self.serializer.dumps(contents)
+        merged_states = [old[TRIGGER] for _, old in group]
+        self._call(
+            f"trigger {self.trigger!r} of {merged}",
+            lambda: self.trigger.on_merge(merged, TriggerContextImpl(ctx, meta, merged_states)),
+        )
+        for window, old in group:
+            self._call(
+                f"trigger {self.trigger!r} of {window}",
+                self.trigger.clear,
+                window,
+                TriggerContextImpl(ctx, old),
+            )
+        return merged, meta
+
+    def _apply(
+        self, result: TriggerResult, window: Window, meta: Meta, ctx: Context, out: Collector[Any]
+    ) -> None:
+        if result.fire:
+            contents = self._contents(meta)
+            if contents is not None:
+                self._emit(window, meta, contents, ctx, out)
+        if result.purge:
+            meta[CONTENTS] = None
+
+    def _emit(self, window: Window, meta: Meta, contents: Any, ctx: Context, out: Collector[Any]) -> None:
+        if self.evictor is not None:
+            evictor = self.evictor
+            elements = self._call(
+                f"evictor {evictor!r} of {window}", lambda: evictor.evict_before(list(contents))
+            )
+            inputs = self._call("window function", lambda: self.aggregation.over([v for _, v in elements]))
+            kept = self._call(f"evictor {evictor!r} of {window}", lambda: evictor.evict_after(elements))
+            meta[CONTENTS] = self.serializer.dumps(kept) if kept else None
+            if not elements:
+                return
+        else:
+            inputs = self.aggregation.inputs(contents)
+        output = cast(_TimestampedOutput, ctx)
+        previous = output.set_output_timestamp(window.max_timestamp())
+        try:
+            function = self.window_function
+            if function is None:
+                for item in inputs:
+                    out.collect(item)
+            else:
+                function.process(ctx.current_key, WindowContextImpl(ctx, window, meta), inputs, out)
+        finally:
+            output.set_output_timestamp(previous)
+
+    def _clear_window(self, window: Window, meta: Meta, ctx: Context) -> None:
+        self._call(
+            f"trigger {self.trigger!r} of {window}",
+            lambda: self.trigger.clear(window, TriggerContextImpl(ctx, meta)),
+        )
+        if self.window_function is not None:
+            self.window_function.clear(WindowContextImpl(ctx, window, meta))
+
+    def _cleanup_time(self, window: Window) -> int:
+        end = window.max_timestamp()
+        if not self.assigner.event_time:
+            return end
+        return MAX_TIMESTAMP if end > MAX_TIMESTAMP - self.allowed_lateness else end + self.allowed_lateness
+
+    def _is_window_late(self, window: Window, watermark: int) -> bool:
+        return self.assigner.event_time and self._cleanup_time(window) <= watermark
+
+    def _register_cleanup(self, window: Window, ctx: Context) -> None:
+        cleanup = self._cleanup_time(window)
+        if cleanup == MAX_TIMESTAMP:
+            return  # a global window: never removed
+        if self.assigner.event_time:
+            ctx.timer_service.register_event_time_timer(cleanup)
+        else:
+            ctx.timer_service.register_processing_time_timer(cleanup)
+
+    @staticmethod
+    def _call(what: str, action: Callable[..., Any], *args: Any) -> Any:
+        """``action(*args)``; a failure names what raised (the error policy then fails the job or
+        dead-letters the record)."""
+        try:
+            return action(*args)
+        except (WindowError, ConfigurationError):
+            raise
+        except Exception as exc:
+            raise WindowError(f"{what} raised {type(exc).__name__}: {exc}") from exc
