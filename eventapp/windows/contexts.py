@@ -51,14 +51,16 @@ class TriggerContextImpl:
         return self._ctx.timer_service.current_processing_time()
 
     def register_event_time_timer(self, timestamp: int) -> None:
-        if timestamp not in self._meta[EVENT]:
-            self._meta[EVENT].append(timestamp)
-        self._ctx.timer_service.register_event_time_timer(timestamp)
+        timers = self._meta[EVENT]
+        if timestamp not in timers:  # else registered already (for this window)
+            timers.append(timestamp)
+            self._ctx.timer_service.register_event_time_timer(timestamp)
 
     def register_processing_time_timer(self, timestamp: int) -> None:
-        if timestamp not in self._meta[PROCESSING]:
-            self._meta[PROCESSING].append(timestamp)
-        self._ctx.timer_service.register_processing_time_timer(timestamp)
+        timers = self._meta[PROCESSING]
+        if timestamp not in timers:
+            timers.append(timestamp)
+            self._ctx.timer_service.register_processing_time_timer(timestamp)
 
     def delete_event_time_timer(self, timestamp: int) -> None:
         if timestamp in self._meta[EVENT]:

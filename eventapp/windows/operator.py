@@ -26,7 +26,7 @@ from eventapp.functions import (
     RuntimeContext,
     TimeDomain,
 )
-from eventapp.serialization import MsgpackSerializer, Serializer
+from eventapp.serialization import Serializer
 from eventapp.state.descriptors import MapStateDescriptor
 from eventapp.state.handles import MapState
 from eventapp.state.keys import MAX_TIMESTAMP
@@ -80,7 +80,8 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
         self.late_tag = late_tag
         self.evictor = evictor
         self.window_function = window_function
-        self.serializer: Serializer[Any] = contents_serializer or MsgpackSerializer()
+        #: None: contents are stored as they are, in the window's entry (msgpack).
+        self.serializer: Serializer[Any] | None = contents_serializer
         if assigner.merging and not self.trigger.can_merge():
             raise ConfigurationError(
                 f"trigger {self.trigger!r} cannot be used with merging (session) windows "
@@ -102,41 +103,49 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
             self.window_function.close()
 
     def process_element(self, value: Any, ctx: Context, out: Collector[Any]) -> None:
-        event_time = self.assigner.event_time
-        timestamp = ctx.timestamp if event_time else ctx.timer_service.current_processing_time()
+        assigner = self.assigner
+        event_time = assigner.event_time
+        timer_service = ctx.timer_service
+        timestamp = ctx.timestamp if event_time else timer_service.current_processing_time()
         if timestamp is None:
             raise WindowError(
-                f"{self.assigner!r} is an event-time window assigner and the record has no timestamp: "
+                f"{assigner!r} is an event-time window assigner and the record has no timestamp: "
                 f"give the source a WatermarkStrategy with a timestamp assigner, or use processing time"
             )
-        watermark = ctx.timer_service.current_watermark()
+        watermark = timer_service.current_watermark()
         state = ctx.get_state(self.windows)
-        assigned = self._call(f"window assigner {self.assigner!r}", lambda: self.assigner.assign(timestamp))
+        try:
+            assigned = assigner.assign(timestamp)
+        except Exception as exc:
+            raise WindowError(f"window assigner {assigner!r} raised {type(exc).__name__}: {exc}") from exc
         skipped = True
         for assigned_window in assigned:
-            if self.assigner.merging:
+            if assigner.merging:
                 found = self._merge(assigned_window, state, ctx, watermark)
                 if found is None:
                     continue
                 window, meta = found
+                new = not meta[EVENT] and not meta[PROCESSING] and meta[CONTENTS] is None
             else:
                 window = assigned_window
                 if self._is_window_late(window, watermark):
                     continue
-                meta = state.get(window.key()) or new_meta()
+                stored = state.get(window)
+                new = stored is None
+                meta = new_meta() if stored is None else stored
             skipped = False
             self._add(meta, value, timestamp)
-            result = self._call(
-                f"trigger {self.trigger!r} of {window}",
-                self.trigger.on_element,
-                value,
-                timestamp,
-                window,
-                TriggerContextImpl(ctx, meta),
-            )
-            self._apply(result, window, meta, ctx, out)
-            self._register_cleanup(window, ctx)
-            state.put(window.key(), meta)
+            try:
+                result = self.trigger.on_element(value, timestamp, window, TriggerContextImpl(ctx, meta))
+            except Exception as exc:
+                raise WindowError(
+                    f"trigger {self.trigger!r} of {window} raised {type(exc).__name__}: {exc}"
+                ) from exc
+            if result is not TriggerResult.CONTINUE:
+                self._apply(result, window, meta, ctx, out)
+            if new:  # a window's cleanup time never changes: one timer
+                self._register_cleanup(window, ctx)
+            state.put(window, meta)
         if (
             skipped
             and event_time
@@ -176,12 +185,17 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
         if self.evictor is not None:
             contents = [[timestamp, value]] if contents is None else [*contents, [timestamp, value]]
         else:
-            contents = self._call("window function", lambda: self.aggregation.add(contents, value))
-        meta[CONTENTS] = self.serializer.dumps(contents)
+            try:
+                contents = self.aggregation.add(contents, value)
+            except Exception as exc:
+                raise WindowError(
+                    f"the window's {self.aggregation.kind} raised {type(exc).__name__}: {exc}"
+                ) from exc
+        meta[CONTENTS] = contents if self.serializer is None else self.serializer.dumps(contents)
 
     def _contents(self, meta: Meta) -> Any:
         data = meta[CONTENTS]
-        return None if data is None else self.serializer.loads(data)
+        return data if data is None or self.serializer is None else self.serializer.loads(data)
 
     def _merge(
         self, new: Window, state: MapState[tuple[int, ...], Meta], ctx: Context, watermark: int
@@ -213,8 +227,10 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
             else:
                 contents = self._call("window function", self.aggregation.merge, contents, held)
             meta[WINDOW].update(old[WINDOW])
-            state.remove(window.key())
-        meta[CONTENTS] = None if contents is None else self.serializer.dumps(contents)
+            state.remove(window)
+        meta[CONTENTS] = (
+            contents if contents is None or self.serializer is None else self.serializer.dumps(contents)
+        )
         merged_states = [old[TRIGGER] for _, old in group]
         self._call(
             f"trigger {self.trigger!r} of {merged}",
@@ -247,7 +263,9 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
             )
             inputs = self._call("window function", lambda: self.aggregation.over([v for _, v in elements]))
             kept = self._call(f"evictor {evictor!r} of {window}", lambda: evictor.evict_after(elements))
-            meta[CONTENTS] = self.serializer.dumps(kept) if kept else None
+            meta[CONTENTS] = (
+                (kept if self.serializer is None else self.serializer.dumps(kept)) if kept else None
+            )
             if not elements:
                 return
         else:

@@ -1,16 +1,19 @@
-"""Windows: Flink's ``TimeWindow`` (``[start, end)``, epoch milliseconds) and ``GlobalWindow``."""
+"""Windows: Flink's ``TimeWindow`` (``[start, end)``, epoch milliseconds) and ``GlobalWindow``.
+
+Both are tuples (``NamedTuple``): cheap to create per record, and they are the map key of a
+window's state entry as they are.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from eventapp.state.keys import MAX_TIMESTAMP
 
 __all__ = ["GlobalWindow", "TimeWindow", "Window", "window_from_key"]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class TimeWindow:
+class TimeWindow(NamedTuple):
     """The records with ``start <= timestamp < end``."""
 
     start: int
@@ -27,22 +30,15 @@ class TimeWindow:
     def cover(self, other: TimeWindow) -> TimeWindow:
         return TimeWindow(min(self.start, other.start), max(self.end, other.end))
 
-    def key(self) -> tuple[int, ...]:
-        return (self.start, self.end)
-
     def __str__(self) -> str:
         return f"TimeWindow[{self.start}, {self.end})"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class GlobalWindow:
+class GlobalWindow(NamedTuple):
     """The one window of :class:`~eventapp.windows.GlobalWindows`: every record of a key."""
 
     def max_timestamp(self) -> int:
         return MAX_TIMESTAMP
-
-    def key(self) -> tuple[int, ...]:
-        return ()
 
     def __str__(self) -> str:
         return "GlobalWindow"
@@ -52,7 +48,7 @@ Window = TimeWindow | GlobalWindow
 
 
 def window_from_key(key: tuple[int, ...]) -> Window:
-    """The window a state entry's map key (:meth:`TimeWindow.key`) names."""
+    """The window a state entry's map key names."""
     if not key:
         return GlobalWindow()
     start, end = key
