@@ -20,6 +20,7 @@ from eventapp import (
     Job,
     JobConfig,
     JobFailedError,
+    ManualClock,
     OutputTag,
     RecordProcessingError,
     ValueStateDescriptor,
@@ -35,6 +36,7 @@ from eventapp.windows import (
     SlidingEventTimeWindows,
     TimeWindow,
     TumblingEventTimeWindows,
+    TumblingProcessingTimeWindows,
     WindowContext,
     WindowedStream,
 )
@@ -258,6 +260,33 @@ def test_windows_survive_a_restore_from_a_checkpoint(tmp_path: Path) -> None:
     rerun.run_until_idle()
     rerun.close()
     assert sorted(after.values) == [(1, 4), (3, 11)]  # a: 1+2 from the checkpoint, +8; b from it too
+
+
+def test_processing_time_windows_fire_when_the_clock_passes_their_end() -> None:
+    clock = ManualClock(1_000)
+    source = CollectionSource([("a", 0, 1), ("a", 0, 2), ("b", 0, 4)], bounded=False)
+    job = Job("processing", JobConfig(clock=clock))
+    sink: CollectionSink[Any] = CollectionSink()
+    keyed = job.from_source(source).key_by(lambda r: r[0])
+    windows = keyed.window(TumblingProcessingTimeWindows.of(100))
+    windows.reduce(lambda x, y: (x[0], x[1], x[2] + y[2]), uid="pt").map(tuple).sink_to(sink)
+    runner = job.runner()
+    runner.run_until_idle()
+    assert sink.records == []  # [1000, 1100) is open
+    clock.set(1_098)
+    source.add(("a", 0, 8))
+    runner.run_until_idle()
+    assert sink.records == []
+    clock.set(1_099)  # the window's max timestamp: its timer fires (as in Flink)
+    runner.run_until_idle()
+    clock.set(1_100)
+    source.add(("a", 0, 16))  # in [1100, 1200)
+    runner.run_until_idle()
+    assert sorted(sink.records) == [(("a", 0, 11), 1_099), (("b", 0, 4), 1_099)]
+    clock.set(1_250)
+    runner.run_until_idle()
+    runner.close()
+    assert sink.records[-1] == (("a", 0, 16), 1_199)
 
 
 class Boom(TumblingEventTimeWindows):
