@@ -158,6 +158,12 @@ class DataStream(Generic[T]):
         return DataStream(self._job, self._add(node))
 
     def key_by(self, key_selector: Callable[[T], K]) -> KeyedStream[K, T]:
+        """Group by ``key_selector(record)``: keyed state, timers and windows are per key.
+
+        Records are **not** moved between splits (no shuffle yet, issue 10): the state of a key is
+        per key *and split*. Partition the input by the same key (a Kafka record key that is the
+        key), or a key's records in other partitions see other, partial state.
+        """
         if not callable(key_selector):
             raise ConfigurationError("key_by needs a callable(record) -> key")
         return KeyedStream(self._job, self._node, key_selector)
