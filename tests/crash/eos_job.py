@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from eventapp import (
+    AggregateFunction,
     CheckpointConfig,
     CheckpointingMode,
     Collector,
@@ -43,6 +44,7 @@ from eventapp.connectors.kafka import (
     KafkaSourceConfig,
 )
 from eventapp.statebackends import RocksDBStateBackend
+from eventapp.windows import ProcessWindowFunction, TimeWindow, TumblingEventTimeWindows, WindowContext
 
 WINDOW_MS = 1_000
 FLUSH_DELAY_MS = 50
@@ -92,6 +94,25 @@ class CrashCounter(KeyedProcessFunction[str, dict[str, Any], dict[str, Any]]):
             self.pending_state.clear()
             self.flush_state.clear()
             out.collect({"t": "flush", "k": key, "ids": ids})
+
+
+class CountRecords(AggregateFunction[Any, int, int]):
+    def create_accumulator(self) -> int:
+        return 0
+
+    def add(self, value: Any, accumulator: int) -> int:
+        return accumulator + 1
+
+    def get_result(self, accumulator: int) -> int:
+        return accumulator
+
+
+class WindowCount(ProcessWindowFunction[int, dict[str, Any], str, TimeWindow]):
+    def process(
+        self, key: str, context: WindowContext[TimeWindow], elements: Any, out: Collector[dict[str, Any]]
+    ) -> None:
+        for count in elements:
+            out.collect({"t": "twindow", "k": key, "w": context.window.end, "c": count})
 
 
 def build_job() -> Job:
@@ -146,13 +167,11 @@ def build_job() -> Job:
             poll_timeout_s=0.05,
         ),
     )
-    (
-        job.from_source(
-            source,
-            WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v, _: v["ts"]),
-        )
-        .key_by(lambda v: v["k"])
-        .process(CrashCounter(float(env.get("CRASH_SLOW_MS", "0"))), uid=UID)
-        .sink_to(sink)
-    )
+    keyed = job.from_source(
+        source,
+        WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v, _: v["ts"]),
+    ).key_by(lambda v: v["k"])
+    keyed.process(CrashCounter(float(env.get("CRASH_SLOW_MS", "0"))), uid=UID).sink_to(sink)
+    windows = keyed.window(TumblingEventTimeWindows.of(WINDOW_MS))
+    windows.aggregate(CountRecords(), WindowCount(), uid="crash-windows").sink_to(sink)
     return job

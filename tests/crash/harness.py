@@ -350,6 +350,8 @@ def verify_exactly_once(
 
     windows = Counter((o["k"], o["w"], o["c"]) for o in outputs if o["t"] == "window")
     assert windows == oracle.windows(), "window outputs differ from the oracle"
+    windowed = Counter((o["k"], o["w"], o["c"]) for o in outputs if o["t"] == "twindow")
+    assert windowed == oracle.windows(), "eventapp.windows outputs differ from the oracle"
 
     flushed = [i for o in outputs if o["t"] == "flush" for i in o["ids"]]
     assert len(flushed) == len(set(flushed)), "an id was flushed twice"
