@@ -117,6 +117,22 @@ class Murmur2Partitioner:
 
         return partition
 
+    def encoded_partitions(self, partitions: int) -> Callable[[list[bytes]], list[int]]:
+        """:meth:`encoded_partitioner` for many keys at once (one list comprehension when every key
+        is a ``str`` or ``bytes`` with the default key bytes)."""
+        single = self.encoded_partitioner(partitions)
+        if self.key_bytes is not default_key_bytes:
+            return lambda keys: list(map(single, keys))
+        headers = _STR_BIN_HEADERS
+
+        def many(keys: list[bytes]) -> list[int]:
+            try:
+                return [(murmurhash2(k[headers[k[0]] :], KAFKA_SEED) & 0x7FFFFFFF) % partitions for k in keys]
+            except KeyError:  # a key of another type: decoded one by one
+                return list(map(single, keys))
+
+        return many
+
     def describe(self) -> str:
         return "murmur2"
 

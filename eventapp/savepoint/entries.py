@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from eventapp.errors import SavepointError
 from eventapp.state.keys import STATE_TAG, TIMER_TAG
 
-__all__ = ["EntryParser", "ParsedEntry", "entry_key", "parse_entry", "parse_prefix", "with_uid"]
+__all__ = [
+    "EntryParser",
+    "ParsedEntry",
+    "entry_key",
+    "entry_state_keys",
+    "parse_entry",
+    "parse_prefix",
+    "with_uid",
+]
 
 #: Timer domains as their one-byte tags.
 TIMER_DOMAINS = {b"e": "event_time", b"p": "processing_time"}
@@ -81,6 +89,32 @@ def parse_prefix(entry: bytes, where: str) -> tuple[bytes, ParsedEntry]:
     if parsed.kind == "state":
         return entry[: entry.find(b"\x00", end_uid + 1) + 1], parsed
     return entry[: end_uid + 2], parsed
+
+
+def entry_state_keys(run: list[bytes], start: int, is_state: bool, where: str) -> list[bytes]:
+    """The state keys of entries whose common prefix (:func:`parse_prefix`) is ``start`` bytes
+    long, in one pass of list comprehensions (for loops over many entries): after the prefix, a
+    state entry holds ``len(key)`` (4 bytes) and the key, a timer entry its timestamp (8 bytes) and
+    the key.
+
+    :raises SavepointError: an entry is truncated; ``where`` names its split.
+    """
+    if not is_state:
+        if min(map(len, run)) < start + 8:
+            short = next(entry for entry in run if len(entry) < start + 8)
+            raise SavepointError(f"{where}: timer entry {short[:40]!r} is not one eventapp writes")
+        return [entry[start + 8 :] for entry in run]
+    from_bytes = int.from_bytes
+    sizes = [from_bytes(entry[start : start + 4], "big") for entry in run]
+    keys = [entry[start + 4 : start + 4 + size] for entry, size in zip(run, sizes, strict=True)]
+    if min(map(len, run)) < start + 4 or sum(map(len, keys)) != sum(sizes):
+        truncated = next(
+            entry
+            for entry, key, size in zip(run, keys, sizes, strict=True)
+            if len(entry) < start + 4 or len(key) != size
+        )
+        raise SavepointError(f"{where}: state entry {truncated[:40]!r} is truncated")
+    return keys
 
 
 def with_uid(entry: bytes, uid: str) -> bytes:

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from eventapp.errors import SavepointError
 from eventapp.partitioning import Partitioner, topic_partitions
-from eventapp.savepoint.entries import parse_prefix, with_uid
+from eventapp.savepoint.entries import entry_state_keys, parse_prefix, with_uid
 from eventapp.savepoint.reader import Savepoint
 from eventapp.state.keys import MIN_TIMESTAMP, decode_key
 
@@ -168,10 +170,47 @@ def _assign(
 ) -> None:
     """Append each entry of one old split to the list of the split it now belongs to (``target``:
     the split, or a route by encoded key), leaving out dropped operators and renaming uids.
-    The hot loop of re-sharding: entries come in runs of one state (or timer domain) and the run's
-    prefix is parsed once."""
+
+    The hot loop of re-sharding, a chunk of entries at a time: a chunk of one state (or timer
+    domain) of an operator neither dropped nor renamed is routed with list comprehensions and one
+    partitioner call for the chunk; any other chunk entry by entry."""
+    if isinstance(target, str):
+        _assign_each(items, where, target, mine, drop, renames)
+        return
+    _, many, names = target
+    appends = [_discard if mine.get(name) is None else mine[name].append for name in names]
+    iterator = iter(items)
+    while chunk := list(islice(iterator, _CHUNK)):
+        keys = list(map(_KEY, chunk))
+        prefix, parsed = parse_prefix(keys[0], where)
+        if (
+            parsed.uid in drop
+            or parsed.uid in renames
+            or not all(map(bytes.startswith, keys, repeat(prefix)))
+        ):
+            _assign_each(chunk, where, target, mine, drop, renames)
+            continue
+        state_keys = entry_state_keys(keys, len(prefix), parsed.kind == "state", where)
+        for partition, row in zip(many(state_keys), chunk, strict=True):
+            appends[partition](row)
+
+
+def _discard(row: tuple[bytes, bytes]) -> None:
+    """Where entries of splits another worker restores go."""
+
+
+def _assign_each(
+    items: Iterable[tuple[bytes, bytes]],
+    where: str,
+    target: str | _Route,
+    mine: dict[str, list[tuple[bytes, bytes]]],
+    drop: set[str],
+    renames: Mapping[str, str],
+) -> None:
+    """:func:`_assign`, one entry at a time (entries come in runs of one state or timer domain,
+    and the run's prefix is parsed once)."""
     fixed = mine.get(target) if isinstance(target, str) else None
-    part, lists = (None, []) if isinstance(target, str) else (target[0], [mine.get(n) for n in target[1]])
+    part, lists = (None, []) if isinstance(target, str) else (target[0], [mine.get(n) for n in target[2]])
     from_bytes = int.from_bytes
     prefix, start, body, is_state, skip = b"\xff", 0, 0, False, False  # b"\xff" matches no entry
     new_prefix: bytes | None = None
@@ -202,8 +241,12 @@ def _assign(
             found.append((key, value))
 
 
+_KEY = itemgetter(0)
+#: Entries routed at a time when re-sharding.
+_CHUNK = 4096
+
 #: The partition number of an encoded key, and the split names by partition number.
-_Route = tuple[Callable[[bytes], int], list[str]]
+_Route = tuple[Callable[[bytes], int], Callable[[list[bytes]], list[int]], list[str]]
 
 
 def _router(source_splits: Iterable[str], partitioner: Partitioner) -> Callable[[str], _Route]:
@@ -227,7 +270,11 @@ def _router(source_splits: Iterable[str], partitioner: Partitioner) -> Callable[
             partitioner, "encoded_partitioner", None
         )
         if fast is not None:
-            return fast(count), names
+            single = fast(count)
+            batch: Callable[[int], Callable[[list[bytes]], list[int]]] | None = getattr(
+                partitioner, "encoded_partitions", None
+            )
+            return single, (batch(count) if batch is not None else _mapped(single)), names
         # Another partitioner: decode the key; a key's state and timers are several entries (all
         # in one old split), partitioned once.
         partition = partitioner.partition
@@ -239,6 +286,10 @@ def _router(source_splits: Iterable[str], partitioner: Partitioner) -> Callable[
                 found = numbers[encoded_key] = partition(decode_key(encoded_key), count)
             return found
 
-        return number, names
+        return number, _mapped(number), names
 
     return for_split
+
+
+def _mapped(single: Callable[[bytes], int]) -> Callable[[list[bytes]], list[int]]:
+    return lambda keys: list(map(single, keys))

@@ -27,9 +27,8 @@ from pathlib import Path
 import msgpack
 from murmurhash2 import murmurhash2
 
-from eventapp.errors import SavepointError
 from eventapp.partitioning import KAFKA_SEED
-from eventapp.savepoint.entries import parse_prefix
+from eventapp.savepoint.entries import entry_state_keys, parse_prefix
 from eventapp.savepoint.format import STATE_FILE_FORMAT
 from eventapp.state.store import prefix_successor
 
@@ -128,7 +127,7 @@ class _Grouper:
             run_bytes = 0
             for low in range(start, end, CHUNK_ENTRIES):
                 high = min(low + CHUNK_ENTRIES, end)
-                state_keys = self._state_keys(keys[low:high], size, is_state)
+                state_keys = entry_state_keys(keys[low:high], size, is_state, self.where)
                 distinct.update(state_keys)
                 chunk = rows[low:high]
                 run_bytes += sum(map(len, keys[low:high])) + sum(map(len, map(_VALUE, chunk)))
@@ -145,24 +144,3 @@ class _Grouper:
         for group, bucket in enumerate(buckets):
             if bucket:
                 arrays[group].append(pack(bucket))
-
-    def _state_keys(self, run: list[bytes], start: int, is_state: bool) -> list[bytes]:
-        """The state keys of entries whose common prefix is ``start`` bytes long: after it, a state
-        entry holds ``len(key)`` (4 bytes) and the key, a timer entry its timestamp (8 bytes) and
-        the key."""
-        if not is_state:
-            if min(map(len, run)) < start + 8:
-                short = next(entry for entry in run if len(entry) < start + 8)
-                raise SavepointError(f"{self.where}: timer entry {short[:40]!r} is not one eventapp writes")
-            return [entry[start + 8 :] for entry in run]
-        from_bytes = int.from_bytes
-        sizes = [from_bytes(entry[start : start + 4], "big") for entry in run]
-        state_keys = [entry[start + 4 : start + 4 + size] for entry, size in zip(run, sizes, strict=True)]
-        if min(map(len, run)) < start + 4 or sum(map(len, state_keys)) != sum(sizes):
-            truncated = next(
-                entry
-                for entry, key, size in zip(run, state_keys, sizes, strict=True)
-                if len(entry) < start + 4 or len(key) != size
-            )
-            raise SavepointError(f"{self.where}: state entry {truncated[:40]!r} is truncated")
-        return state_keys

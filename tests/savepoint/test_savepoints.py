@@ -31,6 +31,7 @@ from eventapp import (
 )
 from eventapp.connectors.collection import CollectionSink, CollectionSource
 from eventapp.partitioning import murmur2
+from eventapp.savepoint import restore as restore_module
 from eventapp.state.store import StateBackend
 from eventapp.statebackends import MemoryStateBackend, RocksDBStateBackend
 
@@ -167,7 +168,11 @@ def test_restore_into_the_other_backend_continues_every_count(tmp_path: Path, ki
     assert tree_digest(savepoint.path) == before  # NO_CLAIM: never modified
 
 
-def test_rescale_from_4_to_6_splits_moves_each_key_to_its_new_split(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("chunk", [4096, 5])  # 5: chunks of one state, routed as a whole
+def test_rescale_from_4_to_6_splits_moves_each_key_to_its_new_split(
+    tmp_path: Path, kind: str, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(restore_module, "_CHUNK", chunk)
     storage, counts = run_phase1(tmp_path, kind)
     savepoint = take_savepoint(storage, tmp_path)
     phase2: list[Record] = [(k, 2) for k in KEYS]
