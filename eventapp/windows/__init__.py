@@ -17,6 +17,7 @@ from eventapp.windows.assigners import (
 )
 from eventapp.windows.evictors import CountEvictor, Evictor, TimeEvictor
 from eventapp.windows.functions import ProcessWindowFunction, WindowContext, WindowValueState
+from eventapp.windows.operator import WindowOperator
 from eventapp.windows.triggers import (
     ContinuousEventTimeTrigger,
     ContinuousProcessingTimeTrigger,
@@ -59,6 +60,7 @@ __all__ = [
     "Window",
     "WindowAssigner",
     "WindowContext",
+    "WindowOperator",
     "WindowValueState",
     "WindowedStream",
 ]

@@ -27,7 +27,7 @@ from eventapp.functions import (
     TimeDomain,
 )
 from eventapp.serialization import Serializer
-from eventapp.state.descriptors import MapStateDescriptor
+from eventapp.state.descriptors import AggregateFunction, MapStateDescriptor
 from eventapp.state.handles import MapState
 from eventapp.state.keys import MAX_TIMESTAMP
 from eventapp.state.registry import declared_descriptors
@@ -92,6 +92,43 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
             if descriptor.name == self.windows.name:
                 raise ConfigurationError(f"state name {descriptor.name!r} is the window operator's own")
             self.__dict__[f"state:{descriptor.name}"] = descriptor
+
+    @classmethod
+    def reducing(
+        cls,
+        assigner: WindowAssigner,
+        function: Callable[[Any, Any], Any],
+        window_function: ProcessWindowFunction[Any, Any, Any, Any] | None = None,
+        **options: Any,
+    ) -> WindowOperator:
+        """A window operator that reduces (as ``.window(assigner).reduce(function)``); ``options``
+        as the constructor's. For the test harness: ``KeyedProcessFunctionHarness(op, key)``."""
+        return cls(
+            assigner, Aggregation("reduce", reduce=function), window_function=window_function, **options
+        )
+
+    @classmethod
+    def aggregating(
+        cls,
+        assigner: WindowAssigner,
+        function: AggregateFunction[Any, Any, Any],
+        window_function: ProcessWindowFunction[Any, Any, Any, Any] | None = None,
+        **options: Any,
+    ) -> WindowOperator:
+        """As ``.window(assigner).aggregate(function, window_function)``."""
+        return cls(
+            assigner, Aggregation("aggregate", aggregate=function), window_function=window_function, **options
+        )
+
+    @classmethod
+    def processing(
+        cls,
+        assigner: WindowAssigner,
+        window_function: ProcessWindowFunction[Any, Any, Any, Any],
+        **options: Any,
+    ) -> WindowOperator:
+        """As ``.window(assigner).process(window_function)``."""
+        return cls(assigner, Aggregation("process"), window_function=window_function, **options)
 
     # --- the function ---------------------------------------------------------------------------------
     def open(self, ctx: RuntimeContext) -> None:

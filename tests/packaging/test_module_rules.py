@@ -418,6 +418,7 @@ PUBLIC_API: Mapping[str, frozenset[str]] = {
             "Window",
             "WindowAssigner",
             "WindowContext",
+            "WindowOperator",
             "WindowValueState",
             "WindowedStream",
         }
