@@ -21,6 +21,7 @@ __all__ = [
     "SideOutputNode",
     "SinkNode",
     "SourceNode",
+    "UnionNode",
 ]
 
 
@@ -62,6 +63,12 @@ class ProcessNode(Node):
 @dataclass(eq=False, kw_only=True)
 class SideOutputNode(Node):
     """The stream of one side output of a process node (its children read it)."""
+
+
+@dataclass(eq=False, kw_only=True)
+class UnionNode(Node):
+    """The records of several streams of the job, as they arrive (Flink's ``union``); every one
+    of those streams has it as a child."""
 
 
 @dataclass(eq=False, kw_only=True)

@@ -32,6 +32,7 @@ from eventapp.graph import (
     SideOutputNode,
     SinkNode,
     SourceNode,
+    UnionNode,
 )
 from eventapp.runtime.local import LocalRunner
 from eventapp.runtime.stats import JobResult
@@ -156,6 +157,20 @@ class DataStream(Generic[T]):
     def flat_map(self, fn: Callable[[T], Iterable[R]], *, name: str | None = None) -> DataStream[R]:
         node = FlatMapNode(name=self._job._name("flat_map", name), fn=fn)
         return DataStream(self._job, self._add(node))
+
+    def union(self, *others: DataStream[T]) -> DataStream[T]:
+        """The records of this stream and of ``others`` (streams of the same job), in the order
+        they arrive (Flink's ``union``; a stream given twice gives its records twice)."""
+        for other in others:
+            if not isinstance(other, DataStream) or other._job is not self._job:
+                raise ConfigurationError(
+                    f"union() takes streams of the same job, got {other!r}: build both from this "
+                    f"job's source (one job reads one source; a source may cover several topics)"
+                )
+        node = UnionNode(name=self._job._name("union", None))
+        for stream in (self, *others):
+            stream._node.children.append(node)
+        return DataStream(self._job, node)
 
     def key_by(self, key_selector: Callable[[T], K]) -> KeyedStream[K, T]:
         """Group by ``key_selector(record)``: keyed state, timers and windows are per key.

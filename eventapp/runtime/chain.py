@@ -14,6 +14,7 @@ from eventapp.graph import (
     SideOutputNode,
     SinkNode,
     SourceNode,
+    UnionNode,
 )
 from eventapp.runtime.keyed_process import KeyedProcessOperator
 from eventapp.runtime.operators import (
@@ -45,7 +46,8 @@ class Chain:
 def build_chain(source: SourceNode) -> Chain:
     """The operators for ``source``'s subtree (new instances on every call)."""
     operators: list[Operator] = []
-    head = _fan_out(source.name, [_build(child, operators) for child in source.children])
+    built: dict[int, Operator] = {}
+    head = _fan_out(source.name, [_build(child, operators, built) for child in source.children])
     return Chain(head, tuple(operators))
 
 
@@ -57,10 +59,18 @@ def _fan_out(name: str, targets: list[Operator]) -> Operator:
     return Broadcast(f"{name}[out]", targets)
 
 
-def _build(node: Node, operators: list[Operator]) -> Operator:
+def _build(node: Node, operators: list[Operator], built: dict[int, Operator]) -> Operator:
+    """The operator of ``node`` (built once: a node after a union has several parents)."""
+    found = built.get(id(node))
+    if found is None:
+        found = built[id(node)] = _build_new(node, operators, built)
+    return found
+
+
+def _build_new(node: Node, operators: list[Operator], built: dict[int, Operator]) -> Operator:
     # Upstream first: remember the slot before building the children.
     slot = len(operators)
-    children = [_build(child, operators) for child in node.children]
+    children = [_build(child, operators, built) for child in node.children]
     op: Operator
     if isinstance(node, MapNode):
         op = MapOperator(node.name, node.fn)
@@ -69,13 +79,13 @@ def _build(node: Node, operators: list[Operator]) -> Operator:
     elif isinstance(node, FlatMapNode):
         op = FlatMapOperator(node.name, node.fn)
     elif isinstance(node, ProcessNode):
-        side = {tag: _build(side_node, operators) for tag, side_node in node.side_outputs.items()}
+        side = {tag: _build(side_node, operators, built) for tag, side_node in node.side_outputs.items()}
         op = KeyedProcessOperator(
             name=node.name, uid=node.uid, function=node.fn, key_selector=node.key_selector, side_outputs=side
         )
     elif isinstance(node, SinkNode):
         op = SinkOperator(node.name, node.index)
-    elif isinstance(node, SideOutputNode):
+    elif isinstance(node, SideOutputNode | UnionNode):
         return _fan_out(node.name, children)
     else:
         raise ConfigurationError(f"no operator for graph node {node!r}")
