@@ -40,6 +40,7 @@ from eventapp.errors import (
 from eventapp.functions import (
     Collector,
     Context,
+    KeyedCoProcessFunction,
     KeyedProcessFunction,
     OnTimerContext,
     OutputTag,
@@ -118,6 +119,7 @@ __all__ = [
     "JobManagerError",
     "JobResult",
     "JsonSerializer",
+    "KeyedCoProcessFunction",
     "KeyedProcessFunction",
     "KeyedStateStore",
     "KeyedStream",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Collector",
     "Context",
+    "KeyedCoProcessFunction",
     "KeyedProcessFunction",
     "OnTimerContext",
     "OutputTag",
@@ -177,6 +178,28 @@ class KeyedProcessFunction(Generic[K, IN, OUT]):
 
     def process_element(self, value: IN, ctx: Context, out: Collector[OUT]) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement process_element()")
+
+    def on_timer(self, timestamp: int, ctx: OnTimerContext, out: Collector[OUT]) -> None:
+        """Called when a timer fires; the default does nothing."""
+
+    def close(self) -> None:
+        """Called once when the job stops."""
+
+
+class KeyedCoProcessFunction(Generic[K, IN, T, OUT]):
+    """Process two keyed inputs with shared keyed state and timers (Flink's
+    ``KeyedCoProcessFunction``): ``a.connect(b).key_by(key_a, key_b).process(function, uid=...)``.
+    ``process_element1`` gets the first input's records, ``process_element2`` the second's, both
+    with the record's key as the current key."""
+
+    def open(self, ctx: RuntimeContext) -> None:
+        """Called once before any record; obtain state handles here."""
+
+    def process_element1(self, value: IN, ctx: Context, out: Collector[OUT]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement process_element1()")
+
+    def process_element2(self, value: T, ctx: Context, out: Collector[OUT]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement process_element2()")
 
     def on_timer(self, timestamp: int, ctx: OnTimerContext, out: Collector[OUT]) -> None:
         """Called when a timer fires; the default does nothing."""

@@ -21,6 +21,7 @@ from typing import Generic, TypeVar
 
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.config import JobConfig
+from eventapp.connected import ConnectedStreams
 from eventapp.errors import ConfigurationError
 from eventapp.functions import KeyedProcessFunction, OutputTag
 from eventapp.graph import (
@@ -171,6 +172,13 @@ class DataStream(Generic[T]):
         for stream in (self, *others):
             stream._node.children.append(node)
         return DataStream(self._job, node)
+
+    def connect(self, other: DataStream[R]) -> ConnectedStreams[T, R]:
+        """This stream and ``other`` (of the same job) as the two inputs of one keyed operator:
+        ``.key_by(key_self, key_other).process(KeyedCoProcessFunction, uid=...)``."""
+        if not isinstance(other, DataStream) or other._job is not self._job:
+            raise ConfigurationError(f"connect() takes a stream of the same job, got {other!r}")
+        return ConnectedStreams(self, other)
 
     def key_by(self, key_selector: Callable[[T], K]) -> KeyedStream[K, T]:
         """Group by ``key_selector(record)``: keyed state, timers and windows are per key.

@@ -309,6 +309,7 @@ PUBLIC_API: Mapping[str, frozenset[str]] = {
             "RestartStrategy",
             "JobResult",
             "JsonSerializer",
+            "KeyedCoProcessFunction",
             "KeyedProcessFunction",
             "KeyedStateStore",
             "KeyedStream",
