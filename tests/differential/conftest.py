@@ -22,6 +22,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO / "scripts" / "install-flink.sh"
 DRIVER = Path(__file__).with_name("flink_programs.py")
+WINDOW_DRIVER = Path(__file__).with_name("flink_window_programs.py")
 INSTALL_TIMEOUT_S = 1_800  # the first install downloads ~300 MB of wheels
 JOB_TIMEOUT_S = 900  # one Flink job: 20-70 s to start here, ~10 s of paced input, then a margin
 
@@ -56,15 +57,15 @@ def _install_flink(log_dir: Path) -> Path:
     return python
 
 
-def _run_flink_job(python: Path, out_dir: Path) -> dict[str, Any]:
-    out = out_dir / "flink-results.json"
+def _run_flink_job(python: Path, out_dir: Path, driver: Path = DRIVER) -> dict[str, Any]:
+    out = out_dir / f"{driver.stem}-results.json"
     env = dict(os.environ)
     # Flink starts its Python workers as `python`: the Flink venv's must come first on PATH.
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
     env["VIRTUAL_ENV"] = str(python.parent.parent)
     try:
         proc = subprocess.run(
-            [str(python), str(DRIVER), str(out)],
+            [str(python), str(driver), str(out)],
             cwd=REPO,
             env=env,
             capture_output=True,
@@ -73,12 +74,12 @@ def _run_flink_job(python: Path, out_dir: Path) -> dict[str, Any]:
             stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"the Flink job ({DRIVER.name}) did not finish within {JOB_TIMEOUT_S} s", pytrace=False)
-    (out_dir / "flink-job.log").write_text(proc.stdout + proc.stderr)
+        pytest.fail(f"the Flink job ({driver.name}) did not finish within {JOB_TIMEOUT_S} s", pytrace=False)
+    (out_dir / f"{driver.stem}-job.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0 or not out.is_file():
         pytest.fail(
-            f"the Flink job ({DRIVER.name}) exited {proc.returncode}; full log in "
-            f"{out_dir / 'flink-job.log'}. Its last lines:\n{_tail(proc.stderr + proc.stdout)}",
+            f"the Flink job ({driver.name}) exited {proc.returncode}; full log in "
+            f"{out_dir / f'{driver.stem}-job.log'}. Its last lines:\n{_tail(proc.stderr + proc.stdout)}",
             pytrace=False,
         )
     print(f"Flink results: {out} (reuse with EVENTAPP_FLINK_RESULTS={out})")
@@ -96,3 +97,16 @@ def flink_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out_dir = tmp_path_factory.mktemp("flink")
     python = _install_flink(out_dir)
     return _run_flink_job(python, out_dir)
+
+
+@pytest.fixture(scope="session")
+def flink_window_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The window programs' results (``flink_window_programs.py``), from one Flink job;
+    ``EVENTAPP_FLINK_WINDOW_RESULTS=path.json`` reuses an earlier run's."""
+    reuse = os.environ.get("EVENTAPP_FLINK_WINDOW_RESULTS")
+    if reuse:
+        results: dict[str, Any] = json.loads(Path(reuse).read_text())
+        return results
+    out_dir = tmp_path_factory.mktemp("flink-windows")
+    python = _install_flink(out_dir)
+    return _run_flink_job(python, out_dir, WINDOW_DRIVER)
