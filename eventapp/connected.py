@@ -22,7 +22,7 @@ from eventapp.functions import (
     OnTimerContext,
     RuntimeContext,
 )
-from eventapp.state.registry import declared_descriptors
+from eventapp.state.registry import adopt_declared_descriptors
 
 if TYPE_CHECKING:
     from eventapp.stream import DataStream, ProcessedStream
@@ -77,8 +77,7 @@ class _CoProcess(KeyedProcessFunction[Any, tuple[int, Any], Any]):
 
     def __init__(self, function: KeyedCoProcessFunction[Any, Any, Any, Any]) -> None:
         self.function = function
-        for descriptor in declared_descriptors(function):  # the function's state is the operator's
-            self.__dict__[f"state:{descriptor.name}"] = descriptor
+        adopt_declared_descriptors(self, function)  # the function's state is the operator's
 
     def open(self, ctx: RuntimeContext) -> None:
         self.function.open(ctx)

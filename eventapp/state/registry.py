@@ -24,7 +24,7 @@ from eventapp.state.handles import (
     ValueState,
 )
 
-__all__ = ["StateRegistry", "declared_descriptors"]
+__all__ = ["StateRegistry", "adopt_declared_descriptors", "declared_descriptors"]
 
 
 class StateRegistry:
@@ -96,3 +96,20 @@ def declared_descriptors(function: object) -> list[StateDescriptor[Any]]:
             if value not in same:
                 same.append(value)
     return [d[0] for d in found.values() if len(d) == 1]
+
+
+def adopt_declared_descriptors(owner: object, inner: object) -> None:
+    """Declare ``inner``'s state descriptors (:func:`declared_descriptors`) as ``owner``'s: for a
+    user function eventapp wraps in a function of its own (a window function, a co-process
+    function), whose state is the wrapping operator's.
+
+    :raises ConfigurationError: ``inner`` declares a state name that ``owner`` declares itself.
+    """
+    own = {descriptor.name for descriptor in declared_descriptors(owner)}
+    for descriptor in declared_descriptors(inner):
+        if descriptor.name in own:
+            raise ConfigurationError(
+                f"state name {descriptor.name!r} of {type(inner).__name__} is {type(owner).__name__}'s "
+                f"own: give the state another name"
+            )
+        owner.__dict__[f"state:{descriptor.name}"] = descriptor

@@ -30,7 +30,7 @@ from eventapp.serialization import Serializer
 from eventapp.state.descriptors import AggregateFunction, MapStateDescriptor
 from eventapp.state.handles import MapState
 from eventapp.state.keys import MAX_TIMESTAMP
-from eventapp.state.registry import declared_descriptors
+from eventapp.state.registry import adopt_declared_descriptors
 from eventapp.windows.aggregation import Aggregation
 from eventapp.windows.assigners import WindowAssigner
 from eventapp.windows.contexts import (
@@ -80,6 +80,8 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
         self.late_tag = late_tag
         self.evictor = evictor
         self.window_function = window_function
+        #: Names the aggregation in errors.
+        self._aggregating = f"the window's {aggregation.kind}"
         #: None: contents are stored as they are, in the window's entry (msgpack).
         self.serializer: Serializer[Any] | None = contents_serializer
         if assigner.merging and not self.trigger.can_merge():
@@ -87,11 +89,8 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
                 f"trigger {self.trigger!r} cannot be used with merging (session) windows "
                 f"{assigner!r}: use a trigger whose can_merge() is True"
             )
-        # The window function's keyed (global) state is declared as the operator's.
-        for descriptor in declared_descriptors(window_function) if window_function is not None else ():
-            if descriptor.name == self.windows.name:
-                raise ConfigurationError(f"state name {descriptor.name!r} is the window operator's own")
-            self.__dict__[f"state:{descriptor.name}"] = descriptor
+        if window_function is not None:  # its keyed (global) state is the operator's
+            adopt_declared_descriptors(self, window_function)
 
     @classmethod
     def reducing(
@@ -151,10 +150,7 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
             )
         watermark = timer_service.current_watermark()
         state = ctx.get_state(self.windows)
-        try:
-            assigned = assigner.assign(timestamp)
-        except Exception as exc:
-            raise WindowError(f"window assigner {assigner!r} raised {type(exc).__name__}: {exc}") from exc
+        assigned = self._call("window assigner", assigner, None, assigner.assign, timestamp)
         skipped = True
         for assigned_window in assigned:
             if assigner.merging:
@@ -172,12 +168,17 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
                 meta = new_meta() if stored is None else stored
             skipped = False
             self._add(meta, value, timestamp)
-            try:
-                result = self.trigger.on_element(value, timestamp, window, TriggerContextImpl(ctx, meta))
-            except Exception as exc:
-                raise WindowError(
-                    f"trigger {self.trigger!r} of {window} raised {type(exc).__name__}: {exc}"
-                ) from exc
+            trigger = self.trigger
+            result = self._call(
+                "trigger",
+                trigger,
+                window,
+                trigger.on_element,
+                value,
+                timestamp,
+                window,
+                TriggerContextImpl(ctx, meta),
+            )
             if result is not TriggerResult.CONTINUE:
                 self._apply(result, window, meta, ctx, out)
             if new:  # a window's cleanup time never changes: one timer
@@ -203,7 +204,9 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
                 changed = True
                 trigger_ctx = TriggerContextImpl(ctx, meta)
                 result = self._call(
-                    f"trigger {self.trigger!r} of {window}",
+                    "trigger",
+                    self.trigger,
+                    window,
                     self.trigger.on_event_time if event_time else self.trigger.on_processing_time,
                     timestamp,
                     window,
@@ -222,12 +225,7 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
         if self.evictor is not None:
             contents = [[timestamp, value]] if contents is None else [*contents, [timestamp, value]]
         else:
-            try:
-                contents = self.aggregation.add(contents, value)
-            except Exception as exc:
-                raise WindowError(
-                    f"the window's {self.aggregation.kind} raised {type(exc).__name__}: {exc}"
-                ) from exc
+            contents = self._call(self._aggregating, None, None, self.aggregation.add, contents, value)
         meta[CONTENTS] = contents if self.serializer is None else self.serializer.dumps(contents)
 
     def _contents(self, meta: Meta) -> Any:
@@ -262,24 +260,19 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
             if self.evictor is not None:
                 contents = held if contents is None else [*contents, *(held or [])]
             else:
-                contents = self._call("window function", self.aggregation.merge, contents, held)
+                contents = self._call(self._aggregating, None, None, self.aggregation.merge, contents, held)
             meta[WINDOW].update(old[WINDOW])
             state.remove(window)
         meta[CONTENTS] = (
             contents if contents is None or self.serializer is None else self.serializer.dumps(contents)
         )
         merged_states = [old[TRIGGER] for _, old in group]
+        trigger = self.trigger
         self._call(
-            f"trigger {self.trigger!r} of {merged}",
-            lambda: self.trigger.on_merge(merged, TriggerContextImpl(ctx, meta, merged_states)),
+            "trigger", trigger, merged, trigger.on_merge, merged, TriggerContextImpl(ctx, meta, merged_states)
         )
         for window, old in group:
-            self._call(
-                f"trigger {self.trigger!r} of {window}",
-                self.trigger.clear,
-                window,
-                TriggerContextImpl(ctx, old),
-            )
+            self._call("trigger", trigger, window, trigger.clear, window, TriggerContextImpl(ctx, old))
         return merged, meta
 
     def _apply(
@@ -295,11 +288,10 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
     def _emit(self, window: Window, meta: Meta, contents: Any, ctx: Context, out: Collector[Any]) -> None:
         if self.evictor is not None:
             evictor = self.evictor
-            elements = self._call(
-                f"evictor {evictor!r} of {window}", lambda: evictor.evict_before(list(contents))
-            )
-            inputs = self._call("window function", lambda: self.aggregation.over([v for _, v in elements]))
-            kept = self._call(f"evictor {evictor!r} of {window}", lambda: evictor.evict_after(elements))
+            elements = self._call("evictor", evictor, window, evictor.evict_before, list(contents))
+            values = [v for _, v in elements]
+            inputs = self._call(self._aggregating, None, None, self.aggregation.over, values)
+            kept = self._call("evictor", evictor, window, evictor.evict_after, elements)
             meta[CONTENTS] = (
                 (kept if self.serializer is None else self.serializer.dumps(kept)) if kept else None
             )
@@ -320,10 +312,8 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
             output.set_output_timestamp(previous)
 
     def _clear_window(self, window: Window, meta: Meta, ctx: Context) -> None:
-        self._call(
-            f"trigger {self.trigger!r} of {window}",
-            lambda: self.trigger.clear(window, TriggerContextImpl(ctx, meta)),
-        )
+        trigger = self.trigger
+        self._call("trigger", trigger, window, trigger.clear, window, TriggerContextImpl(ctx, meta))
         if self.window_function is not None:
             self.window_function.clear(WindowContextImpl(ctx, window, meta))
 
@@ -346,12 +336,15 @@ class WindowOperator(KeyedProcessFunction[Any, Any, Any]):
             ctx.timer_service.register_processing_time_timer(cleanup)
 
     @staticmethod
-    def _call(what: str, action: Callable[..., Any], *args: Any) -> Any:
-        """``action(*args)``; a failure names what raised (the error policy then fails the job or
-        dead-letters the record)."""
+    def _call(what: str, part: object, window: Window | None, action: Callable[..., Any], *args: Any) -> Any:
+        """``action(*args)``; a failure names what raised (``what``, the ``part``'s repr unless
+        None, and the window), so the error policy fails the job or dead-letters the record with it.
+        The message is built only then: this runs several times per record."""
         try:
             return action(*args)
         except (WindowError, ConfigurationError):
             raise
         except Exception as exc:
-            raise WindowError(f"{what} raised {type(exc).__name__}: {exc}") from exc
+            named = what if part is None else f"{what} {part!r}"
+            where = "" if window is None else f" of {window}"
+            raise WindowError(f"{named}{where} raised {type(exc).__name__}: {exc}") from exc

@@ -335,3 +335,16 @@ def test_bad_configuration_is_refused_with_the_fix() -> None:
         windows.allowed_lateness(-1)
     with pytest.raises(ConfigurationError, match="window assigner"):
         WindowedStream(windows.keyed, "tumbling")  # type: ignore[arg-type]
+
+
+def test_a_window_function_state_named_like_the_operators_own_is_refused() -> None:
+    from eventapp import ConfigurationError, MapStateDescriptor
+
+    class Clashing(Describe):
+        mine = MapStateDescriptor[str, int]("eventapp.windows")
+
+    _, windows = windowed([])
+    with pytest.raises(
+        ConfigurationError, match=r"state name 'eventapp\.windows' of Clashing is WindowOperator's own"
+    ):
+        windows.process(Clashing(), uid="clash")
