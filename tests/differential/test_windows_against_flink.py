@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from eventapp import (
-    AggregateFunction,
     Collector,
     Job,
     JobConfig,
@@ -46,6 +45,7 @@ from eventapp.windows import (
 )
 from tests.differential import flink_window_expected as flink
 from tests.differential import window_inputs as inputs
+from tests.windows.test_windows import CountSum
 
 Record = tuple[str, int, int]
 Row = dict[str, Any]
@@ -115,20 +115,6 @@ class Window(ProcessWindowFunction[Any, Row, str, Any]):
                 "timestamps": sorted(r[1] for r in items),
             }
         out.collect(row)
-
-
-class CountSum(AggregateFunction[Record, list[int], tuple[int, int]]):
-    def create_accumulator(self) -> list[int]:
-        return [0, 0]
-
-    def add(self, value: Record, accumulator: list[int]) -> list[int]:
-        return [accumulator[0] + 1, accumulator[1] + value[2]]
-
-    def get_result(self, accumulator: list[int]) -> tuple[int, int]:
-        return (accumulator[0], accumulator[1])
-
-    def merge(self, first: list[int], second: list[int]) -> list[int]:
-        return [first[0] + second[0], first[1] + second[1]]
 
 
 def test_tumbling_reduce() -> None:
