@@ -114,6 +114,7 @@ class KafkaSinkWriter(Generic[T]):
         self._topic = config.topic
         self._topic_selector = config.topic_selector
         self._key_selector = config.key_selector
+        self._partition_selector = config.partition_selector
         self._headers_selector = config.headers_selector
         self._use_event_time = config.use_event_time
         self._writes = 0
@@ -195,6 +196,9 @@ class KafkaSinkWriter(Generic[T]):
                     f"Kafka sink {self._name!r}: key_selector returned {type(key).__name__} for "
                     f"{describe_record(value)}; it must return bytes, str or None"
                 )
+        partition = None
+        if self._partition_selector is not None:
+            partition = self._select_partition(self._partition_selector, value)
         try:
             payload = None if value is None else self._encode(value)
         except Exception as exc:
@@ -202,7 +206,7 @@ class KafkaSinkWriter(Generic[T]):
                 f"Kafka sink {self._name!r}: cannot serialize {describe_record(value)} for topic {topic!r} "
                 f"with {self._encoder_description}: {type(exc).__name__}: {exc}"
             ) from exc
-        on_delivery = self._on_delivery
+        report = self._on_delivery
         if timestamp is None or not self._use_event_time:
             timestamp = 0  # librdkafka's "now"
         headers = None
@@ -212,16 +216,20 @@ class KafkaSinkWriter(Generic[T]):
                 headers = list(selected.items()) if isinstance(selected, Mapping) else list(selected)
         producer = self._producer
         try:
-            if headers is None:
-                producer.produce(topic, payload, key, on_delivery=on_delivery, timestamp=timestamp)
+            if partition is not None:
+                producer.produce(
+                    topic, payload, key, partition, on_delivery=report, timestamp=timestamp, headers=headers
+                )
+            elif headers is None:
+                producer.produce(topic, payload, key, on_delivery=report, timestamp=timestamp)
             else:
                 producer.produce(
-                    topic, payload, key, on_delivery=on_delivery, timestamp=timestamp, headers=headers
+                    topic, payload, key, on_delivery=report, timestamp=timestamp, headers=headers
                 )
         except BufferError:
-            self._produce_when_room(topic, payload, key, timestamp, headers)
+            self._produce_when_room(topic, payload, key, timestamp, headers, partition)
         except KafkaException as exc:
-            self._raise_client_error(f"cannot produce to topic {topic!r}", exc)
+            self._raise_client_error(_produce_target(topic, partition), exc)
         self._written += 1
         self._writes += 1
         if self._writes >= _POLL_EVERY:
@@ -233,22 +241,37 @@ class KafkaSinkWriter(Generic[T]):
         """Values produced since the writer was created (see eventapp.sink.WriteCounter)."""
         return self._written
 
+    def _select_partition(self, selector: Callable[[Any], int | None], value: Any) -> int | None:
+        """``partition_selector(value)``: an int >= 0 or None, else a SinkError naming what it was."""
+        try:
+            partition = selector(value)
+        except Exception as exc:
+            raise self._selector_failed("partition_selector", value, exc) from exc
+        if partition is None or (type(partition) is int and partition >= 0):
+            return partition
+        got = f"{partition!r}" if type(partition) is int else f"{type(partition).__name__} {partition!r:.50}"
+        raise SinkError(
+            f"Kafka sink {self._name!r}: partition_selector returned {got} for {describe_record(value)}; "
+            f"it must return a partition number (int >= 0) or None (the producer's partitioner)"
+        )
+
     def _produce_when_room(
-        self, topic: str, payload: bytes | None, key: Any, timestamp: int, headers: list[Any] | None
+        self, topic: str, payload: bytes | None, key: Any, timestamp: int, headers: Any, partition: int | None
     ) -> None:
         """The local queue is full: serve delivery reports (frees room) and retry. Never drop."""
-        producer = self._producer
+        producer, report = self._producer, self._on_delivery
+        selected: dict[str, Any] = {} if partition is None else {"partition": partition}
         while True:
             self._serve(producer.poll, 0.05)
             try:
                 producer.produce(
-                    topic, payload, key, on_delivery=self._on_delivery, timestamp=timestamp, headers=headers
+                    topic, payload, key, on_delivery=report, timestamp=timestamp, headers=headers, **selected
                 )
                 return
             except BufferError:
                 continue
             except KafkaException as exc:
-                self._raise_client_error(f"cannot produce to topic {topic!r}", exc)
+                self._raise_client_error(_produce_target(topic, partition), exc)
 
     def _selector_failed(self, what: str, value: Any, exc: Exception) -> SinkError:
         return SinkError(
@@ -370,3 +393,8 @@ class KafkaSinkWriter(Generic[T]):
         close = getattr(self._producer, "close", None)
         if close is not None:
             close()
+
+
+def _produce_target(topic: str, partition: int | None) -> str:
+    where = f"topic {topic!r}" if partition is None else f"partition {partition} of topic {topic!r}"
+    return f"cannot produce to {where}"

@@ -46,6 +46,12 @@ class KafkaSinkConfig:
     :param topic_selector: ``f(value) -> topic`` per record; ``None`` from it means ``topic``.
     :param key_selector: ``f(value) -> key`` (``bytes``, ``str`` or ``None``); records with the same key
         go to the same partition.
+    :param partition_selector: ``f(value) -> partition`` (an ``int >= 0`` of the record's topic, or
+        ``None``: the producer's partitioner, i.e. by key). Flink's ``KafkaSink`` custom partitioner
+        (``FlinkKafkaPartitioner``); ``key_by`` shuffles route through it. A selector that raises or
+        returns anything else fails the write with a SinkError; a partition the topic does not have
+        fails with one naming it (``_UNKNOWN_PARTITION``: at the write once the producer knows the
+        topic's metadata, else at the next flush).
     :param value_serializer: ``"json"`` (default, orjson), ``"str"``, ``"bytes"``, a Serializer or a
         callable ``value -> bytes``.
     :param headers_selector: ``f(value) -> headers`` (a mapping or a list of ``(name, value)`` pairs).
@@ -61,6 +67,7 @@ class KafkaSinkConfig:
     topic: str | None = None
     topic_selector: Callable[[Any], str | None] | None = None
     key_selector: Callable[[Any], bytes | str | None] | None = None
+    partition_selector: Callable[[Any], int | None] | None = None
     value_serializer: SerializerSpec = "json"
     headers_selector: Callable[[Any], HeadersSpec | None] | None = None
     use_event_time: bool = True
@@ -79,7 +86,7 @@ class KafkaSinkConfig:
             )
         if self.topic is not None:
             check_topic_name(self.topic, f"{owner}.topic")
-        for name in ("topic_selector", "key_selector", "headers_selector"):
+        for name in ("topic_selector", "key_selector", "partition_selector", "headers_selector"):
             selector = getattr(self, name)
             if selector is not None and not callable(selector):
                 raise ConfigurationError(
