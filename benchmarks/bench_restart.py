@@ -150,7 +150,7 @@ def build_job(spec: RestartSpec) -> tuple[Job, TimedRocksDBStateBackend, Recordi
     )
     job = Job(spec.name, config)
     stream: DataStream[dict[str, Any]] = job.from_source(source)
-    stream.key_by(key_of).process(RunningCount(), uid=UID).sink_to(sink)
+    stream.key_by(key_of, partitioned_by_source=True).process(RunningCount(), uid=UID).sink_to(sink)
     return job, backend, source
 
 

@@ -60,7 +60,9 @@ def build(keys: list[str], splits: int, root: Path, state: str, checkpoints: str
             checkpoint=CheckpointConfig(storage=root / checkpoints, interval_ms=3_600_000),
         ),
     )
-    job.from_source(source).key_by(lambda k: k).process(Count(), uid="count").sink_to(CollectionSink())
+    job.from_source(source).key_by(lambda k: k, partitioned_by_source=True).process(
+        Count(), uid="count"
+    ).sink_to(CollectionSink())
     return job
 
 

@@ -84,7 +84,7 @@ def build_count_job(spec: CountJobSpec) -> tuple[Job, TimedRocksDBStateBackend, 
     )
     job = Job(spec.name, JobConfig(state_backend=backend, checkpoint=checkpoint))
     stream: DataStream[dict[str, Any]] = job.from_source(source)
-    stream.key_by(key_of).process(RunningCount(), uid=UID).sink_to(sink)
+    stream.key_by(key_of, partitioned_by_source=True).process(RunningCount(), uid=UID).sink_to(sink)
     return job, backend, source
 
 

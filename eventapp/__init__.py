@@ -38,8 +38,10 @@ from eventapp.errors import (
     WindowError,
 )
 from eventapp.functions import (
+    CoContext,
     Collector,
     Context,
+    CoProcessFunction,
     KeyedCoProcessFunction,
     KeyedProcessFunction,
     OnTimerContext,
@@ -66,6 +68,7 @@ from eventapp.serialization import (
     PickleSerializer,
     Serializer,
 )
+from eventapp.shuffle import ShuffleChannel, ShuffleEnvelope, ShuffleTransport
 from eventapp.sink import Sink, SinkContext, SinkWriter
 from eventapp.source import PausableReader, Source, SourceReader, SourceRecord
 from eventapp.state.descriptors import (
@@ -99,6 +102,8 @@ __all__ = [
     "CheckpointStorage",
     "CheckpointingMode",
     "Clock",
+    "CoContext",
+    "CoProcessFunction",
     "Collector",
     "CommitPoint",
     "CommittedCheckpoint",
@@ -154,6 +159,9 @@ __all__ = [
     "SavepointWriter",
     "SerializationError",
     "Serializer",
+    "ShuffleChannel",
+    "ShuffleEnvelope",
+    "ShuffleTransport",
     "Sink",
     "SinkContext",
     "SinkError",

@@ -295,7 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source = job.source_node.source if job.source_node is not None else None
         if source is None:
             raise ConfigurationError(f"job {job.name!r} has no source")
-        available = list(source.splits())
+        available = job.splits()
         if args.command == "splits":
             if args.parallelism > len(available):
                 raise ConfigurationError(

@@ -98,10 +98,9 @@ def _storage(job: Job) -> Any:
 
 
 def _job_splits(job: Job) -> list[str]:
-    node = job.source_node
-    if node is None:
+    if job.source_node is None:
         raise ConfigurationError(f"job {job.name!r} has no source")
-    return list(node.source.splits())
+    return job.splits()
 
 
 def _create(job: Job, target: Path, *, native: bool) -> int:

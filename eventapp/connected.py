@@ -3,9 +3,9 @@
 
 ``a.connect(b).key_by(key_a, key_b).process(function, uid=...)`` runs ``function`` on the union of
 the two streams, each record tagged with its input, keyed by its input's key selector; the adapter
-below calls ``process_element1`` or ``process_element2``. Both inputs are streams of the job's one
-source, so they share its splits and watermark: the operator's watermark is the minimum of its
-inputs' because they are the same.
+below calls ``process_element1`` or ``process_element2``. The operator's watermark is the minimum
+of its inputs' (they may come from separate sources). ``a.connect(b).process(function)`` runs a
+non-keyed ``CoProcessFunction`` the same way, without keys.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from eventapp.errors import ConfigurationError
 from eventapp.functions import (
     Collector,
     Context,
+    CoProcessFunction,
     KeyedCoProcessFunction,
     KeyedProcessFunction,
     OnTimerContext,
@@ -36,10 +37,19 @@ R = TypeVar("R")
 
 
 class ConnectedStreams(Generic[IN1, IN2]):
-    """``first.connect(second)``: key both with :meth:`key_by`."""
+    """``first.connect(second)``: key both with :meth:`key_by`, or :meth:`process` them unkeyed."""
 
     def __init__(self, first: DataStream[IN1], second: DataStream[IN2]) -> None:
         self.first, self.second = first, second
+
+    def process(self, function: CoProcessFunction[IN1, IN2, R], *, name: str | None = None) -> DataStream[R]:
+        """Run ``function`` on both inputs without keys (Flink's ``CoProcessFunction``): one
+        instance per task, no keyed state or timers. Its watermark is the minimum of both inputs'."""
+        if not isinstance(function, CoProcessFunction):
+            raise ConfigurationError(f"process() needs a CoProcessFunction instance, got {function!r}")
+        first: DataStream[tuple[int, Any]] = self.first.map(_tag_first)
+        second: DataStream[tuple[int, Any]] = self.second.map(_tag_second)
+        return first.union(second).co_process(function, name=name)
 
     def key_by(
         self, first_key: Callable[[IN1], K], second_key: Callable[[IN2], K]
@@ -70,6 +80,14 @@ class KeyedConnectedStreams(Generic[K, IN1, IN2]):
             lambda tagged: first_key(tagged[1]) if tagged[0] == 1 else second_key(tagged[1])
         )
         return keyed.process(_CoProcess(function), uid=uid)
+
+
+def _tag_first(value: Any) -> tuple[int, Any]:
+    return (1, value)
+
+
+def _tag_second(value: Any) -> tuple[int, Any]:
+    return (2, value)
 
 
 class _CoProcess(KeyedProcessFunction[Any, tuple[int, Any], Any]):

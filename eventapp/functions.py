@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from eventapp.state.handles import AggregatingState, ListState, MapState, ReducingState, ValueState
 
 __all__ = [
+    "CoContext",
+    "CoProcessFunction",
     "Collector",
     "Context",
     "KeyedCoProcessFunction",
@@ -203,6 +205,33 @@ class KeyedCoProcessFunction(Generic[K, IN, T, OUT]):
 
     def on_timer(self, timestamp: int, ctx: OnTimerContext, out: Collector[OUT]) -> None:
         """Called when a timer fires; the default does nothing."""
+
+    def close(self) -> None:
+        """Called once when the job stops."""
+
+
+class CoContext:
+    """What a :class:`CoProcessFunction` sees of the record it processes."""
+
+    @property
+    def timestamp(self) -> int | None:
+        """The record's event time (epoch ms), ``None`` if it has none."""
+        raise NotImplementedError
+
+
+class CoProcessFunction(Generic[IN, T, OUT]):
+    """Process two non-keyed inputs (Flink's ``CoProcessFunction``):
+    ``a.connect(b).process(function)``. No keyed state and no timers (they need ``key_by``);
+    outputs carry the input record's timestamp."""
+
+    def open(self) -> None:
+        """Called once before any record."""
+
+    def process_element1(self, value: IN, ctx: CoContext, out: Collector[OUT]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement process_element1()")
+
+    def process_element2(self, value: T, ctx: CoContext, out: Collector[OUT]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement process_element2()")
 
     def close(self) -> None:
         """Called once when the job stops."""

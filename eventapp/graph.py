@@ -7,14 +7,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventapp.functions import KeyedProcessFunction, OutputTag
+from eventapp.functions import CoProcessFunction, KeyedProcessFunction, OutputTag
 from eventapp.sink import Sink
 from eventapp.source import Source
 from eventapp.watermarks import WatermarkStrategy
 
 __all__ = [
+    "CoProcessNode",
     "FilterNode",
     "FlatMapNode",
+    "KeyByNode",
     "MapNode",
     "Node",
     "ProcessNode",
@@ -53,11 +55,29 @@ class FlatMapNode(Node):
 
 
 @dataclass(eq=False, kw_only=True)
+class KeyByNode(Node):
+    """``key_by``: its children (keyed operators) see the records grouped by ``key_selector``.
+    Unless ``partitioned_by_source``, the records are shuffled so that every record of a key reaches
+    the same split (:mod:`eventapp.runtime.plan`); ``partitions`` is the shuffle's partition count."""
+
+    key_selector: Callable[[Any], Any]
+    partitioned_by_source: bool = False
+    partitions: int | None = None
+
+
+@dataclass(eq=False, kw_only=True)
 class ProcessNode(Node):
     uid: str
     fn: KeyedProcessFunction[Any, Any, Any]
     key_selector: Callable[[Any], Any]
     side_outputs: dict[OutputTag[Any], SideOutputNode] = field(default_factory=dict)
+
+
+@dataclass(eq=False, kw_only=True)
+class CoProcessNode(Node):
+    """A non-keyed ``CoProcessFunction`` over the tagged union of two streams."""
+
+    fn: CoProcessFunction[Any, Any, Any]
 
 
 @dataclass(eq=False, kw_only=True)

@@ -8,25 +8,28 @@
         .sink_to(alerts))
     job.run()
 
-``key_by`` does not move records between subtasks: a split's records are keyed within the split
-(Kafka Streams' model), so the input must already be partitioned by the key you group on. Keyed
-state lives per split, which is what lets a split move to another worker with its state.
+``key_by`` means what it means in Flink: state is per key across the whole job. When the input is
+not already partitioned by the key, the records are shuffled through a repartition topic so that
+each key's records reach one split (:mod:`eventapp.runtime.plan`, docs/keys-and-partitions.md);
+``key_by(..., partitioned_by_source=True)`` skips the shuffle for inputs partitioned by that key.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.config import JobConfig
 from eventapp.connected import ConnectedStreams
 from eventapp.errors import ConfigurationError
-from eventapp.functions import KeyedProcessFunction, OutputTag
+from eventapp.functions import CoProcessFunction, KeyedProcessFunction, OutputTag
 from eventapp.graph import (
+    CoProcessNode,
     FilterNode,
     FlatMapNode,
+    KeyByNode,
     MapNode,
     Node,
     ProcessNode,
@@ -36,6 +39,7 @@ from eventapp.graph import (
     UnionNode,
 )
 from eventapp.runtime.local import LocalRunner
+from eventapp.runtime.plan import plan_job
 from eventapp.runtime.stats import JobResult
 from eventapp.sink import Sink
 from eventapp.source import Source
@@ -55,7 +59,7 @@ _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class Job:
-    """A named job: one source, its operators and sinks, and a :class:`JobConfig`."""
+    """A named job: its sources, their operators and sinks, and a :class:`JobConfig`."""
 
     def __init__(self, name: str, config: JobConfig | None = None) -> None:
         if not isinstance(name, str) or not _JOB_NAME.match(name):
@@ -65,7 +69,7 @@ class Job:
             )
         self.name = name
         self.config = config if config is not None else JobConfig()
-        self.source_node: SourceNode | None = None
+        self.source_nodes: list[SourceNode] = []
         self._names: set[str] = set()
         self._counter = 0
         self.sinks: list[SinkNode] = []
@@ -87,6 +91,11 @@ class Job:
         self._names.add(name)
         return name
 
+    @property
+    def source_node(self) -> SourceNode | None:
+        """The job's first source (``None`` before :meth:`from_source`)."""
+        return self.source_nodes[0] if self.source_nodes else None
+
     def from_source(
         self,
         source: Source[T],
@@ -94,11 +103,8 @@ class Job:
         *,
         name: str | None = None,
     ) -> DataStream[T]:
-        if self.source_node is not None:
-            raise ConfigurationError(
-                f"job {self.name!r} already has a source; one job reads one source (a source may "
-                f"cover several topics)"
-            )
+        """A stream of ``source``'s records. A job may read several sources (each split of each
+        source is its own split task); combine their streams with ``union`` or ``connect``."""
         if not isinstance(source, Source):
             raise ConfigurationError(f"from_source needs an eventapp Source, got {source!r}")
         node = SourceNode(
@@ -106,8 +112,13 @@ class Job:
             source=source,
             watermarks=watermark_strategy or WatermarkStrategy.no_watermarks(),
         )
-        self.source_node = node
+        self.source_nodes.append(node)
         return DataStream(self, node)
+
+    def splits(self) -> list[str]:
+        """Every split of the job: its sources', then each ``key_by`` shuffle's (planning the job
+        creates a shuffle's repartition topic if missing, see :mod:`eventapp.runtime.plan`)."""
+        return plan_job(self).all_splits()
 
     def runner(
         self,
@@ -166,12 +177,20 @@ class DataStream(Generic[T]):
             if not isinstance(other, DataStream) or other._job is not self._job:
                 raise ConfigurationError(
                     f"union() takes streams of the same job, got {other!r}: build both from this "
-                    f"job's source (one job reads one source; a source may cover several topics)"
+                    f"job's sources (job.from_source(...) once per source)"
                 )
         node = UnionNode(name=self._job._name("union", None))
         for stream in (self, *others):
             stream._node.children.append(node)
         return DataStream(self._job, node)
+
+    def co_process(
+        self, function: CoProcessFunction[Any, Any, R], *, name: str | None = None
+    ) -> DataStream[R]:
+        """A stream of ``(1 | 2, value)`` records into a non-keyed co-process function (what
+        ``connect(...).process(...)`` builds; use that)."""
+        node = CoProcessNode(name=self._job._name("co_process", name), fn=function)
+        return DataStream(self._job, self._add(node))
 
     def connect(self, other: DataStream[R]) -> ConnectedStreams[T, R]:
         """This stream and ``other`` (of the same job) as the two inputs of one keyed operator:
@@ -180,16 +199,50 @@ class DataStream(Generic[T]):
             raise ConfigurationError(f"connect() takes a stream of the same job, got {other!r}")
         return ConnectedStreams(self, other)
 
-    def key_by(self, key_selector: Callable[[T], K]) -> KeyedStream[K, T]:
-        """Group by ``key_selector(record)``: keyed state, timers and windows are per key.
+    def key_by(
+        self,
+        key_selector: Callable[[T], K],
+        *,
+        partitioned_by_source: bool = False,
+        partitions: int | None = None,
+    ) -> KeyedStream[K, T]:
+        """Group by ``key_selector(record)``: keyed state, timers and windows are per key, across
+        the whole job (Flink's ``keyBy``).
 
-        Records are **not** moved between splits (no shuffle yet, issue 10): the state of a key is
-        per key *and split*. Partition the input by the same key (a Kafka record key that is the
-        key), or a key's records in other partitions see other, partial state.
+        When the job's input has more than one split, the records are shuffled by key through a
+        repartition topic ``<job>-<uid>-repartition`` (``partitions`` partitions; default: the
+        largest split count of the inputs), written in each split's exactly-once transaction and
+        read back as splits of their own (docs/keys-and-partitions.md). ``partitioned_by_source``
+        skips the shuffle: only for inputs already partitioned by this key (a Kafka topic whose
+        record key *is* the key, produced with the default partitioner); otherwise the records of a
+        key in different partitions see different, partial state.
         """
         if not callable(key_selector):
             raise ConfigurationError("key_by needs a callable(record) -> key")
-        return KeyedStream(self._job, self._node, key_selector)
+        if not isinstance(partitioned_by_source, bool):
+            raise ConfigurationError(
+                f"key_by(partitioned_by_source=...) takes a bool, got {partitioned_by_source!r}"
+            )
+        if partitions is not None and (
+            not isinstance(partitions, int) or isinstance(partitions, bool) or partitions < 1
+        ):
+            raise ConfigurationError(
+                f"key_by(partitions={partitions!r}): the repartition topic's partition count must be "
+                f"an int >= 1 (or None for the inputs' largest split count)"
+            )
+        if partitions is not None and partitioned_by_source:
+            raise ConfigurationError(
+                "key_by(partitions=...) sets the shuffle's partition count; with "
+                "partitioned_by_source=True there is no shuffle: drop one of them"
+            )
+        node = KeyByNode(
+            name=self._job._name("key_by", None),
+            key_selector=key_selector,
+            partitioned_by_source=partitioned_by_source,
+            partitions=partitions,
+        )
+        self._node.children.append(node)
+        return KeyedStream(self._job, node, key_selector)
 
     def sink_to(self, sink: Sink[T], *, name: str | None = None) -> None:
         if not isinstance(sink, Sink):

@@ -96,7 +96,7 @@ class WatermarkStrategy(Generic[T]):
 class SplitWatermark:
     """Watermark state of one split: the largest timestamp seen, and when it was last active."""
 
-    __slots__ = ("finished", "idle", "last_active_ms", "max_timestamp")
+    __slots__ = ("announced", "finished", "idle", "last_active_ms", "max_timestamp")
 
     def __init__(self, max_timestamp: int = MIN_TIMESTAMP, now_ms: int = 0) -> None:
         self.max_timestamp = max_timestamp
@@ -104,8 +104,13 @@ class SplitWatermark:
         self.idle = False
         #: The split returned its last record (a bounded source): it no longer holds others back.
         self.finished = False
+        #: The watermark the split's source announces (a shuffle's markers); overrides the one
+        #: derived from ``max_timestamp`` when set.
+        self.announced: int | None = None
 
     def watermark(self, bound_ms: int) -> int:
+        if self.announced is not None:
+            return self.announced
         if self.max_timestamp == MIN_TIMESTAMP:
             return MIN_TIMESTAMP
         return self.max_timestamp - bound_ms - 1

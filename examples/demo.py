@@ -71,7 +71,7 @@ def expected_alerts(records: list[dict[str, Any] | bytes]) -> Counter[tuple[str,
                 lambda t, _: t["ts"]
             ),
         )
-        .key_by(lambda t: t["account"])
+        .key_by(lambda t: t["account"], partitioned_by_source=True)
         .process(FraudDetector(), uid="fraud-detector")
         .sink_to(sink)
     )

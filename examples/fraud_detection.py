@@ -98,7 +98,7 @@ def main() -> None:
                 lambda t, _: t["ts"]
             ),
         )
-        .key_by(lambda t: t["account"])
+        .key_by(lambda t: t["account"], partitioned_by_source=True)
         .process(FraudDetector(), uid="fraud-detector")
         .sink_to(alerts)
     )

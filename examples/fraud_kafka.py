@@ -110,7 +110,7 @@ def build_job() -> Job:
                 lambda t, _: int(t["ts"])
             ),
         )
-        .key_by(lambda t: t["account"])
+        .key_by(lambda t: t["account"], partitioned_by_source=True)
         .process(FraudDetector(), uid="fraud-detector")
         .sink_to(alerts)
     )

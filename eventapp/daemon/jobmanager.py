@@ -65,7 +65,7 @@ class JobManager:
         source = job.source_node.source if job.source_node is not None else None
         if source is None:
             raise ConfigurationError(f"job {job.name!r} has no source")
-        splits = sorted_splits(source.splits())
+        splits = sorted_splits(job.splits())
         if config.parallelism > len(splits) and not config.group:
             raise ConfigurationError(
                 f"--parallelism {config.parallelism} is more than the {len(splits)} splits of source "

@@ -1,5 +1,9 @@
 """Runs a job in this process: schedules its split tasks, drives watermarks, timers and checkpoints.
 
+A job's inputs (its sources, and the shuffles of its ``key_by`` nodes read back, see
+:mod:`eventapp.runtime.plan`) are polled in turn; each has its own watermark
+(:mod:`eventapp.runtime.inputs`).
+
 The runner owns no per-split state: each split is a :class:`~eventapp.runtime.split_task.SplitTask`
 (store, position, watermark, writers, transaction), checkpointed by a
 :class:`~eventapp.runtime.checkpointer.Checkpointer`. One operator chain
@@ -12,26 +16,24 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.config import CheckpointingMode
 from eventapp.errors import ConfigurationError, EventAppError
-from eventapp.runtime.chain import Chain, build_chain
 from eventapp.runtime.checkpoint_coordinator import CheckpointCoordinator
 from eventapp.runtime.checkpointer import Checkpointer
-from eventapp.runtime.keyed_process import KeyedProcessOperator
+from eventapp.runtime.inputs import TaskInput, TaskPlan, purge_shuffles
 from eventapp.runtime.membership import GroupMembership
-from eventapp.runtime.operators import OperatorRuntime
+from eventapp.runtime.operators import Operator, OperatorRuntime
+from eventapp.runtime.runner_view import RunnerView
 from eventapp.runtime.split_task import SplitTask
-from eventapp.runtime.stats import CheckpointStats, JobResult, RunnerStats, split_stats
-from eventapp.runtime.task_setup import apply_start_positions, open_split_tasks
-from eventapp.runtime.watermark_alignment import SplitPacer
+from eventapp.runtime.stats import JobResult
+from eventapp.runtime.task_setup import open_split_tasks
 from eventapp.sink import SinkContext
-from eventapp.source import CommittingSource, SourceReader
-from eventapp.state.store import KeyedStateStore
+from eventapp.source import CommittingSource
 from eventapp.watermarks import MAX_WATERMARK, MIN_WATERMARK
 
 if TYPE_CHECKING:
@@ -39,10 +41,11 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalRunner"]
 
+
 log = structlog.get_logger("eventapp.runtime")
 
 
-class LocalRunner:
+class LocalRunner(RunnerView):
     """Executes a :class:`~eventapp.Job` over some (default: all) of its source's splits."""
 
     def __init__(
@@ -54,20 +57,16 @@ class LocalRunner:
         group: bool = False,
         group_instance_id: str | None = None,
     ) -> None:
-        if job.source_node is None:
+        if not job.source_nodes:
             raise ConfigurationError(f"job {job.name!r} has no source; call job.from_source(...) first")
         self.job = job
         self.config = job.config
-        self._source_node = job.source_node
+        self._group = group
+        self._planned: TaskPlan | None = None  # planned at open: planning reads the sources' splits
         self._requested = None if splits is None else list(splits)
         self._restore = restore or RestoreRequest()
-        self._strategy = self._source_node.watermarks
-        self._bound = self._strategy.max_out_of_orderness_ms or 0
-        self._chain: Chain = build_chain(self._source_node)
         self._membership = GroupMembership(self, group_instance_id) if group else None
         self._tasks: dict[str, SplitTask] = {}
-        self._reader: SourceReader[Any] | None = None
-        self._pacer: SplitPacer | None = None
         self._checkpointer: Checkpointer | None = None
         self._coordinator: CheckpointCoordinator | None = None
         self._incarnation = secrets.token_hex(4)
@@ -81,73 +80,25 @@ class LocalRunner:
         self._started = 0.0
         self._restore_s = self._idle_s = 0.0  # restoring at open; waiting for input
 
-    # --- what tests and tools read -------------------------------------------------------------------
-    @property
-    def splits(self) -> list[str]:
-        return list(self._tasks)
-
-    @property
-    def watermark(self) -> int:
-        """The task's watermark: the minimum over its active splits (what the first operator got)."""
-        return self._watermark
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
-
-    def store(self, split: str) -> KeyedStateStore:
-        return self._tasks[split].raw_store
-
-    def task(self, split: str) -> SplitTask:
-        return self._tasks[split]
-
-    def operator(self, uid: str) -> KeyedProcessOperator:
-        for op in self._chain.keyed:
-            if op.uid == uid:
-                return op
-        raise KeyError(uid)
-
-    def committed_checkpoint_id(self, split: str) -> int:
-        return self._tasks[split].checkpoint_id
-
-    @property
-    def checkpoints_completed(self) -> int:
-        return 0 if self._coordinator is None else self._coordinator.completed
-
-    @property
-    def checkpoint_history(self) -> list[CheckpointStats]:
-        """The last completed checkpoints, oldest first (bounded, see CheckpointCoordinator)."""
-        return [] if self._coordinator is None else list(self._coordinator.history)
-
-    def stats(self) -> RunnerStats:
-        """What this worker reports about itself now (read in the worker's thread)."""
-        elapsed = 0.0 if not self._started else time.monotonic() - self._started - self._restore_s
-        watermark = None if self._watermark <= MIN_WATERMARK else self._watermark
-        membership, splits = self._membership, split_stats(self._tasks.values(), self._reader)
-        return RunnerStats(
-            splits, watermark, max(0.0, elapsed - self._idle_s), self._idle_s, self._restore_s,
-            self.checkpoints_completed, 0 if membership is None else membership.rebalances,
-        )  # fmt: skip
-
     # --- lifecycle -----------------------------------------------------------------------------------
     def open(self) -> None:
         if self._opened:
             return
         self._started = time.monotonic()
-        source = self._source_node.source
         checkpoint = self.config.checkpoint
-        if checkpoint is not None and isinstance(source, CommittingSource):
-            source.validate_checkpointing(
-                checkpoint.interval_ms, checkpoint.mode is CheckpointingMode.EXACTLY_ONCE
-            )
-        available = list(source.splits())
+        for node in self.job.source_nodes:  # before planning contacts any broker
+            if checkpoint is not None and isinstance(node.source, CommittingSource):
+                node.source.validate_checkpointing(
+                    checkpoint.interval_ms, checkpoint.mode is CheckpointingMode.EXACTLY_ONCE
+                )
+        available = self.plan.all_splits()
         assigned = available if self._requested is None else self._requested
         if self._membership is not None:
             assigned = []  # the consumer group assigns splits as it goes
         unknown = [s for s in assigned if s not in available]
         if unknown:
             raise ConfigurationError(
-                f"splits {unknown} are not splits of source {source.name!r} (it has {available})"
+                f"splits {unknown} are not splits of job {self.job.name!r} (it has {available})"
             )
         if checkpoint is not None:
             keyed = [op.uid for op in self._chain.keyed]
@@ -157,18 +108,19 @@ class LocalRunner:
             )
         restore_started = time.monotonic()
         try:
-            tasks = self._open_tasks(assigned)
+            self._open_tasks(assigned)
             self._restore_s = time.monotonic() - restore_started
             runtime = OperatorRuntime(self.job.name, self.config.clock, self._tasks)
             for op in self._chain.operators:
                 op.open(runtime)
             if self._membership is not None:
-                self._reader = self._membership.create_reader(source)
+                self._inputs[0].use_reader(self._membership.create_reader(self._inputs[0].source))
             else:
-                start_positions = {t.id: t.position for t in tasks if t.position is not None}
-                self._reader = source.create_reader(assigned, start_positions)
-                apply_start_positions(self._tasks, self._reader.start_positions(), source.name)
-            self._pacer = SplitPacer.create(self._strategy, self._reader, source.name)
+                for put in self._inputs:
+                    if put.splits:
+                        put.open_reader(self._tasks)
+                    else:
+                        put.finished = True  # this worker reads none of its splits
         except BaseException:
             self._close_resources()
             raise
@@ -188,23 +140,31 @@ class LocalRunner:
         for the splits a consumer group assigns (eventapp.runtime.membership)."""
         keyed = [op.uid for op in self._chain.keyed]
         now = self.config.clock.now_ms()
-        tasks = open_split_tasks(
-            self.job.name, self.config, self._source_node.source, splits, self._checkpointer,
-            self._restore, now, self._log, operators=keyed,
-        )  # fmt: skip
-        for task in tasks:
-            self._tasks[task.id] = task
-            self._attach(task)
+        tasks: list[SplitTask] = []
+        for index, put in enumerate(self._inputs):
+            own = [s for s in splits if self.plan.input_of(s) == index]
+            if not own:
+                continue
+            opened = open_split_tasks(
+                self.job.name, self.config, put.source, own, self._checkpointer,
+                self._restore, now, self._log, operators=keyed,
+            )  # fmt: skip
+            put.splits.extend(s for s in own if s not in put.splits)
+            for task in opened:
+                self._tasks[task.id] = task
+                self._attach(task, put.head)
+            tasks.extend(opened)
         return tasks
 
-    def _attach(self, task: SplitTask) -> None:
-        """Give ``task`` the chain head and its writers, inside its commit point's transaction."""
+    def _attach(self, task: SplitTask, head: Operator) -> None:
+        """Give ``task`` its input's chain head and its writers, inside its commit point's
+        transaction."""
         transaction = None if task.commit_point is None else task.commit_point.transaction
         ctx = SinkContext(job=self.job.name, split=task.id, transaction=transaction)
-        writers = [node.sink.create_writer(ctx) for node in self.job.sinks]
+        writers = [sink.create_writer(ctx) for sink in self.plan.sinks]
         dead_letter_sink = self.config.error_policy.dead_letter_sink
         dead_letter_writer = None if dead_letter_sink is None else dead_letter_sink.create_writer(ctx)
-        task.attach(self._chain.head, writers, dead_letter_writer)
+        task.attach(head, writers, dead_letter_writer)
 
     def close(self) -> None:
         """Stop: close functions, writers, stores and the reader. Does not checkpoint."""
@@ -227,9 +187,8 @@ class LocalRunner:
             self._coordinator.close()
         if self._checkpointer is not None:
             self._checkpointer.pruner.close()
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        for put in self._inputs:
+            put.close()
         for task in self._tasks.values():
             task.close()
 
@@ -296,38 +255,38 @@ class LocalRunner:
         return self.result()
 
     def step(self) -> int:
-        """One poll of the source plus watermark, timer and checkpoint work. Returns the number of
+        """One poll of each input plus watermark, timer and checkpoint work. Returns the number of
         records and timers handled."""
         if not self._opened:
             self.open()
         if self._finished:
             return 0
-        reader = self._reader
-        assert reader is not None
-        polled = time.perf_counter()
-        records = reader.poll(self.config.max_batch_records, self.config.poll_timeout_s)
-        if not records:
-            self._idle_s += time.perf_counter() - polled
         tasks = self._tasks
-        assigner = self._strategy.timestamp_assigner
-        source = self._source_node.name
-        # Readers hand out a split's records together: process them run by run.
-        start, count = 0, len(records)
-        while start < count:
-            split = records[start].split
-            end = start + 1
-            while end < count and records[end].split == split:
-                end += 1
-            tasks[split].process_many(
-                records[start:end] if start or end < count else records, assigner, source
-            )
-            start = end
+        now = 0
+        handled = 0
+        polled_any = False
+        exhausted: list[TaskInput] = []
+        inputs = self._inputs
+        last = len(inputs) - 1
+        for index, put in enumerate(inputs):
+            if put.finished:
+                continue
+            # Wait for records only on the last input, and only if no other had any.
+            timeout = self.config.poll_timeout_s if index == last and not polled_any else 0.0
+            polled = time.perf_counter()
+            records = put.poll(self.config.max_batch_records, timeout)
+            if not records:
+                if timeout:
+                    self._idle_s += time.perf_counter() - polled
+                if put.is_exhausted():
+                    exhausted.append(put)
+                continue
+            polled_any = True
+            handled += len(records)
+            put.process(records, tasks, self.config.clock)
         now = self.config.clock.now_ms()
-        handled = len(records)
-        if records and self._strategy.idleness_ms is not None:
-            for split in {r.split for r in records}:
-                tasks[split].watermark.last_active_ms = now
-        handled += self._advance_watermark(now)
+        for put in inputs:
+            handled += self._advance_watermark(put, now)
         for op in self._chain.operators:
             handled += op.on_processing_time(now)
         self._cleanup_ttl()
@@ -335,9 +294,12 @@ class LocalRunner:
         if coordinator is not None and (self._checkpoint_requested or coordinator.due(now)):
             self._checkpoint_requested = False
             coordinator.checkpoint(list(tasks.values()))
+            purge_shuffles(self._inputs, self._tasks)
         if self._membership is not None:
             self._membership.start_assigned()
-        if reader.is_finished() and not records:
+        for put in exhausted:
+            self._finish_input(put)
+        if all(put.finished for put in inputs) and not self._finished:
             self._finish()
         return handled
 
@@ -350,11 +312,26 @@ class LocalRunner:
             if n == 0:
                 return total
 
+    def _finish_input(self, put: TaskInput) -> None:
+        """End of a bounded input: its watermark goes to +inf (every event-time timer it feeds fires,
+        operator by operator; a shuffle it writes is told), then its splits take a checkpoint if
+        checkpointing is on (so what they wrote into a shuffle becomes readable), else flush."""
+        put.emit_watermark(MAX_WATERMARK)
+        put.finished = True
+        own = [self._tasks[s] for s in put.splits if s in self._tasks]
+        if len(self._inputs) == 1:
+            return  # the job's final checkpoint follows
+        if self._coordinator is not None:
+            self._coordinator.checkpoint(own)
+            purge_shuffles(self._inputs, self._tasks)
+        else:
+            for task in own:
+                task.flush_writers()
+        self._log.info("job.input_finished", input=put.name, splits=put.splits)
+
     def _finish(self) -> None:
-        """End of a bounded input: the watermark goes to +inf (every event-time timer fires, operator
-        by operator), then a final checkpoint is taken if checkpointing is on. Processing-time
-        timers do not fire."""
-        self._emit_watermark(MAX_WATERMARK)
+        """Every input is finished: a final checkpoint is taken if checkpointing is on.
+        Processing-time timers do not fire."""
         if self.config.checkpoint is not None:
             self.checkpoint()
         else:
@@ -367,22 +344,16 @@ class LocalRunner:
             task.flush_writers()
 
     # --- watermarks and state cleanup ----------------------------------------------------------------
-    def _advance_watermark(self, now: int) -> int:
-        if not self._strategy.emits_watermarks or not self._tasks:
-            return 0
-        reader = self._reader
-        assert reader is not None
-        for split in reader.finished_splits():
-            self._tasks[split].watermark.finished = True
-        pacer = self._pacer
-        combined = pacer.combine(self._tasks.values(), now) if pacer is not None else None
-        if combined is not None and combined > self._watermark:
-            return self._emit_watermark(combined)
+    def _advance_watermark(self, put: TaskInput, now: int) -> int:
+        combined = put.combined_watermark(self._tasks, now)
+        if combined is not None and combined > put.watermark:
+            return put.emit_watermark(combined)
         return 0
 
     def _emit_watermark(self, watermark: int) -> int:
+        """Every input's watermark to ``watermark`` (a drain's +inf)."""
         self._watermark = watermark
-        return self._chain.head.process_watermark(watermark)
+        return sum(put.emit_watermark(watermark) for put in self._inputs if watermark > put.watermark)
 
     def _cleanup_ttl(self) -> None:
         for op in self._chain.keyed:
@@ -398,3 +369,4 @@ class LocalRunner:
         if coordinator is None:
             raise ConfigurationError("checkpoint() needs JobConfig(checkpoint=CheckpointConfig(...))")
         coordinator.checkpoint(list(self._tasks.values()))
+        purge_shuffles(self._inputs, self._tasks)

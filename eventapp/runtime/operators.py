@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eventapp.clock import Clock
+from eventapp.functions import CoContext, CoProcessFunction
 from eventapp.runtime.record import SplitContext, StreamRecord
 from eventapp.state.keys import MIN_TIMESTAMP
 
 __all__ = [
     "Broadcast",
+    "CoProcessOperator",
     "Discard",
     "FilterOperator",
     "FlatMapOperator",
@@ -171,6 +173,63 @@ class FlatMapOperator(Operator):
             record.value = value
             record.timestamp = timestamp
             self.output.process(record)
+
+
+class CoProcessOperator(Operator):
+    """Runs a :class:`~eventapp.functions.CoProcessFunction` on a tagged union of its two inputs
+    (``(1, value)`` or ``(2, value)``, see :mod:`eventapp.connected`)."""
+
+    def __init__(self, name: str, function: CoProcessFunction[Any, Any, Any]) -> None:
+        super().__init__(name)
+        self.function = function
+        self._context = _CoContext()
+        self._out: list[Any] = []
+
+    def open(self, runtime: OperatorRuntime) -> None:
+        self.function.open()
+
+    def close(self) -> None:
+        self.function.close()
+
+    def process(self, record: StreamRecord) -> None:
+        tag, value = record.value
+        context, out = self._context, self._out
+        context.current = record.timestamp
+        out.clear()
+        collector = _ListCollector(out)
+        try:
+            if tag == 1:
+                self.function.process_element1(value, context, collector)
+            else:
+                self.function.process_element2(value, context, collector)
+        except Exception as exc:
+            raise record.failure(self.name, exc) from exc
+        timestamp = record.timestamp
+        for result in list(out):
+            record.value = result
+            record.timestamp = timestamp
+            self.output.process(record)
+
+
+class _CoContext(CoContext):
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current: int | None = None
+
+    @property
+    def timestamp(self) -> int | None:
+        return self.current
+
+
+class _ListCollector:
+    __slots__ = ("_values",)
+
+    def __init__(self, values: list[Any]) -> None:
+        self._values = values
+
+    def collect(self, value: Any) -> None:
+        self._values.append(value)
 
 
 class SinkOperator(Operator):

@@ -83,7 +83,7 @@ def test_local_runtime_with_controlled_processing_time(backend: StateBackend) ->
                 lambda t, _: t["ts"]
             ),
         )
-        .key_by(lambda t: t["account"])
+        .key_by(lambda t: t["account"], partitioned_by_source=True)
         .process(FraudDetector(), uid="fraud-detector")
     )
     detected.sink_to(alerts)

@@ -2,7 +2,8 @@
 
 Sources: bounded reads return each record once, positions count up per split from 0, a reader
 created with start positions resumes exactly there. Sinks: what a writer wrote is there after
-``flush()``. Checkpoint storage: snapshots are written under fresh names, listed in order, opened
+``flush()``. Shuffle transports: each envelope reaches its partition, in write order; a topic of
+another partition count is refused. Checkpoint storage: snapshots are written under fresh names, listed in order, opened
 with their metadata, never overwritten, and deleted on request.
 """
 
@@ -16,7 +17,14 @@ from typing import Any
 import orjson
 import pytest
 
-from eventapp import CheckpointError, LocalCheckpointStorage, SnapshotMissingError
+from eventapp import (
+    CheckpointError,
+    ConfigurationError,
+    LocalCheckpointStorage,
+    ShuffleEnvelope,
+    ShuffleTransport,
+    SnapshotMissingError,
+)
 from eventapp.checkpoint.storage import CheckpointStorage
 from eventapp.connectors.collection import CollectionSink, CollectionSource
 from eventapp.connectors.kafka import (
@@ -198,3 +206,48 @@ def test_checkpoint_storage_marks_commits_and_archives_without_deleting(storage:
     second = storage.archive("job", "orders-0", ["chk-000000002-aa"])
     assert second != where, "a second archive never overwrites the first"
     assert storage.list_snapshots("job", "orders-0") == []
+
+
+# -- shuffle transports -------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["kafka"])
+def shuffle_transport(request: pytest.FixtureRequest) -> tuple[ShuffleTransport, str]:
+    """A transport and a fresh shuffle topic name on it."""
+    broker: KafkaBroker = request.getfixturevalue("kafka_broker")
+    topic_factory = request.getfixturevalue("topic_factory")
+    anchor = topic_factory("conformance-shuffle-src", partitions=1)
+    source: KafkaSource[Any] = KafkaSource(
+        KafkaSourceConfig(bootstrap_servers=broker.bootstrap_servers, topics=[anchor], group_id=f"{anchor}-g")
+    )
+    return source, f"{anchor}-repartition"
+
+
+def test_shuffle_channel_delivers_each_envelope_to_its_partition_in_write_order(
+    shuffle_transport: tuple[ShuffleTransport, str],
+) -> None:
+    transport, topic = shuffle_transport
+    channel = transport.shuffle_channel(topic, 3, exactly_once=False)
+    splits = list(channel.source.splits())
+    assert len(splits) == 3
+    writer = channel.sink.create_writer(SinkContext(job="conformance", split="in-0", transaction=None))
+    for i in range(30):
+        writer.write(ShuffleEnvelope(i % 3, f"k{i}".encode(), f"p{i}".encode()), 1_000 + i)
+    writer.flush()
+    writer.close()
+    reader = channel.source.create_reader(splits, {})
+    got: dict[str, list[bytes]] = {s: [] for s in splits}
+    deadline = time.monotonic() + 30
+    try:
+        while sum(map(len, got.values())) < 30:
+            assert time.monotonic() < deadline, f"read {got} of 30"
+            for record in reader.poll(50, 0.1):
+                got[record.split].append(record.value)
+    finally:
+        reader.close()
+    by_partition = sorted(got.values(), key=lambda payloads: payloads[0])
+    assert by_partition == [[f"p{i}".encode() for i in range(p, 30, 3)] for p in range(3)]
+    # The same topic with another partition count is refused, and left as it is.
+    with pytest.raises(ConfigurationError, match="3"):
+        transport.shuffle_channel(topic, 4, exactly_once=False)
+    assert len(transport.shuffle_channel(topic, 3, exactly_once=False).source.splits()) == 3

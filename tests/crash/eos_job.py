@@ -6,6 +6,8 @@ Per record it emits ``{"t": "count", "k", "id", "n"}`` (the key's running count)
 per key and 1-second window emits ``{"t": "window", "k", "w", "c"}`` (records of the key in the
 window); a processing-time timer ~50 ms after a key's first pending record emits
 ``{"t": "flush", "k", "ids"}`` for the ids buffered in list state since the last flush.
+With ``CRASH_SHUFFLE=1`` the ``key_by`` shuffles through a repartition topic (the input is then not
+partitioned by key); otherwise it is declared partitioned by the source.
 The source is bounded (the job exits 0 at the end of its input) unless ``CRASH_BOUNDED=0`` or
 ``CRASH_GROUP_ASSIGNMENT=1`` (the consumer group assigns the partitions: ``eventapp run --group``).
 """
@@ -170,7 +172,7 @@ def build_job() -> Job:
     keyed = job.from_source(
         source,
         WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v, _: v["ts"]),
-    ).key_by(lambda v: v["k"])
+    ).key_by(lambda v: v["k"], partitioned_by_source=env.get("CRASH_SHUFFLE", "0") != "1")
     keyed.process(CrashCounter(float(env.get("CRASH_SLOW_MS", "0"))), uid=UID).sink_to(sink)
     windows = keyed.window(TumblingEventTimeWindows.of(WINDOW_MS))
     windows.aggregate(CountRecords(), WindowCount(), uid="crash-windows").sink_to(sink)

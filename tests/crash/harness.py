@@ -64,11 +64,13 @@ def produce_input(
     bad_json_every: int = 0,
     bad_type_every: int = 0,
     first_id: int = 0,
+    spread: bool = False,
 ) -> Oracle:
-    """Keys ``k<i>`` live in partition ``i % partitions``; event time grows with the id, so it is
-    monotonic per partition. Every ``bad_json_every``-th record is not JSON; every ``bad_type_every``-th
+    """Keys ``k<i>`` live in partition ``i % partitions`` (with ``spread``, record ``id`` goes to
+    partition ``id % partitions``: every key in every partition); event time grows with the id, so
+    it is monotonic per partition. Every ``bad_json_every``-th record is not JSON; every ``bad_type_every``-th
     has a string timestamp. Ids start at ``first_id`` (to append more input to a topic)."""
-    writer = _InputWriter(bootstrap, topic, partitions, keys, bad_json_every, bad_type_every)
+    writer = _InputWriter(bootstrap, topic, partitions, keys, bad_json_every, bad_type_every, spread=spread)
     for rid in range(first_id, first_id + records):
         writer.write(rid)
     return writer.finish()
@@ -86,8 +88,10 @@ class _InputWriter:
         bad_json_every: int,
         bad_type_every: int,
         linger_ms: int = 20,
+        *,
+        spread: bool = False,
     ) -> None:
-        self.topic, self.partitions, self.keys = topic, partitions, keys
+        self.topic, self.partitions, self.keys, self.spread = topic, partitions, keys, spread
         self.bad_json_every, self.bad_type_every = bad_json_every, bad_type_every
         self.producer = Producer(
             {
@@ -107,7 +111,7 @@ class _InputWriter:
     def write(self, rid: int) -> None:
         key_index = rid % self.keys
         key = f"k{key_index}"
-        partition = key_index % self.partitions
+        partition = (rid if self.spread else key_index) % self.partitions
         record = {"k": key, "id": rid, "ts": 1_000_000 + rid * 3}
         if self.bad_json_every and rid % self.bad_json_every == self.bad_json_every - 1:
             value, parsed = b'{"k": "' + key.encode() + b'", "id": ', None
@@ -332,10 +336,18 @@ def final_state(setup: CrashSetup, splits: list[str]) -> dict[str, dict[str, Any
 
 
 def verify_exactly_once(
-    setup: CrashSetup, oracle: Oracle, splits: list[str], *, audit_timeout: float = 60.0
+    setup: CrashSetup,
+    oracle: Oracle,
+    splits: list[str],
+    *,
+    audit_timeout: float = 60.0,
+    shuffled: bool = False,
 ) -> dict[str, int]:
     """Assert output and final state reflect every input exactly once. Returns figures.
-    ``audit_timeout``: the deadline for reading each of the output and dead-letter topics."""
+    ``audit_timeout``: the deadline for reading each of the output and dead-letter topics.
+    ``shuffled``: the job's key_by shuffled a spread input, so a key's records reach its state in
+    no fixed order: its counts must be 1..N over exactly its ids (not a fixed id for each count);
+    ``splits`` are then the shuffle's, where the state is."""
     outputs, audit = audit_json(setup.bootstrap, setup.output, audit_timeout)
     assert audit.pending_count == 0, "no transaction may be left open"
     counts = [(o["k"], o["id"], o["n"]) for o in outputs if o["t"] == "count"]
@@ -343,6 +355,12 @@ def verify_exactly_once(
         f"duplicated count outputs: {[c for c, n in Counter(counts).items() if n > 1][:5]}"
     )
     expected = oracle.counts()
+    if shuffled:  # compare (key, id) and per key the counts 1..N
+        expected_ids = {(k, i) for k, i, _ in expected}
+        assert {(k, i) for k, i, _ in counts} == expected_ids and len(counts) == len(expected_ids)
+        for key, total in oracle.per_key().items():
+            assert sorted(n for k, _, n in counts if k == key) == list(range(1, total + 1)), key
+        expected = set(counts)
     missing, extra = expected - set(counts), set(counts) - expected
     assert not missing and not extra, (
         f"count outputs differ: {len(missing)} missing (e.g. {sorted(missing)[:3]}), {len(extra)} unexpected (e.g. {sorted(extra)[:3]})"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import pytest
 
@@ -26,6 +26,7 @@ def run_until_done(
     seed: int,
     deadline_s: float = 420.0,
     args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Run ``parallelism`` workers; SIGKILL one at a random moment ``kills`` times (about half of the
     restarts also carry a fault plan that makes the worker kill itself inside a checkpoint phase);
@@ -47,7 +48,7 @@ def run_until_done(
         if launches > parallelism and (untried or rng.random() < 0.6):
             phase = untried.pop() if untried else rng.choice(phases)
             faults = f"{phase}@{rng.randint(1, 2)}"
-        return Worker(setup, subtask, parallelism, launches, faults, args=args)
+        return Worker(setup, subtask, parallelism, launches, faults, args=args, **(env or {}))
 
     def requeue_unfired(worker: Worker) -> None:
         """A fault plan pre-empted by a random kill (or the end) did not fire: try it again."""
@@ -129,6 +130,30 @@ def test_sigkill_chaos_keeps_output_and_state_exactly_once(
         f"a kill inside every checkpoint phase ({stats})"
     )
     assert figures["aborted_output_records"] > 0, "some output was aborted by the kills (and filtered)"
+
+
+def test_shuffled_key_by_keeps_output_and_state_exactly_once_through_sigkills(
+    setup: CrashSetup, record_property: Callable[..., None]
+) -> None:
+    """The same job with its key_by shuffled through a repartition topic (every key's records are
+    spread over all input partitions): kills at random moments and in every checkpoint phase, of
+    workers that each own input splits and shuffle splits."""
+    oracle: Oracle = produce_input(
+        setup.bootstrap, setup.input, setup.partitions, records=30_000, keys=200,
+        bad_json_every=4_999, bad_type_every=7_919, spread=True,
+    )  # fmt: skip
+    stats = run_until_done(setup, parallelism=2, kills=8, seed=20261203, env={"CRASH_SHUFFLE": "1"})
+    shuffle = f"{setup.job}-crash-counter-repartition"
+    splits = [f"{shuffle}-{p}" for p in range(setup.partitions)]
+    figures = verify_exactly_once(setup, oracle, splits, shuffled=True)
+    total_kills = stats["random_kills"] + stats["fault_point_kills"]
+    print(f"shuffle crash test: {stats} {figures}")
+    for k, v in {**stats, **figures}.items():
+        record_property(k, v)
+    assert total_kills >= 10, f"only {total_kills} kills happened ({stats})"
+    assert stats["checkpoint_phases_killed_in"] == len(CHECKPOINT_PHASES), (
+        f"a kill inside every checkpoint phase ({stats})"
+    )
 
 
 def _single_worker_run(setup: CrashSetup, **env: str) -> Worker:

@@ -127,7 +127,9 @@ def _config(interval_ms: int = 300) -> JobConfig:
 def build_endless() -> Job:
     job = Job("jm-endless", _config())
     stream = job.from_source(EndlessSource(), WatermarkStrategy.for_bounded_out_of_orderness(0))
-    stream.key_by(lambda v: v[0]).process(CountWithTimer(), uid="count").sink_to(_FileSink())
+    stream.key_by(lambda v: v[0], partitioned_by_source=True).process(CountWithTimer(), uid="count").sink_to(
+        _FileSink()
+    )
     return job
 
 
@@ -141,12 +143,16 @@ class FailOnPoison(KeyedProcessFunction[str, str, str]):
 def build_poison() -> Job:
     job = Job("jm-poison", _config(600_000))
     source = CollectionSource(["a", "b", "poison", "c"], splits=2)
-    job.from_source(source).key_by(lambda v: v).process(FailOnPoison(), uid="fail").sink_to(_FileSink())
+    job.from_source(source).key_by(lambda v: v, partitioned_by_source=True).process(
+        FailOnPoison(), uid="fail"
+    ).sink_to(_FileSink())
     return job
 
 
 def build_bounded() -> Job:
     job = Job("jm-bounded", _config(600_000))
     source = CollectionSource([f"r{i}" for i in range(40)], splits=4)
-    job.from_source(source).key_by(lambda v: v).process(FailOnPoison(), uid="pass").sink_to(_FileSink())
+    job.from_source(source).key_by(lambda v: v, partitioned_by_source=True).process(
+        FailOnPoison(), uid="pass"
+    ).sink_to(_FileSink())
     return job

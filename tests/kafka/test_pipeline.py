@@ -70,7 +70,9 @@ def run_job(
             delivery_guarantee=DeliveryGuarantee.EXACTLY_ONCE,
         )
     )
-    job.from_source(source).key_by(lambda v: v["user"]).process(RunningCount(), uid="count").sink_to(sink)
+    job.from_source(source).key_by(lambda v: v["user"], partitioned_by_source=True).process(
+        RunningCount(), uid="count"
+    ).sink_to(sink)
     return job.run()
 
 

@@ -76,7 +76,9 @@ def build(bootstrap: str, topic: str, out: str, group: str, cp_topic: str, tmp: 
             checkpoint=CheckpointConfig(storage=tmp / "checkpoints", interval_ms=200),
         ),
     )
-    job.from_source(source).key_by(lambda v: v["k"]).process(Count(), uid="count").sink_to(sink)
+    job.from_source(source).key_by(lambda v: v["k"], partitioned_by_source=True).process(
+        Count(), uid="count"
+    ).sink_to(sink)
     return job
 
 

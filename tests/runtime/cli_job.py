@@ -14,7 +14,9 @@ def build_job() -> Job:
     source = CollectionSource(
         [(w, 1) for w in ["a", "b", "c", "d", "a", "b", "a"]], splits=4, partitioner=ord_of
     )
-    job.from_source(source).key_by(lambda kv: kv[0]).process(RunningSum(), uid="sum").sink_to(SINK)
+    job.from_source(source).key_by(lambda kv: kv[0], partitioned_by_source=True).process(
+        RunningSum(), uid="sum"
+    ).sink_to(SINK)
     return job
 
 
@@ -36,7 +38,11 @@ def build_daemon_job() -> Job:
         JobConfig(checkpoint=CheckpointConfig(storage=os.environ["CLI_JOB_CHECKPOINTS"], interval_ms=60_000)),
     )
     source = CollectionSource([(w, 1) for w in ["a", "b", "a"]], bounded=False)
-    summed = job.from_source(source).key_by(lambda kv: kv[0]).process(RunningSum(), uid="sum")
+    summed = (
+        job.from_source(source)
+        .key_by(lambda kv: kv[0], partitioned_by_source=True)
+        .process(RunningSum(), uid="sum")
+    )
     summed.map(note_emitted).sink_to(SINK)
     return job
 

@@ -1,5 +1,6 @@
 """``connect`` with a ``KeyedCoProcessFunction``: state and timers per key across both inputs (a
-rules stream and an events stream of one job), each record to the method of its input."""
+rules stream and an events stream of one job), each record to the method of its input; and
+without keys, with a ``CoProcessFunction``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Any
 import pytest
 
 from eventapp import (
+    CoContext,
     Collector,
     ConfigurationError,
     Context,
+    CoProcessFunction,
+    ErrorPolicy,
     Job,
     JobConfig,
     KeyedCoProcessFunction,
@@ -73,3 +77,50 @@ def test_connect_with_another_job_or_a_plain_function_is_refused() -> None:
     connected = a.connect(a.map(lambda x: x)).key_by(lambda x: x, lambda x: x)
     with pytest.raises(ConfigurationError, match="needs a KeyedCoProcessFunction"):
         connected.process(lambda x: x, uid="bad")  # type: ignore[arg-type]
+
+
+class Tagger(CoProcessFunction[int, str, str]):
+    def __init__(self) -> None:
+        self.opened = self.closed = False
+
+    def open(self) -> None:
+        self.opened = True
+
+    def process_element1(self, value: int, ctx: CoContext, out: Collector[str]) -> None:
+        out.collect(f"n{value}@{ctx.timestamp}")
+
+    def process_element2(self, value: str, ctx: CoContext, out: Collector[str]) -> None:
+        if value == "bad":
+            raise ValueError("bad word")
+        out.collect(f"w{value}@{ctx.timestamp}")
+        out.collect(value.upper())
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_connect_without_keys_runs_a_co_process_function_on_both_sources() -> None:
+    job = Job("co-process")
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v, _: 7)
+    numbers = job.from_source(CollectionSource([1, 2], name="numbers"), strategy)
+    words = job.from_source(CollectionSource(["x"], name="words"), strategy)
+    sink: CollectionSink[str] = CollectionSink()
+    function = Tagger()
+    numbers.connect(words).process(function).sink_to(sink)
+    job.run()
+    assert sorted(sink.values) == ["X", "n1@7", "n2@7", "wx@7"]
+    assert all(ts == 7 for _, ts in sink.records)  # outputs carry the input's timestamp
+    assert function.opened and function.closed
+
+
+def test_a_failing_co_process_function_follows_the_error_policy_naming_it() -> None:
+    dead: CollectionSink[Any] = CollectionSink()
+    job = Job("co-process-fail", JobConfig(error_policy=ErrorPolicy.dead_letter(dead)))
+    stream = job.from_source(CollectionSource(["ok", "bad"]))
+    sink: CollectionSink[str] = CollectionSink()
+    stream.filter(lambda w: False).map(len).connect(stream).process(Tagger(), name="tagger").sink_to(sink)
+    job.run()
+    assert sink.values == ["wok@None", "OK"]
+    assert [d.operator for d in dead.values] == ["tagger"] and "bad word" in dead.values[0].error
+    with pytest.raises(ConfigurationError, match="CoProcessFunction instance"):
+        stream.connect(stream).process(Threshold())  # type: ignore[arg-type]

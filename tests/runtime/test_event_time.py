@@ -176,7 +176,9 @@ def test_a_finished_split_no_longer_holds_the_watermark_back() -> None:
     job = Job("finished-split", JobConfig(max_batch_records=4))
     strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v, _: v[1])
     source = CollectionSource(records, splits=2, partitioner=lambda v: v[0])
-    job.from_source(source, strategy).key_by(lambda v: v[0]).process(Watch(), uid="watch")
+    job.from_source(source, strategy).key_by(lambda v: v[0], partitioned_by_source=True).process(
+        Watch(), uid="watch"
+    )
     job.run()
     assert len(seen) == 101
     assert seen[-1] >= 900, f"the watermark stayed at the finished split's {max(seen)}"

@@ -118,7 +118,7 @@ def test_watermark_is_the_minimum_over_splits_and_idle_splits_are_skipped() -> N
             .with_timestamp_assigner(lambda v, _: v["ts"])
             .with_idleness(1_000),
         )
-        .key_by(lambda v: v["k"])
+        .key_by(lambda v: v["k"], partitioned_by_source=True)
         .process(EventTimeCounter(), uid="counter")
         .sink_to(sink)
     )
@@ -163,8 +163,10 @@ def test_builder_validates_configuration() -> None:
         Job("bad name")
     job = Job("ok")
     stream = job.from_source(CollectionSource([1]))
-    with pytest.raises(ConfigurationError, match="already has a source"):
-        job.from_source(CollectionSource([1]))
+    with pytest.raises(ConfigurationError, match="partition count must be an int >= 1"):
+        stream.key_by(lambda v: v, partitions=0)
+    with pytest.raises(ConfigurationError, match="there is no shuffle"):
+        stream.key_by(lambda v: v, partitions=2, partitioned_by_source=True)
     stream.key_by(lambda v: v).process(RunningSum(), uid="same")
     with pytest.raises(ConfigurationError, match="used twice"):
         stream.key_by(lambda v: v).process(RunningSum(), uid="same")

@@ -31,7 +31,9 @@ def _job(records: list[Record], function: KeyedProcessFunction[str, Record, str]
         JobConfig(checkpoint=CheckpointConfig(storage=os.environ["SP_CHECKPOINTS"], interval_ms=600_000)),
     )
     source = CollectionSource(records, splits=4, partitioner=partition_of(4, 4))
-    job.from_source(source).key_by(lambda r: r[0]).process(function or Count(), uid="count").sink_to(SINK)
+    job.from_source(source).key_by(lambda r: r[0], partitioned_by_source=True).process(
+        function or Count(), uid="count"
+    ).sink_to(SINK)
     return job
 
 

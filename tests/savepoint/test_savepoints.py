@@ -76,7 +76,9 @@ def make_job(
             max_parallelism=max_parallelism,
         ),
     )
-    job.from_source(source).key_by(lambda r: r[0]).process(Count(), uid=uid).sink_to(sink)
+    job.from_source(source).key_by(lambda r: r[0], partitioned_by_source=True).process(
+        Count(), uid=uid
+    ).sink_to(sink)
     return job
 
 

@@ -184,7 +184,9 @@ def job(
             checkpoint=CheckpointConfig(storage=storage, interval_ms=600_000),
         ),
     )
-    j.from_source(source).key_by(lambda v: v).process(function, uid="track").sink_to(sink)
+    j.from_source(source).key_by(lambda v: v, partitioned_by_source=True).process(
+        function, uid="track"
+    ).sink_to(sink)
     return j
 
 
