@@ -21,8 +21,11 @@ Parts (``--parts``, default ``throughput,workers,latency``):
 1. ``throughput``: ``--rounds`` (3) rounds; each produces a fresh input topic, then runs both sides back
    to back (the order alternates) into fresh output topics. Ratio eventapp / raw loop per round; medians.
 2. ``workers``: eventapp with ``--workers`` (2) worker processes (splits divided between them) on the
-   last round's input, against the medians of part 1. The checkpoint pause distribution of the
-   eventapp runs (parts 1 and 2) comes from their ``checkpoint.completed`` log events.
+   last round's input, against the medians of part 1. ``shuffle``: eventapp (1 worker) on the same
+   input with ``key_by`` shuffling through a repartition topic instead of trusting the Kafka key
+   (every message is written to and read back from the shuffle, exactly-once). The checkpoint
+   pause distribution of the eventapp runs (parts 1 and 2) comes from their
+   ``checkpoint.completed`` log events.
 3. ``latency``: end-to-end latency at ``--rate`` (2,000) msg/s, exactly-once, ``--latency-interval-ms``
    (100 ms) checkpoints; ``latency-matrix`` runs the earlier five setups instead.
 4. ``many-keys``: checkpoint pause with ``--fill-keys`` (1 M) keys in RocksDB, then restore time.
@@ -81,7 +84,7 @@ __all__ = [
     "table",
 ]
 
-PARTS = ("throughput", "workers", "latency", "latency-matrix", "many-keys")
+PARTS = ("throughput", "workers", "shuffle", "latency", "latency-matrix", "many-keys")
 MiB = 1 << 20
 
 
@@ -136,6 +139,12 @@ def print_throughput(report: ThroughputReport, args: argparse.Namespace) -> None
             f"   {multi.workers} worker processes: {multi.rate:,.0f} msg/s ({multi.run_s:.2f} s; per worker "
             f"{spans} s; load {multi.load}): {multi.rate / report.median('raw'):.2f} x the raw loop median, "
             f"{multi.rate / report.median('eventapp'):.2f} x 1 worker median"
+        )
+    for shuffled in report.shuffled if report.rounds else []:
+        print(
+            f"   {shuffled.what} (1 worker): {shuffled.rate:,.0f} msg/s ({shuffled.run_s:.2f} s; load "
+            f"{shuffled.load}): {shuffled.rate / report.median('raw'):.2f} x the raw loop median, "
+            f"{shuffled.rate / report.median('eventapp'):.2f} x without the shuffle"
         )
     print(
         "   msg/s = messages / (start of consumption -> the last message's output committed): raw loop from\n"
@@ -308,8 +317,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                 profile_eventapp(broker_, topics, args, tmp)
                 return
             report = ThroughputReport()
-            if parts & {"throughput", "workers"}:
-                report = bench_throughput(broker_, topics, args, tmp, multi="workers" in parts)
+            if parts & {"throughput", "workers", "shuffle"}:
+                report = bench_throughput(
+                    broker_, topics, args, tmp, multi="workers" in parts, shuffle="shuffle" in parts
+                )
             setups: tuple[LatencySetup, ...] = ()
             if "latency" in parts:  # the required figure: exactly-once, eventapp's default polling
                 setups = (LatencySetup("exactly-once", args.latency_interval_ms),)

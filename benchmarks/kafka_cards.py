@@ -43,6 +43,7 @@ from eventapp.connectors.kafka import (
     KafkaSource,
     KafkaSourceConfig,
 )
+from eventapp.connectors.kafka.quirks import QUIRKS_ENVIRONMENT_VARIABLE
 from eventapp.connectors.kafka.txnlog import audit_topic
 from eventapp.statebackends import RocksDBStateBackend
 
@@ -150,6 +151,10 @@ class CardJobSpec:
     poll_timeout_s: float | None = None
     fetch_wait_max_ms: int | None = None
     exactly_once: bool = True
+    #: ``key_by`` shuffles through a repartition topic instead of trusting the Kafka key.
+    shuffle: bool = False
+    #: ``EVENTAPP_KAFKA_BROKER_QUIRKS`` for the workers (``None``: inherited).
+    broker_quirks: str | None = None
 
     def environment(self) -> dict[str, str]:
         return {
@@ -164,6 +169,8 @@ class CardJobSpec:
             "BENCH_POLL_TIMEOUT_S": "" if self.poll_timeout_s is None else str(self.poll_timeout_s),
             "BENCH_FETCH_WAIT_MS": "" if self.fetch_wait_max_ms is None else str(self.fetch_wait_max_ms),
             "BENCH_EXACTLY_ONCE": "1" if self.exactly_once else "",
+            "BENCH_SHUFFLE": "1" if self.shuffle else "",
+            **({} if self.broker_quirks is None else {QUIRKS_ENVIRONMENT_VARIABLE: self.broker_quirks}),
         }
 
     @classmethod
@@ -181,6 +188,7 @@ class CardJobSpec:
             poll_timeout_s=float(env["BENCH_POLL_TIMEOUT_S"]) if env.get("BENCH_POLL_TIMEOUT_S") else None,
             fetch_wait_max_ms=int(env["BENCH_FETCH_WAIT_MS"]) if env.get("BENCH_FETCH_WAIT_MS") else None,
             exactly_once=bool(env.get("BENCH_EXACTLY_ONCE")),
+            shuffle=bool(env.get("BENCH_SHUFFLE")),
         )
 
 
@@ -216,7 +224,8 @@ def build_card_job(spec: CardJobSpec) -> Job:
     )
     job = Job(spec.name, config)
     stream: DataStream[dict[str, Any]] = job.from_source(source)
-    stream.key_by(card_of).process(CardAggregate(), uid=CARD_UID).sink_to(sink)
+    keyed = stream.key_by(card_of, partitioned_by_source=not spec.shuffle)
+    keyed.process(CardAggregate(), uid=CARD_UID).sink_to(sink)
     return job
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import io
 import pstats
 import statistics
@@ -18,6 +19,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from eventapp.connectors.kafka.quirks import BrokerQuirks
 
 from .kafka_cards import (
     CardJobSpec,
@@ -56,6 +59,9 @@ class Round:
 class ThroughputReport:
     rounds: list[Round] = field(default_factory=list)
     multi: SideResult | None = None
+    #: eventapp, 1 worker, with key_by shuffling through a repartition topic (part ``shuffle``): with
+    #: the broker's quirks, and on Tansu also with librdkafka reading the shuffle (Apache Kafka's path).
+    shuffled: list[SideResult] = field(default_factory=list)
     expected: Expected | None = None
 
     def median(self, attribute: str) -> float:
@@ -88,8 +94,9 @@ def run_eventapp_workers(
                 f"{log.finished}): {log_tail(worker)}"
             )
     read = sum(log.records or 0 for log in logs)
-    if read != records:
-        raise RuntimeError(f"{tag}: the workers read {read:,} records, expected {records:,}")
+    reads = records * (2 if spec.shuffle else 1)  # a shuffle reads every record twice
+    if read != reads:
+        raise RuntimeError(f"{tag}: the workers read {read:,} records, expected {reads:,}")
     started = min(log.started for log in logs if log.started is not None)
     finished = max(log.finished for log in logs if log.finished is not None)
     return SideResult(
@@ -164,7 +171,7 @@ def eventapp_side(
 
 
 def bench_throughput(
-    broker: Broker, topics: Topics, args: argparse.Namespace, tmp: Path, multi: bool
+    broker: Broker, topics: Topics, args: argparse.Namespace, tmp: Path, multi: bool, shuffle: bool = False
 ) -> ThroughputReport:
     """``--rounds`` rounds (raw loop and eventapp with 1 worker, order alternating), then, if ``multi``,
     eventapp with ``--workers`` worker processes on the last round's input."""
@@ -207,6 +214,31 @@ def bench_throughput(
         report.multi = audited(side, broker, output, report.expected)
         spans = ", ".join(f"{s:.2f}" for s in side.worker_spans)
         print(f"      per worker, job.started -> job.finished: {spans} s")
+    if shuffle and report.rounds and report.expected is not None:
+        last = report.rounds[-1]
+        quirks = BrokerQuirks.from_environment()
+        variants: list[tuple[str, str | None]] = [("", None)]
+        if quirks.aborted_records_visible:
+            variants = [
+                (", shuffle read by the marker reader (Tansu quirk)", None),
+                (
+                    ", shuffle read by librdkafka (Apache Kafka's path; no aborts in this run)",
+                    ",".join(n for n in quirks.names if n != "aborted-records-visible"),
+                ),
+            ]
+        for index, (what, quirk_spec) in enumerate(variants):
+            print(
+                f"\n    eventapp, 1 worker, key_by shuffled through a repartition topic{what}, "
+                f"on round {last.number}'s input"
+            )
+            spec = dataclasses.replace(
+                card_spec(broker, topics, args, tmp, f"shuffle{index}", last.input_topic),
+                shuffle=True,
+                broker_quirks=quirk_spec,
+            )
+            side = run_eventapp_workers(spec, 1, args.records, tmp, f"shuffle{index}")
+            side.what, side.load = f"eventapp, shuffled key_by{what}", loadavg()
+            report.shuffled.append(audited(side, broker, spec.output_topic, report.expected))
     return report
 
 
