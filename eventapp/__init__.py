@@ -4,6 +4,13 @@ Keyed state and durable timers in a Flink-style ``KeyedProcessFunction``, memory
 backends, Kafka sources and sinks with checkpoints aligned to committed offsets.
 """
 
+from eventapp.broadcast import (
+    BroadcastContext,
+    BroadcastProcessFunction,
+    BroadcastStream,
+    KeyedBroadcastProcessFunction,
+    ReadOnlyBroadcastContext,
+)
 from eventapp.checkpoint.commit import CommitPoint, CommittedCheckpoint
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.checkpoint.storage import CheckpointStorage, LocalCheckpointStorage
@@ -97,6 +104,9 @@ __all__ = [
     "AggregateFunction",
     "AggregatingState",
     "AggregatingStateDescriptor",
+    "BroadcastContext",
+    "BroadcastProcessFunction",
+    "BroadcastStream",
     "CheckpointConfig",
     "CheckpointError",
     "CheckpointStorage",
@@ -124,6 +134,7 @@ __all__ = [
     "JobManagerError",
     "JobResult",
     "JsonSerializer",
+    "KeyedBroadcastProcessFunction",
     "KeyedCoProcessFunction",
     "KeyedProcessFunction",
     "KeyedStateStore",
@@ -145,6 +156,7 @@ __all__ = [
     "PickleSerializer",
     "ProcessedStream",
     "ProducerFencedError",
+    "ReadOnlyBroadcastContext",
     "RecordProcessingError",
     "ReducingState",
     "ReducingStateDescriptor",

@@ -10,6 +10,7 @@ from typing import Any
 from eventapp.functions import CoProcessFunction, KeyedProcessFunction, OutputTag
 from eventapp.sink import Sink
 from eventapp.source import Source
+from eventapp.state.descriptors import MapStateDescriptor
 from eventapp.watermarks import WatermarkStrategy
 
 __all__ = [
@@ -71,6 +72,8 @@ class ProcessNode(Node):
     fn: KeyedProcessFunction[Any, Any, Any]
     key_selector: Callable[[Any], Any]
     side_outputs: dict[OutputTag[Any], SideOutputNode] = field(default_factory=dict)
+    #: The broadcast state's maps, when the function is a keyed broadcast function's adapter.
+    broadcast: tuple[MapStateDescriptor[Any, Any], ...] = ()
 
 
 @dataclass(eq=False, kw_only=True)

@@ -18,8 +18,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
+from eventapp.broadcast import (
+    BroadcastConnectedStream,
+    BroadcastStream,
+    KeyedBroadcastProcessFunction,
+    round_robin_key,
+)
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.config import JobConfig
 from eventapp.connected import ConnectedStreams
@@ -38,11 +44,18 @@ from eventapp.graph import (
     SourceNode,
     UnionNode,
 )
+from eventapp.runtime.broadcast import (
+    KeyedBroadcastAdapter,
+    broadcast_key_selector,
+    tag_broadcast_element,
+    tag_element,
+)
 from eventapp.runtime.local import LocalRunner
 from eventapp.runtime.plan import plan_job
 from eventapp.runtime.stats import JobResult
 from eventapp.sink import Sink
 from eventapp.source import Source
+from eventapp.state.descriptors import MapStateDescriptor
 from eventapp.watermarks import WatermarkStrategy
 from eventapp.windows.assigners import GlobalWindows, WindowAssigner
 from eventapp.windows.evictors import CountEvictor
@@ -54,6 +67,7 @@ __all__ = ["DataStream", "Job", "KeyedStream", "ProcessedStream"]
 T = TypeVar("T")
 R = TypeVar("R")
 K = TypeVar("K")
+B = TypeVar("B")
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -192,12 +206,33 @@ class DataStream(Generic[T]):
         node = CoProcessNode(name=self._job._name("co_process", name), fn=function)
         return DataStream(self._job, self._add(node))
 
-    def connect(self, other: DataStream[R]) -> ConnectedStreams[T, R]:
-        """This stream and ``other`` (of the same job) as the two inputs of one keyed operator:
-        ``.key_by(key_self, key_other).process(KeyedCoProcessFunction, uid=...)``."""
+    @overload
+    def connect(self, other: BroadcastStream[R]) -> BroadcastConnectedStream[Any, T, R]: ...
+
+    @overload
+    def connect(self, other: DataStream[R]) -> ConnectedStreams[T, R]: ...
+
+    def connect(
+        self, other: DataStream[R] | BroadcastStream[R]
+    ) -> ConnectedStreams[T, R] | BroadcastConnectedStream[Any, T, R]:
+        """This stream and ``other`` (of the same job) as the two inputs of one operator:
+        ``.key_by(key_self, key_other).process(KeyedCoProcessFunction, uid=...)`` or
+        ``.process(CoProcessFunction)``; with a broadcast stream,
+        ``.process(BroadcastProcessFunction, uid=...)`` (``eventapp.broadcast``: the elements are
+        spread over the shuffle's partitions round-robin, so that every one sees the broadcast)."""
+        if isinstance(other, BroadcastStream):
+            if other.stream._job is not self._job:
+                raise ConfigurationError(f"connect() takes a broadcast stream of the same job, got {other!r}")
+            keyed: KeyedStream[Any, T] = self.key_by(round_robin_key())
+            return BroadcastConnectedStream(keyed, other, non_keyed=True)
         if not isinstance(other, DataStream) or other._job is not self._job:
             raise ConfigurationError(f"connect() takes a stream of the same job, got {other!r}")
         return ConnectedStreams(self, other)
+
+    def broadcast(self, *descriptors: MapStateDescriptor[Any, Any]) -> BroadcastStream[T]:
+        """This stream as a broadcast stream with broadcast state ``descriptors`` (Flink's
+        ``broadcast``): connect a keyed stream to it (``eventapp.broadcast``)."""
+        return BroadcastStream(self, tuple(descriptors))
 
     def key_by(
         self,
@@ -242,7 +277,7 @@ class DataStream(Generic[T]):
             partitions=partitions,
         )
         self._node.children.append(node)
-        return KeyedStream(self._job, node, key_selector)
+        return KeyedStream(self._job, node, key_selector, parent=self._node)
 
     def sink_to(self, sink: Sink[T], *, name: str | None = None) -> None:
         if not isinstance(sink, Sink):
@@ -255,10 +290,47 @@ class DataStream(Generic[T]):
 class KeyedStream(Generic[K, T]):
     """A stream grouped by key; ``process`` runs a keyed function on it."""
 
-    def __init__(self, job: Job, node: Node, key_selector: Callable[[T], K]) -> None:
+    def __init__(self, job: Job, node: Node, key_selector: Callable[[T], K], *, parent: Node) -> None:
         self._job = job
         self._node = node
         self._key_selector = key_selector
+        self._parent = parent
+
+    def connect(self, broadcast: BroadcastStream[B]) -> BroadcastConnectedStream[K, T, B]:
+        """This keyed stream and a broadcast stream (``stream.broadcast(descriptor, ...)``) into one
+        :class:`~eventapp.broadcast.KeyedBroadcastProcessFunction` (``eventapp.broadcast``)."""
+        if not isinstance(broadcast, BroadcastStream) or broadcast.stream._job is not self._job:
+            raise ConfigurationError(
+                f"KeyedStream.connect() takes a broadcast stream of the same job "
+                f"(stream.broadcast(MapStateDescriptor(...))), got {broadcast!r}"
+            )
+        return BroadcastConnectedStream(self, broadcast)
+
+    def broadcast_process(
+        self, function: KeyedBroadcastProcessFunction[K, T, B, R], broadcast: BroadcastStream[B], *, uid: str
+    ) -> ProcessedStream[R]:
+        """What ``connect(broadcast).process(function, uid=...)`` builds (see eventapp.broadcast):
+        the tagged union of both, keyed by the element's key or the broadcast key."""
+        key_by = self._node
+        assert isinstance(key_by, KeyByNode)
+        if key_by.partitioned_by_source:
+            raise ConfigurationError(
+                f"process(uid={uid!r}) with broadcast state needs the shuffle, which sends every "
+                f"broadcast element to every split: drop partitioned_by_source=True from key_by"
+            )
+        if not key_by.children and key_by in self._parent.children:
+            self._parent.children.remove(key_by)  # replaced by the union's key_by below
+        events: DataStream[tuple[str, Any]] = DataStream(self._job, self._parent).map(tag_element)
+        updates: DataStream[tuple[str, Any]] = broadcast.stream.map(tag_broadcast_element)
+        keyed = events.union(updates).key_by(
+            broadcast_key_selector(self._key_selector), partitions=key_by.partitions
+        )
+        adapter = KeyedBroadcastAdapter(function, broadcast.descriptors)
+        stream = keyed.process(adapter, uid=uid)
+        node = stream._node
+        assert isinstance(node, ProcessNode)
+        node.broadcast = broadcast.descriptors
+        return stream
 
     def process(self, function: KeyedProcessFunction[K, T, R], *, uid: str) -> ProcessedStream[R]:
         """Run ``function`` per key. ``uid`` names the operator's state: keep it stable across

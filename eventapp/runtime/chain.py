@@ -26,6 +26,7 @@ from eventapp.graph import (
     SourceNode,
     UnionNode,
 )
+from eventapp.runtime.broadcast import KeyedBroadcastOperator
 from eventapp.runtime.keyed_process import KeyedProcessOperator
 from eventapp.runtime.operators import (
     DISCARD,
@@ -197,13 +198,16 @@ class _ChainBuilder:
             op = FlatMapOperator(node.name, node.fn)
         elif isinstance(node, ProcessNode):
             side = {tag: self._edge(side_node) for tag, side_node in node.side_outputs.items()}
-            op = KeyedProcessOperator(
-                name=node.name,
-                uid=node.uid,
-                function=node.fn,
-                key_selector=node.key_selector,
-                side_outputs=side,
-            )
+            if node.broadcast:
+                op = KeyedBroadcastOperator(
+                    name=node.name, uid=node.uid, function=node.fn, key_selector=node.key_selector,
+                    side_outputs=side, broadcast=node.broadcast,
+                )  # fmt: skip
+            else:
+                op = KeyedProcessOperator(
+                    name=node.name, uid=node.uid, function=node.fn, key_selector=node.key_selector,
+                    side_outputs=side,
+                )  # fmt: skip
         elif isinstance(node, CoProcessNode):
             op = CoProcessOperator(node.name, node.fn)
         elif isinstance(node, SinkNode):

@@ -103,6 +103,10 @@ class TaskInput:
                 task = tasks.get(split)
                 if task is not None:
                     task.watermark.announced = watermark
+            for split, position in self.reader.consumed_positions().items():
+                task = tasks.get(split)
+                if task is not None and (task.position is None or position > task.position):
+                    task.position = position
 
     def combined_watermark(self, tasks: Mapping[str, SplitTask], now_ms: int) -> int | None:
         """The input's watermark now (``None``: nothing to say), marking finished splits."""

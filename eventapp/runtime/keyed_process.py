@@ -99,6 +99,7 @@ class _NoSplit:
 
     id = "<none>"
     direct_writers = None
+    checkpoint_id = 0
 
     @property
     def schemas(self) -> dict[str, dict[str, Any]]:

@@ -30,6 +30,11 @@ class SplitContext(Protocol):
         ...
 
     @property
+    def checkpoint_id(self) -> int:
+        """Id of the split's last committed checkpoint (0: none)."""
+        ...
+
+    @property
     def schemas(self) -> dict[str, dict[str, Any]]:
         """Per operator uid, per state name: the schema of the state the store holds (JSON), which
         operators check and update when they register a state (:mod:`eventapp.state.schema`)."""

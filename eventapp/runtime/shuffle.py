@@ -4,9 +4,10 @@
 key is encoded (a ``str`` as UTF-8, ``bytes`` as they are, anything else as its state-key bytes,
 :func:`eventapp.state.keys.encode_key`), its partition is ``murmur2(key bytes) % partitions``
 (Kafka's default partitioner, so a ``str`` key lands where a Kafka producer would put it), and
-``(timestamp, value)`` is pickled as the payload. The writes go through the split's writer of the
-shuffle's sink, so with exactly-once checkpoints they are in the split's transaction and become
-visible downstream when the split's checkpoint commits.
+``(timestamp, value)`` is pickled as the payload; a broadcast element (key
+:data:`~eventapp.broadcast.BROADCAST_KEY`) is written to every partition. The writes go through
+the split's writer of the shuffle's sink, so with exactly-once checkpoints they are in the split's
+transaction and become visible downstream when the split's checkpoint commits.
 
 **Watermarks** cross the shuffle as Flink's do across a network exchange: every upstream split
 tells every partition its watermark with a marker (:class:`WatermarkMarker`), at most every
@@ -29,6 +30,7 @@ from typing import Any, NamedTuple
 
 from murmurhash2 import murmurhash2
 
+from eventapp.broadcast import BROADCAST_KEY
 from eventapp.errors import SerializationError
 from eventapp.partitioning import KAFKA_SEED
 from eventapp.runtime.operators import Operator, OperatorRuntime
@@ -47,10 +49,14 @@ _PICKLE_PROTOCOL = 5
 
 
 class WatermarkMarker(NamedTuple):
-    """Upstream split ``split``'s watermark, as written into every partition of a shuffle."""
+    """Upstream split ``split``'s watermark, as written into every partition of a shuffle.
+    ``generation`` is the split's last committed checkpoint id when it was written: a split restored
+    after a stop starts a new generation, whose markers replace older ones even when lower (the
+    ``+inf`` of a drained or finished run must not hold for the next one)."""
 
     split: str
     watermark: int
+    generation: int
 
 
 def shuffle_key_bytes(key: Any) -> bytes:
@@ -121,7 +127,12 @@ class ShuffleOperator(Operator):
                 ),
                 key=key,
             ) from exc
-        record.split.write(self.sink_index, ShuffleEnvelope(partition, key_bytes, payload), record.timestamp)
+        write, ts = record.split.write, record.timestamp
+        if key == BROADCAST_KEY:  # a broadcast element: every partition gets it (eventapp.broadcast)
+            for each in range(self.partitions):
+                write(self.sink_index, ShuffleEnvelope(each, key_bytes, payload), ts)
+            return
+        write(self.sink_index, ShuffleEnvelope(partition, key_bytes, payload), ts)
 
     def process_watermark(self, watermark: int) -> int:
         if watermark <= self.watermark:
@@ -146,7 +157,8 @@ class ShuffleOperator(Operator):
         for split_id, split in runtime.splits.items():
             if split_id not in self.upstream_splits:
                 continue
-            payload = pickle.dumps(WatermarkMarker(split_id, watermark), _PICKLE_PROTOCOL)
+            marker = WatermarkMarker(split_id, watermark, split.checkpoint_id)
+            payload = pickle.dumps(marker, _PICKLE_PROTOCOL)
             for partition in range(self.partitions):
                 split.write(self.sink_index, ShuffleEnvelope(partition, None, payload), None)
         self._announced = watermark
@@ -162,8 +174,11 @@ class ShuffleReader:
     ) -> None:
         self._inner = inner
         self._upstream = frozenset(upstream_splits)
-        self._marks: dict[str, dict[str, int]] = {split: {} for split in splits}
+        #: Per split, per upstream split: (generation, watermark) of its latest marker.
+        self._marks: dict[str, dict[str, tuple[int, int]]] = {split: {} for split in splits}
         self._finished: set[str] = set()
+        #: Per split, the position after the last marker consumed (markers are not handed out).
+        self._consumed: dict[str, int] = {}
 
     def poll(self, max_records: int, timeout: float) -> Sequence[SourceRecord[Any]]:
         records = self._inner.poll(max_records, timeout)
@@ -186,6 +201,8 @@ class ShuffleReader:
                 continue
             if type(decoded) is WatermarkMarker:
                 self._mark(record.split, decoded)
+                if record.position is not None:
+                    self._consumed[record.split] = record.position + 1
                 continue
             record.timestamp, record.value = decoded
             out.append(record)
@@ -193,15 +210,16 @@ class ShuffleReader:
 
     def _mark(self, split: str, marker: WatermarkMarker) -> None:
         marks = self._marks.setdefault(split, {})
-        if marker.watermark > marks.get(marker.split, MIN_WATERMARK):
-            marks[marker.split] = marker.watermark
-            if marker.watermark == MAX_WATERMARK and all(
-                marks.get(s) == MAX_WATERMARK for s in self._upstream
-            ):
+        mark = (marker.generation, marker.watermark)
+        if mark > marks.get(marker.split, (-1, MIN_WATERMARK)):
+            marks[marker.split] = mark
+            if all(marks.get(s, (0, MIN_WATERMARK))[1] == MAX_WATERMARK for s in self._upstream):
                 self._finished.add(split)
+            else:
+                self._finished.discard(split)
 
     def announced_watermarks(self) -> Mapping[str, int]:
-        """Per split: the minimum over the upstream splits of their last marker (MIN until every
+        """Per split: the minimum over the upstream splits of their latest marker (MIN until every
         upstream split has sent one)."""
         upstream = self._upstream
         result: dict[str, int] = {}
@@ -209,8 +227,13 @@ class ShuffleReader:
             if len(marks) < len(upstream):
                 result[split] = MIN_WATERMARK
             else:
-                result[split] = min(marks[s] for s in upstream)
+                result[split] = min(marks[s][1] for s in upstream)
         return result
+
+    def consumed_positions(self) -> Mapping[str, int]:
+        """Per split, the position after the last marker it consumed: a split's position moves past
+        markers too, so a restart does not read them again."""
+        return self._consumed
 
     def is_finished(self) -> bool:
         return len(self._finished) == len(self._marks)

@@ -49,6 +49,7 @@ class _HarnessSplit:
 
     id = _SPLIT
     direct_writers = None
+    checkpoint_id = 0
 
     def __init__(self, store: KeyedStateStore, schemas: dict[str, dict[str, Any]]) -> None:
         self.store = store

@@ -44,17 +44,17 @@ def test_records_come_back_with_their_timestamps_and_markers_are_consumed() -> N
     inner = _Queue()
     reader = ShuffleReader(inner, ["s-0"], ["in-0", "in-1"])
     inner.put("s-0", (17, {"k": "a"}), 0)
-    inner.put("s-0", WatermarkMarker("in-0", 10), 1)
+    inner.put("s-0", WatermarkMarker("in-0", 10, 1), 1)
     inner.put("s-0", (None, "no-ts"), 2)
     records = reader.poll(10, 0)
     assert [(r.value, r.timestamp, r.position) for r in records] == [({"k": "a"}, 17, 0), ("no-ts", None, 2)]
     # One upstream split has not spoken yet: no watermark.
     assert reader.announced_watermarks() == {"s-0": MIN_WATERMARK}
-    inner.put("s-0", WatermarkMarker("in-1", 25), 3)
+    inner.put("s-0", WatermarkMarker("in-1", 25, 1), 3)
     reader.poll(10, 0)
     assert reader.announced_watermarks() == {"s-0": 10}
-    inner.put("s-0", WatermarkMarker("in-0", 5), 4)  # an older marker (a replay) never lowers it
-    inner.put("s-0", WatermarkMarker("in-0", 40), 5)
+    inner.put("s-0", WatermarkMarker("in-0", 5, 1), 4)  # an older marker (a replay) never lowers it
+    inner.put("s-0", WatermarkMarker("in-0", 40, 1), 5)
     reader.poll(10, 0)
     assert reader.announced_watermarks() == {"s-0": 25}
 
@@ -63,15 +63,32 @@ def test_a_split_finishes_when_every_upstream_split_sent_the_final_watermark() -
     inner = _Queue()
     reader = ShuffleReader(inner, ["s-0", "s-1"], ["in-0", "in-1"])
     for split in ("s-0", "s-1"):
-        inner.put(split, WatermarkMarker("in-0", MAX_WATERMARK), 0)
+        inner.put(split, WatermarkMarker("in-0", MAX_WATERMARK, 1), 0)
     reader.poll(10, 0)
     assert not reader.finished_splits() and not reader.is_finished()
-    inner.put("s-0", WatermarkMarker("in-1", MAX_WATERMARK), 1)
+    inner.put("s-0", WatermarkMarker("in-1", MAX_WATERMARK, 1), 1)
     reader.poll(10, 0)
     assert set(reader.finished_splits()) == {"s-0"} and not reader.is_finished()
-    inner.put("s-1", WatermarkMarker("in-1", MAX_WATERMARK), 1)
+    inner.put("s-1", WatermarkMarker("in-1", MAX_WATERMARK, 1), 1)
     reader.poll(10, 0)
     assert reader.is_finished()
+
+
+def test_a_new_generation_replaces_the_final_watermark_of_a_finished_run() -> None:
+    """After a drained or finished run an upstream split restarts (a new generation, its last
+    committed checkpoint): its lower watermark replaces the old +inf, and the split's position moves
+    past consumed markers so a restart does not read them again."""
+    inner = _Queue()
+    reader = ShuffleReader(inner, ["s-0"], ["in-0"])
+    inner.put("s-0", WatermarkMarker("in-0", MAX_WATERMARK, 4), 10)
+    reader.poll(10, 0)
+    assert reader.is_finished() and reader.consumed_positions() == {"s-0": 11}
+    inner.put("s-0", WatermarkMarker("in-0", 7, 5), 11)
+    reader.poll(10, 0)
+    assert reader.announced_watermarks() == {"s-0": 7} and not reader.is_finished()
+    inner.put("s-0", WatermarkMarker("in-0", MAX_WATERMARK, 4), 12)  # a stale one never wins
+    reader.poll(10, 0)
+    assert reader.announced_watermarks() == {"s-0": 7}
 
 
 def test_a_payload_that_is_not_a_shuffle_record_goes_to_the_error_policy() -> None:
