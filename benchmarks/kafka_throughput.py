@@ -247,7 +247,9 @@ def profile_eventapp(broker: Broker, topics: Topics, args: argparse.Namespace, t
     top functions by own time."""
     input_topic = topics.create("profile-in", args.partitions)
     expected = produce_cards(broker.bootstrap, input_topic, args.records, card_ids(args.cards))
-    spec = card_spec(broker, topics, args, tmp, "profile", input_topic)
+    spec = dataclasses.replace(
+        card_spec(broker, topics, args, tmp, "profile", input_topic), shuffle="shuffle" in args.parts
+    )
     runner = build_card_job(spec).runner()
     profiler = cProfile.Profile()
     with CheckpointCapture():

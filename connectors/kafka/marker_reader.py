@@ -7,7 +7,8 @@ with the audit reader's rules (:mod:`eventapp.connectors.kafka.readcommitted`): 
 transactions and late writes of fenced producers are dropped; committed records are handed out in
 offset order, and only below the partition's last stable offset (the first record of a transaction
 still open), as Apache Kafka's ``read_committed`` does, so a checkpointed position never passes a
-transaction that may still commit.
+transaction that may still commit. Batch CRCs are not checked (librdkafka's ``check.crcs``
+default; the pure-Python CRC-32C took a fifth of the shuffle's time), unlike the audit reader's.
 
 Only Kafka sources that read eventapp's own transactional output use it (the repartition topics of
 ``key_by`` shuffles), and only with the quirk: on Apache Kafka librdkafka's ``read_committed``
@@ -170,7 +171,7 @@ class MarkerHonouringReader:
         if error != NO_ERROR:
             raise SourceError(f"fetch of {part.split} at offset {part.offset} failed with error code {error}")
         try:
-            batches, _ = parse_record_batches(records if records is not None else b"", verify_crc=True)
+            batches, _ = parse_record_batches(records if records is not None else b"", verify_crc=False)
             for batch in batches:
                 if batch.last_offset < part.offset:
                     continue
