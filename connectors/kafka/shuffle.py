@@ -6,7 +6,8 @@ through the writing split's transactional producer (it commits with the split's 
 otherwise through an idempotent producer. The partitions are read back by a Kafka source over the
 topic with the job source's settings (the same group, broker quirks and transactional-id prefix),
 ``read_committed``, each partition a split with its own commit point. After a reading split's
-checkpoint commits, the records before its position are deleted (``DeleteRecords``).
+checkpoint commits, the records before its position are deleted (``DeleteRecords``), unless the
+broker cannot (quirk ``no-delete-records``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .source_config import KafkaSourceConfig, StartPosition
 __all__ = ["ShuffleEnds", "shuffle_ends"]
 
 #: The reading source's config, the writing sink and the purge of consumed records.
-ShuffleEnds = tuple[KafkaSourceConfig, KafkaSink[ShuffleEnvelope], Callable[[Mapping[str, int]], None]]
+ShuffleEnds = tuple[KafkaSourceConfig, KafkaSink[ShuffleEnvelope], Callable[[Mapping[str, int]], None] | None]
 
 
 def _key(envelope: ShuffleEnvelope) -> bytes | None:
@@ -77,6 +78,8 @@ def shuffle_ends(
             name=f"shuffle:{topic}",
         )
     )
+    if config.broker_quirks.no_delete_records:
+        return read, sink, None  # the broker cannot delete records (quirk no-delete-records)
     purger = RepartitionPurger(config.bootstrap_servers, topic, config.consumer_config)
 
     def purge(positions: Mapping[str, int]) -> None:

@@ -136,8 +136,12 @@ def _failures(logs: Sequence[MutableMapping[str, Any]]) -> list[MutableMapping[s
 def test_purge_deletes_consumed_records_or_warns_where_the_broker_cannot(
     kafka_broker: KafkaBroker, topic_factory: Any
 ) -> None:
-    """Apache Kafka deletes the records before the offset; Tansu 0.6.0 does not implement
-    DeleteRecords: the purge logs a warning, never raises, and every record stays."""
+    """Apache Kafka deletes the records before the offset. Tansu 0.6.0 does not implement
+    DeleteRecords: the request panics its connection task and disturbs the broker's other clients
+    (quirk no-delete-records, under which shuffles do not purge), so it is not sent to the shared
+    test broker; the warning path is checked against an unreachable broker below."""
+    if kafka_broker.is_tansu:
+        pytest.skip("Tansu 0.6.0 panics on DeleteRecords (quirk no-delete-records)")
     bootstrap = kafka_broker.bootstrap_servers
     topic = topic_factory(partitions=2)
     _produce_ten(bootstrap, topic)
@@ -151,10 +155,6 @@ def test_purge_deletes_consumed_records_or_warns_where_the_broker_cannot(
     failures = _failures(logs)
     if kafka_broker.flavor == "unknown":
         assert offsets in (list(range(5, 10)), list(range(10)))
-    elif kafka_broker.is_tansu:
-        assert offsets == list(range(10))
-        assert [(f["topic"], f["partitions"], f["log_level"]) for f in failures] == [(topic, [0], "warning")]
-        assert failures[0]["error"]  # e.g. _TRANSPORT: Tansu's connection task panics (not implemented)
     else:
         assert failures == []
         assert offsets == list(range(5, 10))
@@ -163,9 +163,10 @@ def test_purge_deletes_consumed_records_or_warns_where_the_broker_cannot(
 def test_a_failed_purge_warns_then_pauses_purging(
     kafka_broker: KafkaBroker, topic_factory: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Any broker: a partition the topic does not have fails. The purge does not raise; purges are
-    skipped for a while (nothing lost: a later purge deletes everything before its offsets)."""
-    bootstrap = kafka_broker.bootstrap_servers
+    """A purge that fails (a partition the topic does not have; on Tansu, which cannot delete
+    records, an unreachable broker) does not raise; purges are skipped for a while (nothing lost: a
+    later purge deletes everything before its offsets)."""
+    bootstrap = "127.0.0.1:1" if kafka_broker.is_tansu else kafka_broker.bootstrap_servers
     topic = topic_factory(partitions=1)
     purger = RepartitionPurger(bootstrap, topic, {}, timeout_s=5)
     try:

@@ -33,6 +33,7 @@ from eventapp.connectors.kafka import (
     KafkaSource,
     KafkaSourceConfig,
 )
+from eventapp.connectors.kafka.quirks import BrokerQuirks
 from eventapp.errors import ConfigurationError
 from eventapp.windows import ProcessWindowFunction, TimeWindow, TumblingEventTimeWindows, WindowContext
 from tests.support.broker import KafkaBroker, OutRecord, produce
@@ -222,3 +223,22 @@ def test_a_key_that_cannot_be_encoded_is_dead_lettered_naming_its_type(
     assert sorted(o["n"] for o in sink.values) == [n for n in range(10) if n != 3]
     assert len(dead.values) == 1
     assert "dict" in dead.values[0].error and "shuffle" in dead.values[0].error
+
+
+def test_consumed_shuffle_records_are_purged_unless_the_broker_cannot_delete_records(
+    kafka_broker: KafkaBroker, topic_factory: Any, group_id: str
+) -> None:
+    """Apache Kafka's default: a purge after every shuffle checkpoint. Quirk no-delete-records
+    (Tansu 0.6.0 panics on DeleteRecords): none."""
+    anchor = topic_factory(prefix="in", partitions=1)
+    for quirks, purges in [(BrokerQuirks.none(), True), (BrokerQuirks.parse("no-delete-records"), False)]:
+        source: KafkaSource[Any] = KafkaSource(
+            KafkaSourceConfig(
+                bootstrap_servers=kafka_broker.bootstrap_servers,
+                topics=[anchor],
+                group_id=group_id,
+                broker_quirks=quirks,
+            )
+        )
+        channel = source.shuffle_channel(f"{anchor}-repartition", 2, exactly_once=False)
+        assert (channel.purge is not None) is purges
