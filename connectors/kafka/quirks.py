@@ -41,10 +41,10 @@ Quirks and what each workaround does:
 
 ``no-delete-records``
     Tansu 0.6.0 does not implement ``DeleteRecords``: the request panics the broker's connection
-    task ("not yet implemented"), and clients on the broker see disconnects (measured: producers of
-    the same process reconnect; twice in full test runs a shuffle lost records in the same run, not
-    seen since purging stopped). Apache Kafka deletes the records. With this quirk, shuffles do not
-    purge consumed records (:mod:`eventapp.connectors.kafka.shuffle`); the topic keeps them.
+    task ("not yet implemented"), the requesting client's connection drops and reconnects, and
+    nothing is deleted (measured; the broker keeps serving). Apache Kafka deletes the records. With
+    this quirk, shuffles do not purge consumed records (:mod:`eventapp.connectors.kafka.shuffle`)
+    instead of crashing a broker task at every checkpoint; the topic keeps them.
 """
 
 from __future__ import annotations

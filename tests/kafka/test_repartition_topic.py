@@ -137,9 +137,8 @@ def test_purge_deletes_consumed_records_or_warns_where_the_broker_cannot(
     kafka_broker: KafkaBroker, topic_factory: Any
 ) -> None:
     """Apache Kafka deletes the records before the offset. Tansu 0.6.0 does not implement
-    DeleteRecords: the request panics its connection task and disturbs the broker's other clients
-    (quirk no-delete-records, under which shuffles do not purge), so it is not sent to the shared
-    test broker; the warning path is checked against an unreachable broker below."""
+    DeleteRecords: the request panics its connection task (quirk no-delete-records, under which
+    shuffles do not purge), so it is not sent to the shared test broker; the warning path is checked against an unreachable broker below."""
     if kafka_broker.is_tansu:
         pytest.skip("Tansu 0.6.0 panics on DeleteRecords (quirk no-delete-records)")
     bootstrap = kafka_broker.bootstrap_servers
