@@ -75,13 +75,17 @@ class KeyedBroadcastOperator(KeyedProcessOperator):
         self.broadcast = {d.name: d for d in broadcast}
         self._views: dict[str, dict[str, Mapping[Any, Any]]] = {}
 
-    def broadcast_view(self, descriptor: MapStateDescriptor[Any, Any]) -> Mapping[Any, Any]:
-        """The current split's broadcast state ``descriptor``, read-only."""
+    def check_broadcast(self, descriptor: MapStateDescriptor[Any, Any]) -> None:
+        """Refuse a descriptor that was not passed to ``broadcast(...)``."""
         if descriptor.name not in self.broadcast:
             raise ConfigurationError(
                 f"operator '{self.uid}': {descriptor.name!r} is not a broadcast state of this operator "
                 f"(it has {sorted(self.broadcast)}); pass it to broadcast(...)"
             )
+
+    def broadcast_view(self, descriptor: MapStateDescriptor[Any, Any]) -> Mapping[Any, Any]:
+        """The current split's broadcast state ``descriptor``, read-only."""
+        self.check_broadcast(descriptor)
         ctx = self.key_context
         split = ctx.split or ""
         views = self._views.setdefault(split, {})
@@ -142,11 +146,7 @@ class _BroadcastContext(BroadcastContext):
         self._op, self._ctx = op, ctx
 
     def get_broadcast_state(self, descriptor: MapStateDescriptor[Any, Any]) -> MapState[Any, Any]:
-        if descriptor.name not in self._op.broadcast:
-            raise ConfigurationError(
-                f"operator '{self._op.uid}': {descriptor.name!r} is not a broadcast state of this "
-                f"operator (it has {sorted(self._op.broadcast)}); pass it to broadcast(...)"
-            )
+        self._op.check_broadcast(descriptor)
         state: MapState[Any, Any] = self._ctx.get_state(descriptor)
         return state
 

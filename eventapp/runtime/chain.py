@@ -139,7 +139,8 @@ class _ChainBuilder:
         return edges
 
     def _targets(self, node: Node) -> list[Operator]:
-        return [self._edge(child) for child in node.children if not self._is_shuffled(node)]
+        """The edges out of ``node`` (never a shuffled key_by: _build_new builds its own)."""
+        return [self._edge(child) for child in node.children]
 
     def _is_shuffled(self, node: Node) -> bool:
         plan = self.plan

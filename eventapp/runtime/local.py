@@ -262,7 +262,6 @@ class LocalRunner(RunnerView):
         if self._finished:
             return 0
         tasks = self._tasks
-        now = 0
         handled = 0
         polled_any = False
         exhausted: list[TaskInput] = []
@@ -293,8 +292,7 @@ class LocalRunner(RunnerView):
         coordinator = self._coordinator
         if coordinator is not None and (self._checkpoint_requested or coordinator.due(now)):
             self._checkpoint_requested = False
-            coordinator.checkpoint(list(tasks.values()))
-            purge_shuffles(self._inputs, self._tasks)
+            self._checkpoint_tasks(coordinator, list(tasks.values()))
         if self._membership is not None:
             self._membership.start_assigned()
         for put in exhausted:
@@ -322,8 +320,7 @@ class LocalRunner(RunnerView):
         if len(self._inputs) == 1:
             return  # the job's final checkpoint follows
         if self._coordinator is not None:
-            self._coordinator.checkpoint(own)
-            purge_shuffles(self._inputs, self._tasks)
+            self._checkpoint_tasks(self._coordinator, own)
         else:
             for task in own:
                 task.flush_writers()
@@ -368,5 +365,9 @@ class LocalRunner(RunnerView):
         coordinator = self._coordinator
         if coordinator is None:
             raise ConfigurationError("checkpoint() needs JobConfig(checkpoint=CheckpointConfig(...))")
-        coordinator.checkpoint(list(self._tasks.values()))
+        self._checkpoint_tasks(coordinator, list(self._tasks.values()))
+
+    def _checkpoint_tasks(self, coordinator: CheckpointCoordinator, tasks: list[SplitTask]) -> None:
+        """Checkpoint ``tasks``, then let the shuffles drop what their splits committed as read."""
+        coordinator.checkpoint(tasks)
         purge_shuffles(self._inputs, self._tasks)

@@ -117,8 +117,11 @@ def plan_job(job: Job) -> JobPlan:
             if isinstance(node, KeyByNode):
                 shuffle = next((s for s in shuffles if s.node is node), None)
                 above = sorted(upstream[id(node)])
-                if shuffle is None and _shuffles(node, [source_splits[i] for i in above]):
-                    shuffle = _new_shuffle(job, node, [sources[i] for i in above], exactly_once, len(sinks))
+                counts = [len(source_splits[i]) for i in above]
+                if shuffle is None and _shuffles(node, counts):
+                    shuffle = _new_shuffle(
+                        job, node, [sources[i] for i in above], counts, exactly_once, len(sinks)
+                    )
                     shuffles.append(shuffle)
                     sinks.append(shuffle.channel.sink)
                     inputs.append(shuffle.input)
@@ -147,14 +150,19 @@ def _upstream_sources(sources: Sequence[SourceNode]) -> dict[int, set[int]]:
     return found
 
 
-def _shuffles(node: KeyByNode, upstream_splits: Sequence[Sequence[str]]) -> bool:
+def _shuffles(node: KeyByNode, upstream_split_counts: Sequence[int]) -> bool:
     if node.partitioned_by_source or not any(isinstance(c, ProcessNode) for c in node.children):
         return False
-    return node.partitions is not None or sum(len(s) for s in upstream_splits) > 1
+    return node.partitions is not None or sum(upstream_split_counts) > 1
 
 
 def _new_shuffle(
-    job: Job, node: KeyByNode, upstream: Sequence[SourceNode], exactly_once: bool, sink_index: int
+    job: Job,
+    node: KeyByNode,
+    upstream: Sequence[SourceNode],
+    upstream_split_counts: Sequence[int],
+    exactly_once: bool,
+    sink_index: int,
 ) -> Shuffle:
     uid = next(c.uid for c in node.children if isinstance(c, ProcessNode))
     transport = next((s.source for s in upstream if isinstance(s.source, ShuffleTransport)), None)
@@ -166,7 +174,7 @@ def _new_shuffle(
             f"carry one (a Kafka source can). If the input is already partitioned by this key, "
             f"declare it: key_by(..., partitioned_by_source=True)"
         )
-    partitions = node.partitions or max(len(s.source.splits()) for s in upstream)
+    partitions = node.partitions or max(upstream_split_counts)
     topic = f"{job.name}-{uid}-repartition"
     channel = transport.shuffle_channel(topic, partitions, exactly_once=exactly_once)
     strategy = WatermarkStrategy.for_monotonous_timestamps()  # the watermarks come from markers

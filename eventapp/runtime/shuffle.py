@@ -28,11 +28,9 @@ import pickle
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from murmurhash2 import murmurhash2
-
 from eventapp.broadcast import BROADCAST_KEY
 from eventapp.errors import SerializationError
-from eventapp.partitioning import KAFKA_SEED
+from eventapp.partitioning import murmur2
 from eventapp.runtime.operators import Operator, OperatorRuntime
 from eventapp.runtime.record import StreamRecord
 from eventapp.shuffle import ShuffleEnvelope
@@ -111,7 +109,7 @@ class ShuffleOperator(Operator):
                     ),
                     key=repr(key),
                 ) from exc
-            partition = (murmurhash2(key_bytes, KAFKA_SEED) & 0x7FFFFFFF) % self.partitions
+            partition = murmur2(key_bytes) % self.partitions
             if type(key) is str and len(self._keys) < 100_000:
                 self._keys[key] = (key_bytes, partition)
         else:
