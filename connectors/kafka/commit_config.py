@@ -75,17 +75,29 @@ def validate_transaction_timeout(
         )
     needed = int(min_factor * checkpoint_interval_ms)
     if timeout_ms < needed:
-        hint = (
-            f"raise transaction_timeout_ms to at least {needed}"
-            if needed <= broker_max_ms
-            else f"checkpoint more often (interval_ms <= {int(broker_max_ms / min_factor)})"
-        )
+        fits = int(timeout_ms / min_factor)
+        if needed <= broker_max_ms:
+            hint = (
+                f"Either raise transaction_timeout_ms to at least {needed}, or lower the checkpoint "
+                f"interval to at most {fits} ms"
+            )
+        elif timeout_ms < broker_max_ms:
+            hint = (
+                f"The brokers' transaction.max.timeout.ms ({broker_max_ms}) does not allow a long enough "
+                f"timeout for this interval: lower the checkpoint interval to at most {fits} ms, or raise "
+                f"transaction_timeout_ms to {broker_max_ms} and lower the interval to at most "
+                f"{int(broker_max_ms / min_factor)} ms"
+            )
+        else:
+            hint = (
+                f"The brokers' transaction.max.timeout.ms ({broker_max_ms}) does not allow a longer "
+                f"timeout: checkpoint more often (interval_ms <= {fits})"
+            )
         raise ConfigurationError(
             f"transaction.timeout.ms={timeout_ms} is less than {min_factor:g}x the checkpoint interval "
             f"({checkpoint_interval_ms} ms): every split's transaction stays open for a whole checkpoint "
             f"interval plus the time to take the checkpoint, so the broker would abort it and the job "
-            f"would restart from its last checkpoint again and again. Either {hint}, or lower the "
-            f"checkpoint interval to at most {int(timeout_ms / min_factor)} ms"
+            f"would restart from its last checkpoint again and again. {hint}"
         )
 
 

@@ -173,8 +173,14 @@ def test_validate_transaction_timeout() -> None:
     assert "checkpoint interval to at most 6666 ms" in str(too_short.value)
     with pytest.raises(ConfigurationError, match=r"transaction\.max\.timeout\.ms"):
         validate_transaction_timeout(1_000_000, 5_000)
-    with pytest.raises(ConfigurationError, match="checkpoint more often"):
+    with pytest.raises(ConfigurationError, match=r"checkpoint more often \(interval_ms <= 300000\)"):
         validate_transaction_timeout(900_000, 600_000)
+    # Neither knob alone: both limits are named, each with the interval it allows.
+    with pytest.raises(ConfigurationError) as beyond_max:
+        validate_transaction_timeout(60_000, 1_000_000)
+    text = str(beyond_max.value)
+    assert "at most 20000 ms" in text
+    assert "raise transaction_timeout_ms to 900000 and lower the interval to at most 300000 ms" in text
     validate_transaction_timeout(3_600_000, 60_000, broker_max_ms=3_600_000)
 
 
