@@ -76,7 +76,7 @@ from eventapp.serialization import (
     Serializer,
 )
 from eventapp.shuffle import ShuffleChannel, ShuffleEnvelope, ShuffleTransport
-from eventapp.sink import Sink, SinkContext, SinkWriter
+from eventapp.sink import Sink, SinkContext, SinkWriter, TwoPhaseSinkWriter
 from eventapp.source import PausableReader, Source, SourceReader, SourceRecord
 from eventapp.state.descriptors import (
     AggregateFunction,
@@ -196,6 +196,7 @@ __all__ = [
     "Transaction",
     "TtlTimeDomain",
     "TtlUpdateType",
+    "TwoPhaseSinkWriter",
     "ValueState",
     "ValueStateDescriptor",
     "WatermarkStrategy",

@@ -41,6 +41,7 @@ from eventapp.checkpoint.storage import CheckpointStorage, snapshot_name
 from eventapp.runtime.faults import fault_point
 from eventapp.runtime.pruner import SnapshotPruner
 from eventapp.runtime.split_task import SplitTask
+from eventapp.runtime.two_phase import Prepared, TwoPhaseWriters
 from eventapp.state.store import StateSnapshot
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class PendingCheckpoint:
     #: The split's state schemas when the checkpoint began (see SplitTask.schemas).
     schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
     committed: bool = False
+    #: What the split's two-phase writers wrote since the previous checkpoint (applied after commit).
+    prepared: list[Prepared] = field(default_factory=list)
     #: Bytes of the snapshot's state files, once written.
     size_bytes: int = 0
 
@@ -143,6 +146,8 @@ class Checkpointer:
             state=task.raw_store.begin_snapshot(),
             schemas={uid: dict(states) for uid, states in task.schemas.items()},
         )
+        if task.two_phase is not None:
+            pending.prepared = task.two_phase.prepare(checkpoint_id)
         return pending
 
     def complete(self, pending: PendingCheckpoint) -> PendingCheckpoint:
@@ -163,6 +168,7 @@ class Checkpointer:
             state_dir = directory / "state"
             state_dir.mkdir()
             pending.state.write(state_dir)
+            TwoPhaseWriters.store(pending.prepared, directory)
             steps.done("state_ms")
             fault_point("checkpoint.after_state_snapshot")
             meta = SnapshotMeta(
@@ -194,6 +200,11 @@ class Checkpointer:
         fault_point("checkpoint.after_commit")
         pending.committed = True
         self.pruner.committed(task, name, pending.checkpoint_id)
+        if pending.prepared:
+            fault_point("sink.before_commit")
+            TwoPhaseWriters.commit(pending.prepared, pending.checkpoint_id)
+            steps.done("sink_commit_ms")
+            fault_point("sink.after_commit")
         log.debug(
             "checkpoint.split_committed",
             split=task.id,

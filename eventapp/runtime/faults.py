@@ -27,6 +27,8 @@ FAULT_POINTS = (
     "checkpoint.before_commit",
     "checkpoint.after_commit",
     "checkpoint.after_prune",
+    "sink.before_commit",
+    "sink.after_commit",
     "recover.before_init_transactions",
     "record.after_process",
     "timer.after_fire",

@@ -32,6 +32,7 @@ from eventapp.runtime.runner_view import RunnerView
 from eventapp.runtime.split_task import SplitTask
 from eventapp.runtime.stats import JobResult
 from eventapp.runtime.task_setup import open_split_tasks
+from eventapp.runtime.two_phase import TwoPhaseWriters
 from eventapp.sink import SinkContext
 from eventapp.source import CommittingSource
 from eventapp.watermarks import MAX_WATERMARK, MIN_WATERMARK
@@ -165,6 +166,17 @@ class LocalRunner(RunnerView):
         dead_letter_sink = self.config.error_policy.dead_letter_sink
         dead_letter_writer = None if dead_letter_sink is None else dead_letter_sink.create_writer(ctx)
         task.attach(head, writers, dead_letter_writer)
+        two_phase = TwoPhaseWriters(self.plan.sinks, writers)
+        if two_phase:
+            if self.config.checkpoint is None:
+                raise ConfigurationError(
+                    f"job {self.job.name!r} has a sink that applies its writes when a checkpoint "
+                    f"commits (exactly-once), but no checkpointing: enable it with "
+                    f"JobConfig(checkpoint=CheckpointConfig(...)), or make the sink at-least-once"
+                )
+            task.two_phase = two_phase
+            if task.restored_from is not None:
+                two_phase.recommit(task.id, task.restored_from, task.checkpoint_id)
 
     def close(self) -> None:
         """Stop: close functions, writers, stores and the reader. Does not checkpoint."""

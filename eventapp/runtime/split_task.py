@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -27,6 +28,7 @@ from eventapp.runtime.faults import FAULTS_PLANNED, fault_point
 from eventapp.runtime.journal import JournaledStore
 from eventapp.runtime.operators import Operator
 from eventapp.runtime.record import StreamRecord
+from eventapp.runtime.two_phase import TwoPhaseWriters
 from eventapp.sink import SinkWriter
 from eventapp.source import SourceRecord
 from eventapp.state.keys import MIN_TIMESTAMP
@@ -79,6 +81,10 @@ class SplitTask:
         self.commit_point: CommitPoint | None = None
         self.writers: list[SinkWriter[Any]] = []
         self.dead_letter_writer: SinkWriter[Any] | None = None
+        #: The writers that apply their writes after each checkpoint (eventapp.runtime.two_phase).
+        self.two_phase: TwoPhaseWriters | None = None
+        #: The snapshot directory the split was restored from (its prepared writes are committed again).
+        self.restored_from: Path | None = None
         #: See SplitContext.direct_writers: never with the dead-letter policy (outputs are held).
         self.direct_writers: list[Callable[[Any, int | None], None]] | None = None
         self.head: Operator | None = None

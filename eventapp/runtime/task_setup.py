@@ -320,6 +320,7 @@ def _restored_task(
             schemas=meta.schemas,
             now_ms=now_ms,
         )
+        task.restored_from = restored.path
         log.warning(
             "split.restored_explicitly",
             split=split,
@@ -346,6 +347,7 @@ def _restored_task(
         now_ms=now_ms,
     )
     task.lineages[committed.snapshot] = task.lineage
+    task.restored_from = restored.path
     log.info(
         "split.restored",
         split=split,

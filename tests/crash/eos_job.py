@@ -10,6 +10,8 @@ With ``CRASH_SHUFFLE=1`` the ``key_by`` shuffles through a repartition topic (th
 partitioned by key); otherwise it is declared partitioned by the source.
 The source is bounded (the job exits 0 at the end of its input) unless ``CRASH_BOUNDED=0`` or
 ``CRASH_GROUP_ASSIGNMENT=1`` (the consumer group assigns the partitions: ``eventapp run --group``).
+With ``CRASH_REDIS_URL`` the counter's outputs also go to an exactly-once Redis sink (keys under
+``CRASH_REDIS_PREFIX``, see :func:`redis_commands`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from eventapp.connectors.kafka import (
     KafkaSource,
     KafkaSourceConfig,
 )
+from eventapp.connectors.redis.commands import HSet, IncrBy, RedisCommand, XAdd
+from eventapp.connectors.redis.sink import RedisSink
+from eventapp.connectors.redis.sink_config import RedisSinkConfig
 from eventapp.statebackends import RocksDBStateBackend
 from eventapp.windows import ProcessWindowFunction, TimeWindow, TumblingEventTimeWindows, WindowContext
 
@@ -117,6 +122,28 @@ class WindowCount(ProcessWindowFunction[int, dict[str, Any], str, TimeWindow]):
             out.collect({"t": "twindow", "k": key, "w": context.window.end, "c": count})
 
 
+def redis_commands(prefix: str) -> Any:
+    """Per count: ``INCRBY <prefix>:hits:<k>`` (a duplicate shows) and an entry ``{id, n}`` in the
+    stream ``<prefix>:ids``; per window: ``HSET <prefix>:windows:<k> <w> <c>`` and
+    ``INCRBY <prefix>:windowed <c>``; flushes write nothing."""
+
+    def commands(value: dict[str, Any]) -> list[RedisCommand] | None:
+        kind, key = value["t"], value["k"]
+        if kind == "count":
+            return [
+                IncrBy(f"{prefix}:hits:{key}"),
+                XAdd(f"{prefix}:ids", {"id": value["id"], "n": value["n"]}),
+            ]
+        if kind == "window":
+            return [
+                HSet(f"{prefix}:windows:{key}", {str(value["w"]): value["c"]}),
+                IncrBy(f"{prefix}:windowed", value["c"]),
+            ]
+        return None
+
+    return commands
+
+
 def build_job() -> Job:
     env = os.environ
     bootstrap = env["CRASH_BOOTSTRAP"]
@@ -173,7 +200,17 @@ def build_job() -> Job:
         source,
         WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda v, _: v["ts"]),
     ).key_by(lambda v: v["k"], partitioned_by_source=env.get("CRASH_SHUFFLE", "0") != "1")
-    keyed.process(CrashCounter(float(env.get("CRASH_SLOW_MS", "0"))), uid=UID).sink_to(sink)
+    counted = keyed.process(CrashCounter(float(env.get("CRASH_SLOW_MS", "0"))), uid=UID)
+    counted.sink_to(sink)
+    if env.get("CRASH_REDIS_URL"):
+        prefix = env["CRASH_REDIS_PREFIX"]
+        counted.sink_to(
+            RedisSink(
+                RedisSinkConfig(
+                    url=env["CRASH_REDIS_URL"], mapper=redis_commands(prefix), token_prefix=f"{prefix}:token:"
+                )
+            )
+        )
     windows = keyed.window(TumblingEventTimeWindows.of(WINDOW_MS))
     windows.aggregate(CountRecords(), WindowCount(), uid="crash-windows").sink_to(sink)
     return job

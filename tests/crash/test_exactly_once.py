@@ -27,14 +27,15 @@ def run_until_done(
     deadline_s: float = 420.0,
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    phases: Sequence[str] = tuple(CHECKPOINT_PHASES),
 ) -> dict[str, int]:
     """Run ``parallelism`` workers; SIGKILL one at a random moment ``kills`` times (about half of the
     restarts also carry a fault plan that makes the worker kill itself inside a checkpoint phase);
     restart every killed worker (with the same ``args`` to ``eventapp run``); return when all
-    exited 0."""
+    exited 0. ``phases``: the fault points to kill in (default: every checkpoint phase)."""
     rng = random.Random(seed)
     launches = 0
-    phases = list(CHECKPOINT_PHASES)
+    phases = list(phases)
     rng.shuffle(phases)
 
     untried = list(phases)

@@ -348,6 +348,7 @@ PUBLIC_API: Mapping[str, frozenset[str]] = {
             "SinkContext",
             "SinkError",
             "SinkWriter",
+            "TwoPhaseSinkWriter",
             "SnapshotCorruptError",
             "SnapshotMissingError",
             "Source",
