@@ -254,6 +254,7 @@ class Worker:
         faults: str = "",
         *,
         args: Sequence[str] = (),
+        target: str = "tests.crash.eos_job:build_job",
         **env: str,
     ) -> None:
         self.subtask = subtask
@@ -272,7 +273,7 @@ class Worker:
                     "-m",
                     "eventapp",
                     "run",
-                    "tests.crash.eos_job:build_job",
+                    target,
                     "--parallelism",
                     str(parallelism),
                     "--subtask",

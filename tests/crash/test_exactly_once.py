@@ -28,11 +28,13 @@ def run_until_done(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     phases: Sequence[str] = tuple(CHECKPOINT_PHASES),
+    target: str = "tests.crash.eos_job:build_job",
 ) -> dict[str, int]:
     """Run ``parallelism`` workers; SIGKILL one at a random moment ``kills`` times (about half of the
     restarts also carry a fault plan that makes the worker kill itself inside a checkpoint phase);
     restart every killed worker (with the same ``args`` to ``eventapp run``); return when all
-    exited 0. ``phases``: the fault points to kill in (default: every checkpoint phase)."""
+    exited 0. ``phases``: the fault points to kill in (default: every checkpoint phase); ``target``:
+    the job the workers run."""
     rng = random.Random(seed)
     launches = 0
     phases = list(phases)
@@ -49,7 +51,7 @@ def run_until_done(
         if launches > parallelism and (untried or rng.random() < 0.6):
             phase = untried.pop() if untried else rng.choice(phases)
             faults = f"{phase}@{rng.randint(1, 2)}"
-        return Worker(setup, subtask, parallelism, launches, faults, args=args, **(env or {}))
+        return Worker(setup, subtask, parallelism, launches, faults, args=args, target=target, **(env or {}))
 
     def requeue_unfired(worker: Worker) -> None:
         """A fault plan pre-empted by a random kill (or the end) did not fire: try it again."""
