@@ -1,6 +1,6 @@
 """Redis connectors: a Redis Streams source (each stream a split, its committed checkpoint kept in
 Redis) and a Redis sink (exactly-once through a fenced Lua apply after each checkpoint, or
-pipelined at-least-once), plus an embedded redis-server for demos.
+batched at-least-once), plus an embedded redis-server for demos.
 
 See ``docs/redis.md``.
 """

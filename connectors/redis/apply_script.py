@@ -29,29 +29,20 @@ import msgpack
 
 from eventapp.errors import SinkError
 
-__all__ = ["APPLY_SCRIPT", "PREPARED_VERSION", "decode_prepared", "encode_prepared"]
+__all__ = ["APPLY_SCRIPT", "APPLY_UNFENCED_SCRIPT", "PREPARED_VERSION", "decode_prepared", "encode_prepared"]
 
 PREPARED_VERSION: Final = 1
 
-APPLY_SCRIPT: Final = r"""
-local cid = tonumber(ARGV[1])
-local chunk = tonumber(ARGV[2])
-local token = redis.call('HMGET', KEYS[1], 'checkpoint', 'chunk')
-if token[1] then
-  local applied, applied_chunk = tonumber(token[1]), tonumber(token[2])
-  if applied > cid or (applied == cid and applied_chunk >= chunk) then
-    return 0
-  end
-end
-local commands = cmsgpack.unpack(ARGV[3])
+#: Checks and applies a list of commands (``commands``, ``label`` for errors); shared by both scripts.
+_CHECK_AND_APPLY: Final = r"""
 local kinds = {SET='string', INCRBY='string', HSET='hash', HINCRBY='hash', ZADD='zset', XADD='stream',
                PUBLISH=false, DEL=false, PEXPIRE=false}
 local function is_integer(value)
   return value ~= nil and string.match(value, '^%-?%d+$') ~= nil
 end
 local function fail(i, command, why)
-  return redis.error_reply('EVENTAPP command ' .. i .. ' of checkpoint ' .. ARGV[1] .. ' chunk ' ..
-    ARGV[2] .. ' (' .. command[1] .. ' ' .. command[2] .. '): ' .. why)
+  return redis.error_reply('EVENTAPP command ' .. i .. ' of ' .. label .. ' (' .. command[1] .. ' ' ..
+    command[2] .. '): ' .. why)
 end
 -- Pass 1: check everything; write nothing.
 local types, integers = {}, {}
@@ -124,9 +115,41 @@ for _, c in ipairs(commands) do
     redis.call('PEXPIRE', key, ttl)
   end
 end
+"""
+
+#: The exactly-once script: ``KEYS[1]`` the token, ``ARGV`` checkpoint id, chunk index, commands.
+APPLY_SCRIPT: Final = (
+    r"""
+local cid = tonumber(ARGV[1])
+local chunk = tonumber(ARGV[2])
+local token = redis.call('HMGET', KEYS[1], 'checkpoint', 'chunk')
+if token[1] then
+  local applied, applied_chunk = tonumber(token[1]), tonumber(token[2])
+  if applied > cid or (applied == cid and applied_chunk >= chunk) then
+    return 0
+  end
+end
+local commands = cmsgpack.unpack(ARGV[3])
+local label = 'checkpoint ' .. ARGV[1] .. ' chunk ' .. ARGV[2]
+"""
+    + _CHECK_AND_APPLY
+    + r"""
 redis.call('HSET', KEYS[1], 'checkpoint', ARGV[1], 'chunk', ARGV[2])
 return 1
 """
+)
+
+#: The at-least-once script: ``ARGV[1]`` the commands; checked first and applied, no token.
+APPLY_UNFENCED_SCRIPT: Final = (
+    r"""
+local commands = cmsgpack.unpack(ARGV[1])
+local label = 'a batch'
+"""
+    + _CHECK_AND_APPLY
+    + r"""
+return 1
+"""
+)
 
 
 def encode_prepared(commands: Sequence[list[bytes]], chunk_size: int) -> bytes:

@@ -4,7 +4,7 @@
 Exactly-once writers are :class:`~eventapp.sink.TwoPhaseSinkWriter`\\ s: they hold what their split
 writes, hand it to the checkpoint (stored with the split's snapshot) and apply it with
 :data:`~eventapp.connectors.redis.apply_script.APPLY_SCRIPT` once the checkpoint committed, under
-the split's fencing token. At-least-once writers pipeline their writes as they come.
+the split's fencing token. At-least-once writers send their writes as they come, in batches.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import structlog
 from eventapp.errors import ConfigurationError, SinkError
 from eventapp.sink import SinkContext
 
-from .apply_script import APPLY_SCRIPT, decode_prepared, encode_prepared
+from .apply_script import APPLY_SCRIPT, APPLY_UNFENCED_SCRIPT, decode_prepared, encode_prepared
 from .commands import RedisCommand
 from .errors import describe_redis_error, safe_url
 from .sink_config import RedisDelivery, RedisSinkConfig
 
-__all__ = ["RedisExactlyOnceWriter", "RedisPipelinedWriter", "RedisSink"]
+__all__ = ["RedisAtLeastOnceWriter", "RedisExactlyOnceWriter", "RedisSink"]
 
 log = structlog.get_logger(__name__)
 
@@ -55,10 +55,10 @@ class RedisSink:
                 )
             return self._client
 
-    def create_writer(self, context: SinkContext) -> RedisExactlyOnceWriter | RedisPipelinedWriter:
+    def create_writer(self, context: SinkContext) -> RedisExactlyOnceWriter | RedisAtLeastOnceWriter:
         if self.config.delivery is RedisDelivery.EXACTLY_ONCE:
             return RedisExactlyOnceWriter(self, context)
-        return RedisPipelinedWriter(self, context)
+        return RedisAtLeastOnceWriter(self, context)
 
 
 class _WriterBase:
@@ -182,66 +182,48 @@ class RedisExactlyOnceWriter(_WriterBase):
         self._held = []
 
 
-class RedisPipelinedWriter(_WriterBase):
-    """Sends the split's writes in pipelines as they come (at-least-once)."""
+class RedisAtLeastOnceWriter(_WriterBase):
+    """Sends the split's writes as they come, ``pipeline_size`` commands per round trip, each batch
+    checked and applied by one script (:data:`~.apply_script.APPLY_UNFENCED_SCRIPT`: nothing of a
+    batch is written unless all of it can be); at-least-once."""
 
     def __init__(self, sink: RedisSink, context: SinkContext) -> None:
         super().__init__(sink, context)
-        self._pipeline: Any = None
-        self._pending = 0
+        self._batch: list[list[bytes]] = []
+        self._script: Any = None
 
     def write(self, value: Any, timestamp: int | None) -> None:
-        commands = self._commands(value)
-        if not commands:
-            self._written += 1
-            return
-        pipeline = self._pipeline
-        if pipeline is None:
-            pipeline = self._pipeline = self._sink.client().pipeline(transaction=False)
-        for command in commands:
-            _queue(pipeline, self._wire(command))
-            self._pending += 1
+        batch = self._batch
+        for command in self._commands(value):
+            batch.append(self._wire(command))
         self._written += 1
-        if self._pending >= self._config.pipeline_size:
+        if len(batch) >= self._config.pipeline_size:
             self.flush()
 
     def flush(self) -> None:
         if self._closed:
             raise SinkError(f"{self._where}: the writer is closed")
-        pipeline = self._pipeline
-        if pipeline is None or not self._pending:
+        batch, self._batch = self._batch, []
+        if not batch:
             return
-        self._pending = 0
+        if self._script is None:
+            self._script = self._sink.client().register_script(APPLY_UNFENCED_SCRIPT)
         try:
-            pipeline.execute(raise_on_error=True)
+            self._script(args=[_pack(batch)])
+        except redis.exceptions.ResponseError as exc:
+            raise SinkError(
+                f"{self._where}: a batch of {len(batch)} commands could not be written: {exc}. Nothing "
+                f"of the batch was written; fix the key it names (delete or rename it, or change the "
+                f"mapper) and restart the job"
+            ) from exc
         except redis.exceptions.RedisError as exc:
-            pipeline.reset()
-            raise self._failure("writing a pipeline of commands", exc) from exc
+            raise self._failure(f"writing a batch of {len(batch)} commands", exc) from exc
 
     def close(self) -> None:
         self._closed = True
-        if self._pipeline is not None:
-            self._pipeline.reset()
-            self._pipeline = None
+        self._batch = []
 
 
 def _pack(commands: list[list[bytes]]) -> bytes:
     data: bytes = msgpack.packb(commands, use_bin_type=False)
     return data
-
-
-def _queue(pipeline: Any, wire: list[bytes]) -> None:
-    """Queue one command (the wire form of eventapp.connectors.redis.commands) on ``pipeline``."""
-    name, key, ttl, *args = wire
-    if name == b"XADD":
-        trim, *fields = args
-        if trim:
-            pipeline.execute_command("XADD", key, "MAXLEN", trim[:1], trim[1:], "*", *fields)
-        else:
-            pipeline.execute_command("XADD", key, "*", *fields)
-    elif name == b"PEXPIRE":
-        pass  # the TTL below is the whole command
-    else:
-        pipeline.execute_command(name, key, *args)
-    if ttl:
-        pipeline.execute_command("PEXPIRE", key, ttl)

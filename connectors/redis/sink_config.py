@@ -24,8 +24,9 @@ class RedisDelivery(enum.Enum):
     applied after the checkpoint committed, once (:mod:`eventapp.connectors.redis.apply_script`).
     Needs checkpointing; outputs become visible one checkpoint interval later.
 
-    ``AT_LEAST_ONCE``: writes are pipelined to Redis as they come (every ``pipeline_size`` commands
-    and at each checkpoint). After a crash the records since the last checkpoint are processed
+    ``AT_LEAST_ONCE``: writes are sent to Redis as they come, in batches (every ``pipeline_size``
+    commands and at each checkpoint; each batch is checked and applied by one script, so a batch is
+    never written in part). After a crash the records since the last checkpoint are processed
     again, so their writes are made again: safe for idempotent writes (SET, HSET, ZADD of the same
     values), visible as duplicates for INCRBY, XADD and PUBLISH.
     """
@@ -42,7 +43,7 @@ class RedisSinkConfig:
     ``token_prefix``: the fencing tokens of exactly-once mode are the hashes
     ``<token_prefix><job>:<split>:<sink name>``; keep them (deleting one makes the next replay apply
     a committed checkpoint again). ``chunk_size``: commands per atomic apply (exactly-once).
-    ``pipeline_size``: commands per pipeline round trip (at-least-once).
+    ``pipeline_size``: commands per round trip (at-least-once).
     """
 
     url: str = "redis://localhost:6379/0"
