@@ -4,8 +4,8 @@ Workload: ``--records`` values ``(key, n)`` over ``--keys`` keys from an in-memo
 partitioned by key) -> a keyed count (memory state) -> ``RedisSink`` writing ``INCRBY hits:<key>``
 and ``HSET last:<key> n <n>`` per record (two commands). *exactly-once*: held per split, stored with
 each checkpoint (every ``--interval-ms``) and applied by the fencing Lua script in chunks;
-*at-least-once*: batches of ``pipeline_size`` commands, each applied by one script. *raw*: the same two commands
-per record written by hand with a redis-py pipeline of 1,000 commands (no state, no checkpoints);
+*at-least-once*: batches of ``pipeline_size`` commands, each applied by one script. *raw*: the same
+two commands per record written by hand with a redis-py pipeline of 1,000 commands (no state, no checkpoints);
 *raw-script*: the same by hand in msgpack batches of 1,000 commands applied by the at-least-once
 sink's script, the trick both sink modes use (the fair floor). Each round runs all four on a
 fresh key prefix of the same embedded Redis (the order rotates) and checks the counters; the ratios
