@@ -12,6 +12,15 @@ that recovered last can commit, as with Kafka's ``init_transactions``.
 There is no transaction for sinks to write into: Kafka sinks of a Redis-sourced job are
 at-least-once, and the Redis sink's exactly-once mode (which applies its writes after the commit,
 fenced by its own token) is exactly-once.
+
+With a consumer group (the source's ``group``), :meth:`RedisCommitPoint.commit` then acknowledges
+the entries the commit covers: after its script succeeded, a second script takes this consumer's
+pending entries of the stream up to the last committed entry id (``XPENDING <stream> <group> -
+<position - 1> <n> <consumer>``) and acknowledges them (``XACK``), ``n`` at a time, each batch
+atomically. So an entry is acknowledged only once a committed checkpoint covers it. A failed
+acknowledgement is logged (``redis.commit_point.ack_failed``) and does not fail the commit: the
+checkpoint is committed, the entries stay pending, and the next commit acknowledges them (a
+restored reader skips and acknowledges pending entries below its position too).
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ import redis.exceptions
 import structlog
 
 from eventapp.checkpoint.commit import CommittedCheckpoint
-from eventapp.errors import CheckpointError, ProducerFencedError, RestoreError
+from eventapp.errors import CheckpointError, ConfigurationError, ProducerFencedError, RestoreError
 
 from .errors import describe_redis_error, safe_url
+from .stream_ids import MAX_POSITION, format_id
 
 __all__ = ["RedisCommitPoint"]
 
@@ -44,17 +54,54 @@ redis.call('HSET', KEYS[1], 'checkpoint_id', ARGV[2], 'snapshot', ARGV[3], 'posi
 return 1
 """
 
+#: Acknowledge up to ARGV[4] of consumer ARGV[2]'s pending entries of stream KEYS[1] in group
+#: ARGV[1] with ids up to ARGV[3]; returns how many there were.
+_ACK: Final = r"""
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', ARGV[3], ARGV[4], ARGV[2])
+if #pending == 0 then
+  return 0
+end
+local ids = {}
+for i, entry in ipairs(pending) do
+  ids[i] = entry[1]
+end
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+return #ids
+"""
+
+#: Entries acknowledged per script call (Lua's ``unpack`` has a limit of a few thousand values).
+_ACK_BATCH: Final = 1000
+
 
 class RedisCommitPoint:
     """Committed checkpoints of one split in Redis (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, url: str, key: str, split: str) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        url: str,
+        key: str,
+        split: str,
+        *,
+        group: str | None = None,
+        consumer: str | None = None,
+    ) -> None:
+        """``split`` is the stream; with ``group`` and ``consumer``, a commit acknowledges the
+        consumer's entries it covers (see the module docstring)."""
+        if (group is None) != (consumer is None):
+            raise ConfigurationError(
+                f"RedisCommitPoint of split {split!r}: give both group and consumer (to acknowledge "
+                f"committed entries), or neither; got group={group!r}, consumer={consumer!r}"
+            )
         self._client = client
         self._url = url
         self.key = key
         self.split = split
+        self.group = group
+        self.consumer = consumer
         self._epoch: int | None = None
         self._script: Any = None
+        self._ack_script: Any = None
 
     def __repr__(self) -> str:
         return f"RedisCommitPoint({self.key!r} on {safe_url(self._url)})"
@@ -119,6 +166,40 @@ class RedisCommitPoint:
                 f"{safe_url(self._url)} failed: {describe_redis_error(exc)}; the split restarts from its "
                 f"last committed checkpoint"
             ) from exc
+        if self.group is not None and checkpoint.position is not None:
+            self._acknowledge(checkpoint.checkpoint_id, checkpoint.position)
+
+    def _acknowledge(self, checkpoint_id: int, position: int) -> None:
+        """XACK this consumer's pending entries of the stream below ``position`` (committed)."""
+        if not 0 < position <= MAX_POSITION + 1:
+            return  # nothing read yet (or not a stream position): nothing to acknowledge
+        if self._ack_script is None:
+            self._ack_script = self._client.register_script(_ACK)
+        last = format_id(position - 1)
+        acked = 0
+        try:
+            while True:
+                found = int(
+                    self._ack_script(keys=[self.split], args=[self.group, self.consumer, last, _ACK_BATCH])
+                )
+                acked += found
+                if found < _ACK_BATCH:
+                    break
+        except redis.exceptions.RedisError as exc:
+            log.warning(
+                "redis.commit_point.ack_failed",
+                split=self.split,
+                group=self.group,
+                consumer=self.consumer,
+                checkpoint_id=checkpoint_id,
+                up_to=last,
+                acked=acked,
+                error=describe_redis_error(exc),
+                effect="the checkpoint is committed; its entries stay pending and the next commit "
+                "acknowledges them",
+            )
+            return
+        log.debug("redis.commit_point.acked", split=self.split, group=self.group, up_to=last, acked=acked)
 
     def close(self) -> None:
         """Nothing to release (the client belongs to the source)."""

@@ -3,11 +3,14 @@ after the last one processed (positions: :mod:`.stream_ids`; reading: :mod:`.str
 
 Streams are named (``streams=[...]``) or found by a glob (``pattern``, with ``SCAN ... MATCH
 pattern TYPE stream``) when the job starts: a stream created while the job runs is read from the
-next start on. The source reads streams on its own, without a consumer group (no ``XREADGROUP``,
-``XACK`` or ``XAUTOCLAIM``): positions are checkpointed by the job, so a restored job continues
-exactly after the last entry its checkpoint covers, and the entries stay in the stream for other
-readers. Trim streams (``MAXLEN``/``MINID``) only below what the job has committed: entries removed
-before the job read them are reported as a :class:`~eventapp.errors.SourceError`, never skipped.
+next start on. By default the source reads streams on its own, without a consumer group: positions
+are checkpointed by the job, so a restored job continues exactly after the last entry its
+checkpoint covers, and the entries stay in the stream for other readers. With ``group=...`` it
+reads through a consumer group (``XREADGROUP``; pending entries first, ``XAUTOCLAIM`` of abandoned
+ones; ``XACK`` by the commit point once a checkpoint committed; :mod:`.group_reader`), the
+checkpointed positions still deciding what is read. Trim streams (``MAXLEN``/``MINID``) only below
+what the job has committed: entries removed before the job read them are reported as a
+:class:`~eventapp.errors.SourceError`, never skipped.
 
 Each entry becomes a record whose value is its fields (``dict[str, str]``), one JSON field, or what
 ``value_decoder`` makes of the fields, and whose event time is the entry id's milliseconds or a
@@ -33,6 +36,7 @@ from eventapp.source import SourceRecord
 
 from .commit import RedisCommitPoint
 from .errors import redis_failure
+from .group_reader import RedisGroupStreamReader
 from .source_config import RedisStreamSourceConfig, check_stream_key
 from .stream_ids import format_id, parse_id
 from .stream_reader import RedisStreamReader
@@ -97,18 +101,27 @@ class RedisStreamSource(Generic[T]):
                     f"{list(config.streams)})"
                 )
             check_stream_key(split, "it cannot be a split of a Redis stream source")
+        if config.group is not None:
+            return RedisGroupStreamReader(config, splits, start_positions, self._decode)
         return RedisStreamReader(config, splits, start_positions, self._decode)
 
     # -- CommittingSource: the splits' committed checkpoints live in the same Redis (.commit) --------
 
     def create_commit_point(self, job: str, split: str, exactly_once: bool) -> RedisCommitPoint:
-        """The commit point of ``split``: the hash ``<commit_prefix><job>:<split>``, fenced by epoch.
-        The same in exactly-once and at-least-once mode (it has no transaction for sinks)."""
+        """The commit point of ``split``: the hash ``<commit_prefix><job>:<split>``, fenced by epoch;
+        with a consumer group, it acknowledges the committed entries of the source's consumer. The
+        same in exactly-once and at-least-once mode (it has no transaction for sinks)."""
         config = self._config
         if self._commit_client is None:
             self._commit_client = config.client()
+        group = config.group
         return RedisCommitPoint(
-            self._commit_client, config.url, f"{config.commit_prefix}{job}:{split}", split
+            self._commit_client,
+            config.url,
+            f"{config.commit_prefix}{job}:{split}",
+            split,
+            group=group,
+            consumer=None if group is None else config.consumer,
         )
 
     def validate_checkpointing(self, interval_ms: int, exactly_once: bool) -> None:

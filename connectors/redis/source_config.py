@@ -18,6 +18,8 @@ from .errors import safe_url
 __all__ = ["RedisStreamSourceConfig", "check_stream_key"]
 
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
+_DEFAULT_CONSUMER = "eventapp"
+_DEFAULT_CLAIM_IDLE_MS = 60_000
 
 
 def check_stream_key(key: str, fix: str) -> str:
@@ -65,6 +67,14 @@ class RedisStreamSourceConfig:
     :param timeout_s: connect and command timeout of the Redis client (seconds).
     :param commit_prefix: the splits' committed checkpoints are the hashes
         ``<commit_prefix><job>:<stream>`` in the same Redis (:mod:`.commit`).
+    :param group: read through this consumer group (created on each stream if missing): entries
+        are delivered with ``XREADGROUP``, show in ``XPENDING`` and are acknowledged (``XACK``) once
+        the checkpoint covering them committed (:mod:`.group_reader`). The job's checkpointed
+        position stays the source of truth. Default: no group (``XRANGE``/``XREAD``).
+    :param consumer: the consumer name in the group; keep one name per job (a restarted job finds
+        its pending entries by it).
+    :param claim_idle_ms: with a group, entries other consumers of the group left pending for
+        longer than this are taken over (``XAUTOCLAIM``) when a split's reader opens.
     """
 
     url: str = "redis://localhost:6379/0"
@@ -81,6 +91,9 @@ class RedisStreamSourceConfig:
     name: str | None = None
     timeout_s: float = 10.0
     commit_prefix: str = "eventapp:committed:"
+    group: str | None = None
+    consumer: str = _DEFAULT_CONSUMER
+    claim_idle_ms: int = _DEFAULT_CLAIM_IDLE_MS
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.startswith(_URL_SCHEMES):
@@ -120,6 +133,30 @@ class RedisStreamSourceConfig:
         if self.name is not None and (not isinstance(self.name, str) or not self.name):
             raise ConfigurationError(
                 f"RedisStreamSourceConfig.name must be a non-empty str, got {self.name!r}"
+            )
+        self._check_group()
+
+    def _check_group(self) -> None:
+        group, consumer, idle = self.group, self.consumer, self.claim_idle_ms
+        if group is not None and (not isinstance(group, str) or not group):
+            raise ConfigurationError(
+                f"RedisStreamSourceConfig.group must be a consumer group name (a non-empty str, for "
+                f"example the job's name), or None to read without a group; got {group!r}"
+            )
+        if not isinstance(consumer, str) or not consumer:
+            raise ConfigurationError(
+                f"RedisStreamSourceConfig.consumer must be a consumer name (a non-empty str), got "
+                f"{consumer!r}; keep one name per job: a restarted job finds its pending entries by it"
+            )
+        if not isinstance(idle, int) or isinstance(idle, bool) or idle < 1:
+            raise ConfigurationError(
+                f"RedisStreamSourceConfig.claim_idle_ms must be an int >= 1 (how long, in ms, an entry "
+                f"must have been pending at another consumer before it is taken over), got {idle!r}"
+            )
+        if group is None and (consumer != _DEFAULT_CONSUMER or idle != _DEFAULT_CLAIM_IDLE_MS):
+            raise ConfigurationError(
+                "RedisStreamSourceConfig: consumer and claim_idle_ms apply only to a consumer group: "
+                "set group='<name>' (for example the job's name) to read through one, or drop them"
             )
 
     def _check_streams(self) -> None:

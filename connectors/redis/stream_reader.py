@@ -5,7 +5,8 @@ commands, handed out split by split in turn.
 COUNT n; EXEC`` on one key, and a wait for new entries is ``XREAD BLOCK`` on one key. With Redis
 Cluster the keys of one command (and one transaction) must hash to one slot; reading each stream
 with its own commands is what makes the reader Cluster-safe, whatever slots a family of streams
-(``orders:{0}`` .. ``orders:{7}``) hashes to. It costs one round trip per stream read.
+(``orders:{0}`` .. ``orders:{7}``) hashes to. It costs one round trip per stream read. (With a
+consumer group configured, :class:`~.group_reader.RedisGroupStreamReader` reads instead.)
 
 **Positions.** A split's position is the next entry id to read (:mod:`.stream_ids`), so reading
 resumes with an inclusive ``XRANGE`` from it: a restored split continues exactly after the last
@@ -215,6 +216,11 @@ class RedisStreamReader:
         info, entries = self._call(split.key, "XRANGE", read)
         snap = self._snapshot(split.key, split.name, info)
         self._check(split, snap)
+        self._accept(split, snap, entries, caught_up=len(entries) < count)
+
+    def _accept(self, split: _Split, snap: _Snapshot, entries: Sequence[Any], *, caught_up: bool) -> None:
+        """Buffer ``entries`` (the stream's next ones after ``split.next``, in order) and move the
+        split on; ``caught_up``: no entry follows them (up to the bounded end) as of ``snap``."""
         decode, key, buffer = self._decode, split.key, split.buffer
         for entry_id, fields in entries:
             buffer.append(decode(key, entry_id, fields))
@@ -224,7 +230,6 @@ class RedisStreamReader:
             if split.counted is not None:
                 split.counted += len(entries)
         split.added = snap.added
-        caught_up = len(entries) < count
         if caught_up and split.end is None:
             split.counted = snap.added  # every entry there was has been read
         if split.end is not None and (caught_up or split.next > split.end):
