@@ -42,10 +42,19 @@ class DeadLetter:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict (bytes payloads are decoded as UTF-8 with replacement)."""
+        """A JSON-friendly dict: bytes (also inside dicts, lists and tuples, such as a Redis
+        entry's fields) are decoded as UTF-8 with replacement."""
         data = asdict(self)
-        if isinstance(self.record, bytes | bytearray):
-            data["record"] = bytes(self.record).decode("utf-8", errors="replace")
-        if isinstance(self.key, bytes | bytearray):
-            data["key"] = bytes(self.key).decode("utf-8", errors="replace")
+        data["record"] = _json_friendly(self.record)
+        data["key"] = _json_friendly(self.key)
         return data
+
+
+def _json_friendly(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return {_json_friendly(k): _json_friendly(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_friendly(v) for v in value]
+    return value

@@ -100,6 +100,19 @@ def test_dead_letter_policy_rolls_back_state_and_output_of_the_failed_record() -
     assert letter.to_dict()["record"] == {"k": "a", "amount": -5}
 
 
+def test_a_dead_letter_of_raw_bytes_inside_containers_is_json_friendly() -> None:
+    """An undecodable Redis entry's raw record is its fields as ``dict[bytes, bytes]``."""
+    import orjson
+
+    letter = DeadLetter(
+        operator="source redis:s", key=None, record={b"json": b"{not json", b"n": b"\xff"}, error_type="E",
+        error="bad", split="s", position=1, timestamp=None,
+    )  # fmt: skip
+    data = letter.to_dict()
+    assert data["record"] == {"json": "{not json", "n": "\ufffd"}
+    orjson.dumps(data)
+
+
 def test_failing_timer_is_dead_lettered_once_and_rolled_back() -> None:
     dead: CollectionSink[DeadLetter] = CollectionSink("dlq")
     clock = ManualClock()
