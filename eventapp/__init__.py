@@ -10,6 +10,7 @@ from eventapp.broadcast import (
     BroadcastStream,
     KeyedBroadcastProcessFunction,
     ReadOnlyBroadcastContext,
+    ReadOnlyBroadcastTimerContext,
 )
 from eventapp.checkpoint.commit import CommitPoint, CommittedCheckpoint
 from eventapp.checkpoint.restore import RestoreRequest
@@ -157,6 +158,7 @@ __all__ = [
     "ProcessedStream",
     "ProducerFencedError",
     "ReadOnlyBroadcastContext",
+    "ReadOnlyBroadcastTimerContext",
     "RecordProcessingError",
     "ReducingState",
     "ReducingStateDescriptor",

@@ -40,6 +40,7 @@ __all__ = [
     "BroadcastStream",
     "KeyedBroadcastProcessFunction",
     "ReadOnlyBroadcastContext",
+    "ReadOnlyBroadcastTimerContext",
 ]
 
 K = TypeVar("K")
@@ -55,6 +56,14 @@ BROADCAST_KEY = "\x00eventapp.broadcast"
 
 class ReadOnlyBroadcastContext(Context):
     """``process_element``'s context: the keyed context, plus the broadcast state, read-only."""
+
+    def get_broadcast_state(self, descriptor: MapStateDescriptor[MK, MV]) -> Mapping[MK, MV]:
+        raise NotImplementedError
+
+
+class ReadOnlyBroadcastTimerContext(OnTimerContext):
+    """``on_timer``'s context in a keyed broadcast function: the timer's context, plus the broadcast
+    state, read-only (Flink's ``KeyedBroadcastProcessFunction.OnTimerContext``)."""
 
     def get_broadcast_state(self, descriptor: MapStateDescriptor[MK, MV]) -> Mapping[MK, MV]:
         raise NotImplementedError
@@ -89,8 +98,8 @@ class KeyedBroadcastProcessFunction(Generic[K, IN, B, OUT]):
     def process_broadcast_element(self, value: B, ctx: BroadcastContext, out: Collector[OUT]) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement process_broadcast_element()")
 
-    def on_timer(self, timestamp: int, ctx: OnTimerContext, out: Collector[OUT]) -> None:
-        """Called when a timer fires; the default does nothing."""
+    def on_timer(self, timestamp: int, ctx: ReadOnlyBroadcastTimerContext, out: Collector[OUT]) -> None:
+        """Called when a timer fires (``ctx`` reads the broadcast state too); the default does nothing."""
 
     def close(self) -> None:
         """Called once when the job stops."""

@@ -20,6 +20,7 @@ from eventapp.broadcast import (
     BroadcastContext,
     KeyedBroadcastProcessFunction,
     ReadOnlyBroadcastContext,
+    ReadOnlyBroadcastTimerContext,
 )
 from eventapp.errors import ConfigurationError
 from eventapp.functions import (
@@ -29,6 +30,7 @@ from eventapp.functions import (
     OnTimerContext,
     OutputTag,
     RuntimeContext,
+    TimeDomain,
 )
 from eventapp.runtime.keyed_process import KeyedProcessOperator
 from eventapp.state.descriptors import MapStateDescriptor
@@ -139,6 +141,38 @@ class _ReadOnlyContext(ReadOnlyBroadcastContext):
         return self._op.broadcast_view(descriptor)
 
 
+class _ReadOnlyTimerContext(ReadOnlyBroadcastTimerContext):
+    __slots__ = ("_ctx", "_op")
+
+    def __init__(self, op: KeyedBroadcastOperator, ctx: OnTimerContext) -> None:
+        self._op, self._ctx = op, ctx
+
+    def get_state(self, descriptor: Any) -> Any:
+        return self._ctx.get_state(descriptor)
+
+    @property
+    def timestamp(self) -> int | None:
+        return self._ctx.timestamp
+
+    @property
+    def current_key(self) -> Any:
+        return self._ctx.current_key
+
+    @property
+    def timer_service(self) -> Any:
+        return self._ctx.timer_service
+
+    @property
+    def time_domain(self) -> TimeDomain:
+        return self._ctx.time_domain
+
+    def output(self, tag: OutputTag[Any], value: Any) -> None:
+        self._ctx.output(tag, value)
+
+    def get_broadcast_state(self, descriptor: MapStateDescriptor[Any, Any]) -> Mapping[Any, Any]:
+        return self._op.broadcast_view(descriptor)
+
+
 class _BroadcastContext(BroadcastContext):
     __slots__ = ("_ctx", "_op")
 
@@ -188,7 +222,9 @@ class KeyedBroadcastAdapter(KeyedProcessFunction[Any, tuple[str, Any], Any]):
             op.broadcast_changed()
 
     def on_timer(self, timestamp: int, ctx: OnTimerContext, out: Collector[Any]) -> None:
-        self.function.on_timer(timestamp, ctx, out)
+        op = self.operator
+        assert op is not None
+        self.function.on_timer(timestamp, _ReadOnlyTimerContext(op, ctx), out)
 
     def close(self) -> None:
         self.function.close()

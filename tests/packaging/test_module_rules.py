@@ -334,6 +334,7 @@ PUBLIC_API: Mapping[str, frozenset[str]] = {
             "ProcessedStream",
             "ProducerFencedError",
             "ReadOnlyBroadcastContext",
+            "ReadOnlyBroadcastTimerContext",
             "RecordProcessingError",
             "ReducingState",
             "ReducingStateDescriptor",

@@ -20,8 +20,10 @@ from eventapp import (
     KeyedBroadcastProcessFunction,
     MapStateDescriptor,
     ReadOnlyBroadcastContext,
+    ReadOnlyBroadcastTimerContext,
     RecordProcessingError,
     ValueStateDescriptor,
+    WatermarkStrategy,
 )
 from eventapp.connectors.collection import CollectionSink, CollectionSource
 
@@ -148,3 +150,38 @@ def test_a_non_keyed_stream_reads_broadcast_state_without_keyed_state() -> None:
     source.connect(source.filter(lambda r: False).broadcast(RULES)).process(Tag(), uid="tag").sink_to(sink)
     with pytest.raises(RecordProcessingError, match="no keyed state"):
         failing.run()
+
+
+class RemindWithTheRule(OverLimit):
+    """Registers an event-time timer per element; ``on_timer`` reads the broadcast state (as Flink's
+    ``KeyedBroadcastProcessFunction.OnTimerContext`` can), read-only."""
+
+    def process_element(
+        self, value: dict[str, Any], ctx: ReadOnlyBroadcastContext, out: Collector[str]
+    ) -> None:
+        assert ctx.timestamp is not None
+        ctx.timer_service.register_event_time_timer(ctx.timestamp + 10)
+
+    def on_timer(self, timestamp: int, ctx: ReadOnlyBroadcastTimerContext, out: Collector[str]) -> None:
+        rules = ctx.get_broadcast_state(RULES)
+        out.collect(f"{ctx.current_key}@{timestamp} {ctx.time_domain.name} rules={dict(rules)}")
+        with pytest.raises(TypeError):
+            rules["x"] = 1.0  # type: ignore[index]  # read-only in on_timer
+
+
+def test_on_timer_reads_the_broadcast_state() -> None:
+    records = [
+        {"rule": "big", "limit": 100, "ts": 1},
+        {"acct": "a", "amount": 5, "ts": 2},
+        {"rule": "huge", "limit": 1000, "ts": 3},
+    ]
+    job = Job("broadcast-timers")
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(lambda r, _: r["ts"])
+    stream = job.from_source(CollectionSource(records), strategy)
+    updates = stream.filter(lambda r: "rule" in r).broadcast(RULES)
+    sink: CollectionSink[str] = CollectionSink()
+    stream.filter(lambda r: "acct" in r).key_by(lambda r: r["acct"]).connect(updates).process(
+        RemindWithTheRule(), uid="remind"
+    ).sink_to(sink)
+    job.run()  # the end of input fires the timer, after both rules arrived
+    assert sink.values == ["a@12 EVENT_TIME rules={'big': 100, 'huge': 1000}"]
