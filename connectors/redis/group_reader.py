@@ -221,7 +221,7 @@ class RedisGroupStreamReader(RedisStreamReader):
         start, end = format_id(split.next), "+" if split.end is None else format_id(split.end)
 
         def read() -> list[Any]:
-            with self._client.pipeline(transaction=True) as pipe:
+            with self._config.transaction(self._client, name) as pipe:
                 pipe.xinfo_stream(name)
                 pipe.xinfo_groups(name)
                 pipe.xreadgroup(group, consumer, {name: cursor}, count=count)
@@ -275,7 +275,7 @@ class RedisGroupStreamReader(RedisStreamReader):
         start = format_id(split.next)
 
         def read() -> list[Any]:
-            with self._client.pipeline(transaction=True) as pipe:
+            with self._config.transaction(self._client, name) as pipe:
                 pipe.xinfo_stream(name)
                 pipe.xinfo_groups(name)
                 pipe.xrange(name, start, "+", count=1)

@@ -17,6 +17,7 @@ import msgpack
 import redis
 import redis.exceptions
 import structlog
+from redis.cluster import RedisCluster
 
 from eventapp.errors import ConfigurationError, SinkError
 from eventapp.sink import SinkContext
@@ -25,6 +26,7 @@ from .apply_script import APPLY_SCRIPT, APPLY_UNFENCED_SCRIPT, decode_prepared, 
 from .commands import RedisCommand
 from .errors import describe_redis_error, safe_url
 from .sink_config import RedisDelivery, RedisSinkConfig
+from .slots import by_slot, slot_token
 
 __all__ = ["RedisAtLeastOnceWriter", "RedisExactlyOnceWriter", "RedisSink"]
 
@@ -50,9 +52,16 @@ class RedisSink:
         """The sink's client (one connection pool per process, shared by its writers)."""
         with self._lock:
             if self._client is None:
-                self._client = redis.Redis.from_url(
-                    self.config.url, socket_timeout=self.config.socket_timeout_s, socket_connect_timeout=5
-                )
+                if self.config.cluster:
+                    cluster: Any = RedisCluster.from_url(
+                        self.config.url, socket_timeout=self.config.socket_timeout_s, socket_connect_timeout=5
+                    )
+                    self._client = cluster
+                else:
+                    self._client = redis.Redis.from_url(
+                        self.config.url, socket_timeout=self.config.socket_timeout_s, socket_connect_timeout=5
+                    )
+            assert self._client is not None
             return self._client
 
     def create_writer(self, context: SinkContext) -> RedisExactlyOnceWriter | RedisAtLeastOnceWriter:
@@ -141,27 +150,34 @@ class RedisExactlyOnceWriter(_WriterBase):
         chunk_size, commands = decode_prepared(prepared, f"checkpoint {checkpoint_id} of {self._where}")
         script = self._apply_script()
         applied = skipped = 0
-        for chunk, start in enumerate(range(0, len(commands), chunk_size)):
-            batch = commands[start : start + chunk_size]
-            try:
-                done = script(keys=[self._token], args=[checkpoint_id, chunk, _pack(batch)])
-            except redis.exceptions.ResponseError as exc:
-                raise SinkError(
-                    f"{self._where}: checkpoint {checkpoint_id} (committed) could not be applied: {exc}. "
-                    f"Nothing of chunk {chunk} was written. Fix the key it names (delete or rename it, or "
-                    f"change the mapper), then restart the job: a restored split applies its committed "
-                    f"checkpoint again"
-                ) from exc
-            except redis.exceptions.RedisError as exc:
-                raise self._failure(
-                    f"applying committed checkpoint {checkpoint_id} (chunk {chunk}; it is applied again "
-                    f"when the split restores)",
-                    exc,
-                ) from exc
-            if done:
-                applied += len(batch)
-            else:
-                skipped += len(batch)
+        # On a cluster a script touches one slot: each slot's commands go under its own token.
+        groups = (
+            [(slot_token(self._token, slot), group) for slot, group in by_slot(commands)]
+            if self._config.cluster
+            else [(self._token, commands)]
+        )
+        for token, group in groups:
+            for chunk, start in enumerate(range(0, len(group), chunk_size)):
+                batch = group[start : start + chunk_size]
+                try:
+                    done = script(keys=[token], args=[checkpoint_id, chunk, _pack(batch)])
+                except redis.exceptions.ResponseError as exc:
+                    raise SinkError(
+                        f"{self._where}: checkpoint {checkpoint_id} (committed) could not be applied: "
+                        f"{exc}. Nothing of chunk {chunk} was written. Fix the key it names (delete or "
+                        f"rename it, or change the mapper), then restart the job: a restored split "
+                        f"applies its committed checkpoint again"
+                    ) from exc
+                except redis.exceptions.RedisError as exc:
+                    raise self._failure(
+                        f"applying committed checkpoint {checkpoint_id} (chunk {chunk}; it is applied "
+                        f"again when the split restores)",
+                        exc,
+                    ) from exc
+                if done:
+                    applied += len(batch)
+                else:
+                    skipped += len(batch)
         log.debug(
             "redis.sink.applied",
             sink=self._config.name,
@@ -191,6 +207,7 @@ class RedisAtLeastOnceWriter(_WriterBase):
         super().__init__(sink, context)
         self._batch: list[list[bytes]] = []
         self._script: Any = None
+        self._token = f"{sink.config.token_prefix}{context.job}:{context.split}:{sink.config.name}"
 
     def write(self, value: Any, timestamp: int | None) -> None:
         batch = self._batch
@@ -209,7 +226,11 @@ class RedisAtLeastOnceWriter(_WriterBase):
         if self._script is None:
             self._script = self._sink.client().register_script(APPLY_UNFENCED_SCRIPT)
         try:
-            self._script(args=[_pack(batch)])
+            if self._config.cluster:  # one script call per slot, routed by a key of that slot
+                for slot, group in by_slot(batch):
+                    self._script(keys=[slot_token(self._token, slot)], args=[_pack(group)])
+            else:
+                self._script(args=[_pack(batch)])
         except redis.exceptions.ResponseError as exc:
             raise SinkError(
                 f"{self._where}: a batch of {len(batch)} commands could not be written: {exc}. Nothing "

@@ -43,7 +43,9 @@ class RedisSinkConfig:
     ``token_prefix``: the fencing tokens of exactly-once mode are the hashes
     ``<token_prefix><job>:<split>:<sink name>``; keep them (deleting one makes the next replay apply
     a committed checkpoint again). ``chunk_size``: commands per atomic apply (exactly-once).
-    ``pipeline_size``: commands per round trip (at-least-once).
+    ``pipeline_size``: commands per round trip (at-least-once). ``cluster``: ``url`` names a node
+    of a Redis Cluster; commands are applied slot by slot, each slot with a token of its own
+    (:mod:`eventapp.connectors.redis.slots`).
     """
 
     url: str = "redis://localhost:6379/0"
@@ -54,6 +56,7 @@ class RedisSinkConfig:
     chunk_size: int = 5_000
     pipeline_size: int = 1_000
     socket_timeout_s: float = 10.0
+    cluster: bool = False
 
     def __post_init__(self) -> None:
         if self.mapper is None or not callable(self.mapper):

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.client import Pipeline
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from eventapp.errors import ConfigurationError
@@ -65,6 +67,9 @@ class RedisStreamSourceConfig:
         poll's timeout) for a new entry, on one stream at a time (``XREAD BLOCK``).
     :param name: printable name of the source (default ``redis:<streams or pattern>``).
     :param timeout_s: connect and command timeout of the Redis client (seconds).
+    :param cluster: ``url`` names a node of a Redis Cluster: use a cluster client (every command the
+        source sends names one key, so streams may live in any slots; ``pattern`` scans every
+        primary).
     :param commit_prefix: the splits' committed checkpoints are the hashes
         ``<commit_prefix><job>:<stream>`` in the same Redis (:mod:`.commit`).
     :param group: read through this consumer group (created on each stream if missing): entries
@@ -91,6 +96,7 @@ class RedisStreamSourceConfig:
     name: str | None = None
     timeout_s: float = 10.0
     commit_prefix: str = "eventapp:committed:"
+    cluster: bool = False
     group: str | None = None
     consumer: str = _DEFAULT_CONSUMER
     claim_idle_ms: int = _DEFAULT_CLAIM_IDLE_MS
@@ -106,6 +112,8 @@ class RedisStreamSourceConfig:
             raise ConfigurationError(
                 f"RedisStreamSourceConfig.start must be 'earliest' or 'latest', got {self.start!r}"
             )
+        if not isinstance(self.cluster, bool):
+            raise ConfigurationError(f"RedisStreamSourceConfig.cluster must be a bool, got {self.cluster!r}")
         if not isinstance(self.bounded, bool):
             raise ConfigurationError(f"RedisStreamSourceConfig.bounded must be a bool, got {self.bounded!r}")
         self._check_values()
@@ -225,9 +233,28 @@ class RedisStreamSourceConfig:
         """The URL with any password hidden (for messages and logs)."""
         return safe_url(self.url)
 
+    def transaction(self, client: redis.Redis, name: bytes) -> Pipeline:
+        """``MULTI``/``EXEC`` for commands on the one stream ``name``: on a cluster, the pipeline of
+        the node serving its slot (redis-py's cluster transactions return unparsed replies)."""
+        if self.cluster:
+            cluster: Any = client
+            client = cluster.get_redis_connection(cluster.get_node_from_key(name))
+        return client.pipeline(transaction=True)
+
     def client(self) -> redis.Redis:
         """A new client (bytes replies) with this config's timeouts and a few quick retries of
-        connection errors; the caller closes it."""
+        connection errors; the caller closes it. With ``cluster``, a ``RedisCluster`` (which has the
+        same commands: the source's calls are typed against ``redis.Redis``)."""
+        if self.cluster:
+            cluster: Any = RedisCluster.from_url(
+                self.url,
+                decode_responses=False,
+                socket_connect_timeout=self.timeout_s,
+                socket_timeout=self.timeout_s,
+                retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
+            )
+            client: redis.Redis = cluster
+            return client
         return redis.Redis.from_url(
             self.url,
             decode_responses=False,

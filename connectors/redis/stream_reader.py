@@ -208,7 +208,7 @@ class RedisStreamReader:
         count = self._config.batch_size
 
         def read() -> list[Any]:
-            with self._client.pipeline(transaction=True) as pipe:
+            with self._config.transaction(self._client, split.name) as pipe:
                 pipe.xinfo_stream(split.name)
                 pipe.xrange(split.name, format_id(split.next), end, count=count)
                 return pipe.execute()
