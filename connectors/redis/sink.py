@@ -19,12 +19,12 @@ import redis.exceptions
 import structlog
 from redis.cluster import RedisCluster
 
-from eventapp.errors import ConfigurationError, SinkError
+from eventapp.errors import ConfigurationError, EventAppError, SinkError
 from eventapp.sink import SinkContext
 
 from .apply_script import APPLY_SCRIPT, APPLY_UNFENCED_SCRIPT, decode_prepared, encode_prepared
 from .commands import RedisCommand
-from .errors import describe_redis_error, safe_url
+from .errors import redis_failure, safe_url
 from .sink_config import RedisDelivery, RedisSinkConfig
 from .slots import by_slot, slot_token
 
@@ -79,6 +79,8 @@ class _WriterBase:
         self._written = 0
         self._closed = False
         self._where = f"Redis sink {sink.config.name!r} (split {context.split!r})"
+        #: The split's fencing token (exactly-once); on a cluster, the base of one token per slot.
+        self._token = f"{sink.config.token_prefix}{context.job}:{context.split}:{sink.config.name}"
 
     @property
     def records_written(self) -> int:
@@ -114,10 +116,8 @@ class _WriterBase:
         except ConfigurationError as exc:
             raise SinkError(f"{self._where}: {exc}") from exc
 
-    def _failure(self, what: str, exc: BaseException) -> SinkError:
-        return SinkError(
-            f"{self._where}: {what} on Redis {safe_url(self._config.url)} failed: {describe_redis_error(exc)}"
-        )
+    def _failure(self, what: str, exc: BaseException) -> EventAppError:
+        return redis_failure(SinkError, f"{self._where}: {what}", self._config.url, exc)
 
 
 class RedisExactlyOnceWriter(_WriterBase):
@@ -126,7 +126,6 @@ class RedisExactlyOnceWriter(_WriterBase):
     def __init__(self, sink: RedisSink, context: SinkContext) -> None:
         super().__init__(sink, context)
         self._held: list[list[bytes]] = []
-        self._token = f"{sink.config.token_prefix}{context.job}:{context.split}:{sink.config.name}"
         self._script: Any = None
 
     def write(self, value: Any, timestamp: int | None) -> None:
@@ -207,7 +206,6 @@ class RedisAtLeastOnceWriter(_WriterBase):
         super().__init__(sink, context)
         self._batch: list[list[bytes]] = []
         self._script: Any = None
-        self._token = f"{sink.config.token_prefix}{context.job}:{context.split}:{sink.config.name}"
 
     def write(self, value: Any, timestamp: int | None) -> None:
         batch = self._batch

@@ -141,36 +141,15 @@ class _ReadOnlyContext(ReadOnlyBroadcastContext):
         return self._op.broadcast_view(descriptor)
 
 
-class _ReadOnlyTimerContext(ReadOnlyBroadcastTimerContext):
-    __slots__ = ("_ctx", "_op")
+class _ReadOnlyTimerContext(_ReadOnlyContext, ReadOnlyBroadcastTimerContext):
+    """``on_timer``'s context: the read-only context, plus the firing timer's time domain."""
 
-    def __init__(self, op: KeyedBroadcastOperator, ctx: OnTimerContext) -> None:
-        self._op, self._ctx = op, ctx
-
-    def get_state(self, descriptor: Any) -> Any:
-        return self._ctx.get_state(descriptor)
-
-    @property
-    def timestamp(self) -> int | None:
-        return self._ctx.timestamp
-
-    @property
-    def current_key(self) -> Any:
-        return self._ctx.current_key
-
-    @property
-    def timer_service(self) -> Any:
-        return self._ctx.timer_service
+    __slots__ = ()
+    _ctx: OnTimerContext
 
     @property
     def time_domain(self) -> TimeDomain:
         return self._ctx.time_domain
-
-    def output(self, tag: OutputTag[Any], value: Any) -> None:
-        self._ctx.output(tag, value)
-
-    def get_broadcast_state(self, descriptor: MapStateDescriptor[Any, Any]) -> Mapping[Any, Any]:
-        return self._op.broadcast_view(descriptor)
 
 
 class _BroadcastContext(BroadcastContext):
