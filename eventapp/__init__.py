@@ -13,6 +13,7 @@ from eventapp.broadcast import (
     ReadOnlyBroadcastTimerContext,
 )
 from eventapp.checkpoint.commit import CommitPoint, CommittedCheckpoint
+from eventapp.checkpoint.object_storage import ObjectCheckpointStorage
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.checkpoint.storage import CheckpointStorage, LocalCheckpointStorage
 from eventapp.clock import Clock, ManualClock, SystemClock
@@ -31,6 +32,8 @@ from eventapp.errors import (
     EventAppError,
     JobFailedError,
     JobManagerError,
+    ObjectNotFoundError,
+    ObjectStoreError,
     ProducerFencedError,
     RecordProcessingError,
     RestoreError,
@@ -59,6 +62,7 @@ from eventapp.functions import (
     TimerService,
 )
 from eventapp.log import configure_logging
+from eventapp.objectstore.s3 import S3Settings
 from eventapp.partitioning import Crc32Partitioner, Murmur2Partitioner, Partitioner
 from eventapp.runtime.local import LocalRunner
 from eventapp.runtime.stats import JobResult
@@ -150,6 +154,9 @@ __all__ = [
     "MsgpackSerializer",
     "Murmur2Partitioner",
     "NoRestart",
+    "ObjectCheckpointStorage",
+    "ObjectNotFoundError",
+    "ObjectStoreError",
     "OnTimerContext",
     "OutputTag",
     "Partitioner",
@@ -166,6 +173,7 @@ __all__ = [
     "RestoreError",
     "RestoreRequest",
     "RuntimeContext",
+    "S3Settings",
     "Savepoint",
     "SavepointBuilder",
     "SavepointError",

@@ -33,8 +33,11 @@ class CheckpointingMode(enum.Enum):
 class CheckpointConfig:
     """Periodic checkpoints of every split's state, position and watermark.
 
-    ``storage`` is a :class:`~eventapp.checkpoint.storage.CheckpointStorage` or a directory path
-    (local or mounted). ``retained`` snapshots per split are kept (at least 2).
+    ``storage`` is a :class:`~eventapp.checkpoint.storage.CheckpointStorage`, a directory path
+    (local or mounted), or an object store URI ``s3://bucket/prefix`` (an
+    :class:`~eventapp.checkpoint.object_storage.ObjectCheckpointStorage` configured from the
+    standard AWS environment; see ``docs/object-storage.md``). ``retained`` snapshots per split
+    are kept (at least 2).
     """
 
     storage: CheckpointStorage | str | Path
@@ -53,12 +56,25 @@ class CheckpointConfig:
                 f"CheckpointConfig.retained must be >= 2 (the committed snapshot and its predecessor "
                 f"are needed for recovery), got {self.retained}"
             )
+        if isinstance(self.storage, str) and self.storage.startswith("s3://"):
+            from eventapp.objectstore.location import ObjectLocation
+
+            ObjectLocation.parse(self.storage)  # a bad URI fails here, not at the first checkpoint
+        elif isinstance(self.storage, str) and "://" in self.storage:
+            raise ConfigurationError(
+                f"CheckpointConfig.storage {self.storage!r} has an unsupported scheme: use a directory "
+                f"path, 's3://bucket/prefix', or a CheckpointStorage instance"
+            )
         if not isinstance(self.mode, CheckpointingMode):
             raise ConfigurationError(f"CheckpointConfig.mode must be a CheckpointingMode, got {self.mode!r}")
 
     def resolved_storage(self) -> CheckpointStorage:
         from eventapp.checkpoint.storage import LocalCheckpointStorage
 
+        if isinstance(self.storage, str) and self.storage.startswith("s3://"):
+            from eventapp.checkpoint.object_storage import ObjectCheckpointStorage
+
+            return ObjectCheckpointStorage(self.storage)
         if isinstance(self.storage, str | Path):
             return LocalCheckpointStorage(self.storage)
         return self.storage

@@ -10,6 +10,8 @@ __all__ = [
     "EventAppError",
     "JobFailedError",
     "JobManagerError",
+    "ObjectNotFoundError",
+    "ObjectStoreError",
     "ProducerFencedError",
     "RecordProcessingError",
     "RestoreError",
@@ -62,6 +64,16 @@ class SinkError(EventAppError):
 
 class CheckpointError(EventAppError):
     """A checkpoint could not be taken or committed."""
+
+
+class ObjectStoreError(CheckpointError):
+    """A request to the object store (S3-compatible) holding checkpoints failed: the endpoint is
+    unreachable, the credentials are refused, the bucket does not exist, or a transfer broke off.
+    The message names the endpoint, bucket and key, and how to fix it (see ``docs/object-storage.md``)."""
+
+
+class ObjectNotFoundError(ObjectStoreError):
+    """The object store has no object under the key (the message names it)."""
 
 
 class ProducerFencedError(CheckpointError):

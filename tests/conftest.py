@@ -5,6 +5,7 @@ Broker selection (see ``tests/support/broker.py``): ``$EVENTAPP_TEST_BOOTSTRAP_S
 Redis selection (see ``tests/support/redis_server.py``): ``$EVENTAPP_TEST_REDIS_URL``, else Docker,
 else the local ``redis-server`` (``scripts/install-test-deps.sh`` installs it). A Redis Cluster
 (``tests/support/redis_cluster.py``): ``$EVENTAPP_TEST_REDIS_CLUSTER_URL``, else three local nodes.
+An S3 object store (``tests/support/seaweedfs.py``): ``$EVENTAPP_TEST_S3_ENDPOINT``, else SeaweedFS.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tests.support.broker import (
 )
 from tests.support.redis_cluster import RedisClusterServers, provide_redis_cluster
 from tests.support.redis_server import RedisServer, provide_redis_server
+from tests.support.seaweedfs import S3Server, provide_s3_server
 
 TopicFactory = Callable[..., str]
 
@@ -60,3 +62,16 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     """A three-primary Redis Cluster (``$EVENTAPP_TEST_REDIS_CLUSTER_URL``, else started locally)."""
     with provide_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One S3 endpoint for the session (SeaweedFS's log: ``<basetemp>/seaweedfs0/weed.log``)."""
+    with provide_s3_server(work_dir=tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A fresh, empty bucket of ``s3_server`` for this test."""
+    return s3_server.new_bucket()

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from eventapp._fs import write_atomically
 from eventapp.checkpoint.commit import CommittedCheckpoint
-from eventapp.checkpoint.storage import write_json_atomic
 from eventapp.errors import RestoreError
 
 __all__ = ["FileCommitPoint"]
@@ -50,14 +50,12 @@ class FileCommitPoint:
 
     def commit(self, checkpoint: CommittedCheckpoint) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
-            self._path,
-            {
-                "checkpoint_id": checkpoint.checkpoint_id,
-                "snapshot": checkpoint.snapshot,
-                "position": checkpoint.position,
-            },
-        )
+        record = {
+            "checkpoint_id": checkpoint.checkpoint_id,
+            "snapshot": checkpoint.snapshot,
+            "position": checkpoint.position,
+        }
+        write_atomically(self._path, json.dumps(record, sort_keys=True).encode())
 
     def close(self) -> None:
         return None

@@ -34,12 +34,17 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 
 from eventapp._fs import fsync_directory, write_atomically
+from eventapp.checkpoint.commit import CommitPoint
+from eventapp.checkpoint.local_commit import FileCommitPoint
 from eventapp.errors import CheckpointError, SnapshotCorruptError, SnapshotMissingError
 
 __all__ = [
     "CheckpointStorage",
+    "CommitPointStorage",
     "LocalCheckpointStorage",
     "SnapshotInfo",
+    "check_component",
+    "parse_snapshot_name",
     "read_snapshot_meta",
     "snapshot_name",
 ]
@@ -53,6 +58,12 @@ _COMMITTED_DIR = "_committed"
 
 def snapshot_name(checkpoint_id: int, incarnation: str) -> str:
     return f"chk-{checkpoint_id:09d}-{incarnation}"
+
+
+def parse_snapshot_name(name: str) -> int | None:
+    """The checkpoint id of snapshot ``name``, or ``None`` if it is no snapshot name."""
+    m = _NAME.match(name)
+    return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +97,8 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 @runtime_checkable
 class CheckpointStorage(Protocol):
-    """Durable home of split snapshots. Local directories now; an object store can follow."""
+    """Durable home of split snapshots: :class:`LocalCheckpointStorage` (directories) or
+    :class:`~eventapp.checkpoint.object_storage.ObjectCheckpointStorage` (S3-compatible)."""
 
     def begin(self, job: str, split: str, name: str) -> Path:
         """A new, empty local directory to write snapshot ``name`` of ``split`` into."""
@@ -124,10 +136,24 @@ class CheckpointStorage(Protocol):
         ...
 
 
-def _safe(component: str) -> str:
+@runtime_checkable
+class CommitPointStorage(Protocol):
+    """Checkpoint storage that can also keep the committed checkpoints of splits whose source has no
+    commit point of its own (in-memory and file sources)."""
+
+    def create_commit_point(self, job: str, split: str) -> CommitPoint:
+        """The commit point of ``split``, stored beside its snapshots."""
+        ...
+
+
+def check_component(component: str) -> str:
+    """``component`` if it can be one component of a checkpoint path (or key); else raises."""
     if not component or "/" in component or component in (".", "..") or "\x00" in component:
         raise CheckpointError(f"{component!r} cannot be used as a checkpoint path component")
     return component
+
+
+_safe = check_component
 
 
 class LocalCheckpointStorage:
@@ -141,6 +167,10 @@ class LocalCheckpointStorage:
 
     def split_dir(self, job: str, split: str) -> Path:
         return self.root / _safe(job) / _safe(split)
+
+    def create_commit_point(self, job: str, split: str) -> CommitPoint:
+        """A :class:`FileCommitPoint`: ``<split dir>/_committed.json``."""
+        return FileCommitPoint(self.split_dir(job, split))
 
     def begin(self, job: str, split: str, name: str) -> Path:
         base = self.split_dir(job, split)

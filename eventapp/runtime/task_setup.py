@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from eventapp.checkpoint.commit import CommitPoint, CommittedCheckpoint
-from eventapp.checkpoint.local_commit import FileCommitPoint
 from eventapp.checkpoint.restore import (
     RestoreRequest,
     explicit_snapshots,
     lost_state,
     refuse_or_archive,
 )
-from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo
+from eventapp.checkpoint.storage import CheckpointStorage, CommitPointStorage, SnapshotInfo
 from eventapp.config import CheckpointingMode, JobConfig
 from eventapp.errors import (
     ConfigurationError,
@@ -217,13 +216,13 @@ def _commit_point(
     if isinstance(source, CommittingSource):
         cp: CommitPoint = source.create_commit_point(job, split, exactly_once)
         return cp
-    split_dir = getattr(storage, "split_dir", None)
-    if split_dir is None:
+    if not isinstance(storage, CommitPointStorage):
         raise ConfigurationError(
             f"source {source.name!r} keeps no committed positions and checkpoint storage "
-            f"{storage!r} has no local directory for them; use LocalCheckpointStorage"
+            f"{storage!r} cannot keep them (it has no create_commit_point); use "
+            f"LocalCheckpointStorage or ObjectCheckpointStorage"
         )
-    return FileCommitPoint(split_dir(job, split))
+    return storage.create_commit_point(job, split)
 
 
 def _committed_snapshots(

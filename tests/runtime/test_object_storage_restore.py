@@ -1,0 +1,84 @@
+"""End to end: a job with the RocksDB backend checkpoints into s3:// (a real SeaweedFS), stops, and
+a fresh runner with another local cache and RocksDB directory restores it from the object store
+(it really downloads): the state equals an oracle's."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from eventapp import (
+    CheckpointConfig,
+    Collector,
+    Context,
+    Job,
+    JobConfig,
+    KeyedProcessFunction,
+    ManualClock,
+    ObjectCheckpointStorage,
+    ValueStateDescriptor,
+)
+from eventapp.connectors.collection import CollectionSink, CollectionSource
+from eventapp.statebackends import RocksDBStateBackend
+from tests.support.seaweedfs import S3Server
+
+
+class Count(KeyedProcessFunction[str, str, str]):
+    count = ValueStateDescriptor[int]("count", default=0)
+
+    def process_element(self, value: str, ctx: Context, out: Collector[str]) -> None:
+        state = ctx.get_state(self.count)
+        n = (state.value() or 0) + 1
+        state.update(n)
+        out.collect(f"{value}={n}")
+
+
+def make_job(
+    source: CollectionSource[str], sink: CollectionSink[str], storage: ObjectCheckpointStorage, rocks: Path
+) -> Job:
+    job = Job(
+        "counted",
+        JobConfig(
+            state_backend=RocksDBStateBackend(rocks, changelog_snapshots=3),
+            clock=ManualClock(1_000),
+            checkpoint=CheckpointConfig(storage=storage, interval_ms=60_000),
+        ),
+    )
+    job.from_source(source).key_by(lambda v: v).process(Count(), uid="count").sink_to(sink)
+    return job
+
+
+def test_restore_from_the_object_store_in_a_fresh_runner(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    uri = f"s3://{s3_bucket}/jobs"
+    records = [f"k{i % 37}" for i in range(3_000)]
+    source: CollectionSource[str] = CollectionSource(bounded=False)
+    first = ObjectCheckpointStorage(uri, settings=s3_server.settings(), cache_dir=tmp_path / "cache-1")
+    runner = make_job(source, CollectionSink(), first, tmp_path / "rocks-1").runner()
+    for batch in range(6):  # several checkpoints: full and changelog snapshots, pruning
+        for record in records[batch * 500 : (batch + 1) * 500]:
+            source.add(record)
+        runner.run_until_idle()
+        runner.checkpoint()
+    source.add("after-the-checkpoint")  # lost with the "crash", read again after restore
+    runner.run_until_idle()
+    runner.close()
+    assert first.transfers.puts > 0
+    committed = first.list_snapshots("counted", "collection-0")
+    assert len(committed) == 2 and all(s.committed for s in committed)
+
+    second = ObjectCheckpointStorage(uri, settings=s3_server.settings(), cache_dir=tmp_path / "cache-2")
+    sink: CollectionSink[str] = CollectionSink()
+    restored = make_job(source, sink, second, tmp_path / "rocks-2").runner()
+    keys = sorted(set(records))
+    for key in keys:
+        source.add(key)
+    restored.run_until_idle()
+    assert restored.committed_checkpoint_id("collection-0") == 6
+    oracle = Counter(records)
+    assert sink.values == ["after-the-checkpoint=1", *(f"{key}={oracle[key] + 1}" for key in keys)]
+    restored.checkpoint()  # the restored runner checkpoints into the object store too
+    restored.close()
+    assert (tmp_path / "cache-2" / "counted" / "collection-0").is_dir()  # it downloaded into its cache
+    assert [s.checkpoint_id for s in second.list_snapshots("counted", "collection-0")] == [6, 7]
