@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from eventapp import cli_daemon, cli_savepoint
-from eventapp.assignment import assign_splits, sorted_splits
+from eventapp.assignment import Subtask, assign_splits, sorted_splits
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.daemon.worker_link import WorkerLink
 from eventapp.errors import (
@@ -44,6 +44,7 @@ from eventapp.errors import (
 )
 from eventapp.log import configure_logging
 from eventapp.runtime import gc_tuning
+from eventapp.source import discovers_splits
 from eventapp.stream import Job
 
 if TYPE_CHECKING:
@@ -205,6 +206,7 @@ def _run_worker(
     restore: RestoreRequest,
     link: WorkerLink | None = None,
     group: tuple[bool, str | None] = (False, None),
+    subtask: Subtask | None = None,
 ) -> int:
     """Run the worker's splits until done or stopped. Fenced by an older instance of the job (one
     that fenced before it saw this instance's claim, see eventapp.connectors.kafka.ownership), it
@@ -219,7 +221,13 @@ def _run_worker(
         previous = gc_tuning.tune_for_streaming()
         log.debug("worker.gc_tuned", threshold=gc_tuning.GEN0_THRESHOLD, previous=list(previous))
     while True:
-        runner = job.runner(None if group[0] else splits, restore, group=group[0], group_instance_id=group[1])
+        runner = job.runner(
+            None if group[0] else splits,
+            restore,
+            group=group[0],
+            group_instance_id=group[1],
+            subtask=subtask,
+        )
 
         def stop(signum: int, frame: FrameType | None, runner: LocalRunner = runner) -> None:
             stop_signals.append(signal.Signals(signum).name)
@@ -296,26 +304,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if source is None:
             raise ConfigurationError(f"job {job.name!r} has no source")
         available = job.splits()
+        discovering = discovers_splits(source)  # splits go by owner_of, and may come later
         if args.command == "splits":
-            if args.parallelism > len(available):
+            if args.parallelism > len(available) and not discovering:
                 raise ConfigurationError(
                     f"--parallelism {args.parallelism} leaves {_subtasks(args.parallelism - len(available))} "
                     f"without splits: "
                     f"{_too_many_subtasks(source.name, available)}"
                 )
             for i in range(args.parallelism):
-                print(f"subtask {i}: {', '.join(assign_splits(available, args.parallelism, i))}")
+                own = assign_splits(available, args.parallelism, i, discovering=discovering)
+                print(f"subtask {i}: {', '.join(own)}")
             return 0
         restore_args = _restore_args(args)
         if supervised:
             return cli_daemon.run_job_manager(job, args, restore_args)
+        subtask: Subtask | None = None
         if grouped:
             chosen = []  # the consumer group assigns them
         elif args.splits is not None:
             chosen = _chosen_splits(args.splits, source.name, available, args.target)
         elif args.subtask is not None:
-            chosen = assign_splits(available, args.parallelism, args.subtask)
-            if not chosen:
+            subtask = Subtask(args.subtask, args.parallelism)
+            chosen = assign_splits(available, args.parallelism, args.subtask, discovering=discovering)
+            if not chosen and not discovering:
                 raise ConfigurationError(
                     f"subtask {args.subtask} of --parallelism {args.parallelism} gets no splits: "
                     f"{_too_many_subtasks(source.name, available)}"
@@ -327,7 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{args.parallelism - 1}), for example --parallelism {args.parallelism} --subtask 0"
                 )
             chosen = available
-            if not chosen:
+            subtask = Subtask(0, 1)
+            if not chosen and not discovering:
                 raise ConfigurationError(f"job {job.name!r}: {_too_many_subtasks(source.name, available)}")
         # Every log line of this worker carries its subtask (and the job, bound by the runner).
         structlog.contextvars.bind_contextvars(
@@ -343,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         link = None
         if args.report_fd is not None:
             link = WorkerLink(args.report_fd, args.report_interval)
-        return _run_worker(job, chosen, restore, link, (grouped, args.group_instance_id))
+        return _run_worker(job, chosen, restore, link, (grouped, args.group_instance_id), subtask)
     except SupersededError as exc:
         print(f"eventapp: superseded: {exc}", file=sys.stderr)
         return EXIT_SUPERSEDED

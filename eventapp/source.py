@@ -12,6 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 __all__ = [
     "CommittingSource",
+    "DiscoveringSource",
     "GroupReader",
     "GroupSource",
     "LagReporter",
@@ -20,6 +21,7 @@ __all__ = [
     "SourceReader",
     "SourceRecord",
     "SplitListener",
+    "discovers_splits",
 ]
 
 T = TypeVar("T")
@@ -137,11 +139,32 @@ class SplitListener(Protocol):
 
 @runtime_checkable
 class GroupReader(SourceReader[T_co], Protocol[T_co]):
-    """A reader whose splits are assigned by a consumer group (they come and go at runtime)."""
+    """A reader whose splits come and go at runtime: a consumer group assigns them, or the source
+    discovers new ones (:class:`DiscoveringSource`)."""
 
     def start_splits(self, positions: Mapping[str, int | None]) -> Mapping[str, int]:
-        """Start reading assigned splits at these positions (None: the source's configured start).
-        Returns the positions where it is known (as :meth:`SourceReader.start_positions`)."""
+        """Start reading more splits at these positions (None: no checkpoint; a group's split starts
+        at the source's configured start, a discovered one at its earliest record). Returns the
+        positions where it is known (as :meth:`SourceReader.start_positions`)."""
+        ...
+
+
+@runtime_checkable
+class DiscoveringSource(Protocol):
+    """A source whose splits can appear while a job runs (Flink's periodic partition discovery,
+    ``partition.discovery.interval.ms``): the runtime asks it for its splits every
+    :attr:`discovery_interval_ms` and starts the new ones this subtask owns
+    (:func:`eventapp.assignment.owner_of`: a split's owner never depends on the other splits).
+    Its readers must be :class:`GroupReader` s (they take new splits with ``start_splits``).
+    Splits are never taken away by discovery: a split that disappears is the reader's error."""
+
+    @property
+    def discovery_interval_ms(self) -> int | None:
+        """How often to look for new splits (``None``: the splits are listed once, at start)."""
+        ...
+
+    def discover_splits(self) -> Sequence[str]:
+        """Every split there is now (possibly none yet)."""
         ...
 
 
@@ -171,3 +194,9 @@ class CommittingSource(Protocol):
         """Raise :class:`~eventapp.errors.ConfigurationError` if the source's commit settings do
         not fit this checkpoint interval (for Kafka: the transaction timeout)."""
         ...
+
+
+def discovers_splits(source: object) -> bool:
+    """``source`` looks for new splits while a job runs (a :class:`DiscoveringSource` with an
+    interval)."""
+    return isinstance(source, DiscoveringSource) and source.discovery_interval_ms is not None

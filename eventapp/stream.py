@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar, overload
 
+from eventapp.assignment import Subtask
 from eventapp.broadcast import (
     BroadcastConnectedStream,
     BroadcastStream,
@@ -141,6 +142,7 @@ class Job:
         *,
         group: bool = False,
         group_instance_id: str | None = None,
+        subtask: Subtask | None = None,
     ) -> LocalRunner:
         """A runner for this job in this process, over ``splits`` (default: all of the source's).
 
@@ -148,6 +150,8 @@ class Job:
         :mod:`eventapp.checkpoint.restore`); by default each restores its committed checkpoint.
         With ``group`` the source's consumer group assigns the splits as it goes
         (:mod:`eventapp.runtime.membership`); ``group_instance_id`` is static membership.
+        ``subtask`` is this worker's place in the job: with a source that discovers new splits
+        while running, it takes the new ones the subtask owns (:mod:`eventapp.runtime.discovery`).
         """
         return LocalRunner(
             self,
@@ -155,6 +159,7 @@ class Job:
             restore=restore,
             group=group,
             group_instance_id=group_instance_id,
+            subtask=subtask,
         )
 
     def run(self, splits: Iterable[str] | None = None) -> JobResult:

@@ -53,7 +53,8 @@ from eventapp.errors import ConfigurationError, SourceError
 from .errors import stream_failure
 from .source_config import RedisStreamSourceConfig
 from .stream_ids import MAX_POSITION, format_id, parse_id
-from .stream_reader import EntryDecoder, RedisStreamReader, _Split
+from .stream_reader import EntryDecoder, RedisStreamReader
+from .stream_state import SplitState, check_no_lost_entries
 
 __all__ = ["RedisGroupStreamReader"]
 
@@ -97,17 +98,17 @@ class RedisGroupStreamReader(RedisStreamReader):
 
     # -- opening -------------------------------------------------------------------------------------
 
-    def _open_split(self, key: str, restored: int | None) -> None:
-        self._create_group(key, restored)
-        super()._open_split(key, restored)
+    def _open_split(self, key: str, restored: int | None, start: str) -> None:
+        self._create_group(key, restored, start)
+        super()._open_split(key, restored, start)
         self._states[key] = _GroupState()
         self._claim(self._splits[key])
 
-    def _create_group(self, key: str, restored: int | None) -> None:
+    def _create_group(self, key: str, restored: int | None, start: str) -> None:
         if restored is not None:
             at = format_id(restored - 1) if restored > 0 else "0"
         else:
-            at = "$" if self._config.start == "latest" else "0"
+            at = "$" if start == "latest" else "0"
         try:
             self._client.xgroup_create(key.encode(), self._group, id=at, mkstream=True)
         except redis.exceptions.ResponseError as exc:
@@ -118,7 +119,7 @@ class RedisGroupStreamReader(RedisStreamReader):
             raise stream_failure(self._name, key, "XGROUP CREATE", self._config.url, exc) from exc
         log.info("redis.source.group_created", source=self._name, split=key, group=self._group_name, at=at)
 
-    def _claim(self, split: _Split) -> None:
+    def _claim(self, split: SplitState) -> None:
         """Take over the entries other consumers left pending for longer than ``claim_idle_ms``."""
         name, group, consumer = split.name, self._group, self._consumer
         summary = self._group_call(split.key, "XPENDING", lambda: self._client.xpending(name, group))
@@ -172,7 +173,7 @@ class RedisGroupStreamReader(RedisStreamReader):
         except redis.exceptions.RedisError as exc:
             raise stream_failure(self._name, split, what, self._config.url, exc) from exc
 
-    def _delivered(self, split: _Split, groups: Sequence[Mapping[str, Any]]) -> int:
+    def _delivered(self, split: SplitState, groups: Sequence[Mapping[str, Any]]) -> int:
         """The group's ``last-delivered-id`` (position) from an ``XINFO GROUPS`` reply."""
         for group in groups:
             if group.get("name") == self._group:
@@ -183,12 +184,12 @@ class RedisGroupStreamReader(RedisStreamReader):
             f"it creates the group again at its checkpointed position"
         )
 
-    def _ack(self, split: _Split, ids: Sequence[bytes]) -> None:
+    def _ack(self, split: SplitState, ids: Sequence[bytes]) -> None:
         if ids:
             name, group = split.name, self._group
             self._group_call(split.key, "XACK", lambda: self._client.xack(name, group, *ids))
 
-    def _deleted_pending(self, split: _Split, lost: Sequence[int], how: str) -> SourceError:
+    def _deleted_pending(self, split: SplitState, lost: Sequence[int], how: str) -> SourceError:
         more = f" (and {len(lost) - 1} more after it)" if len(lost) > 1 else ""
         return SourceError(
             f"Redis stream source {self._name!r}: stream {split.key!r} on Redis {self._config.safe_url}: "
@@ -202,7 +203,7 @@ class RedisGroupStreamReader(RedisStreamReader):
 
     # -- reading -------------------------------------------------------------------------------------
 
-    def _fetch(self, split: _Split) -> None:
+    def _fetch(self, split: SplitState) -> None:
         """Read the next entries of ``split`` into its buffer: pending ones first, then new ones. A
         fetch that only acknowledged entries or changed phase is followed by another."""
         state = self._states[split.key]
@@ -212,7 +213,7 @@ class RedisGroupStreamReader(RedisStreamReader):
             if split.buffer or not progressed:
                 return
 
-    def _fetch_pending(self, split: _Split, state: _GroupState) -> bool:
+    def _fetch_pending(self, split: SplitState, state: _GroupState) -> bool:
         """One read of this consumer's pending entries with the stream's entries after the position;
         returns whether anything moved (entries taken or acknowledged, the cursor, the phase)."""
         name, group, consumer = split.name, self._group_name, self._config.consumer
@@ -236,7 +237,7 @@ class RedisGroupStreamReader(RedisStreamReader):
         lost = [p for p in (parse_id(i) for i, f in pending if not f) if position <= p <= bound]
         if lost:
             raise self._deleted_pending(split, lost, "XREADGROUP")
-        self._check(split, snap)
+        check_no_lost_entries(self._name, self._config.safe_url, split, snap)
         full = len(pending) == count
         last = parse_id(pending[-1][0]) if pending else state.cursor
         limit = min(last if full else delivered, bound)
@@ -268,7 +269,7 @@ class RedisGroupStreamReader(RedisStreamReader):
             log.debug("redis.source.group_pending_read", source=self._name, split=split.key)
         return moved
 
-    def _fetch_new(self, split: _Split, state: _GroupState) -> bool:
+    def _fetch_new(self, split: SplitState, state: _GroupState) -> bool:
         """One ``>`` read; returns whether anything moved (see :meth:`_fetch_pending`)."""
         name, group, consumer = split.name, self._group_name, self._config.consumer
         count = self._config.batch_size
@@ -285,7 +286,7 @@ class RedisGroupStreamReader(RedisStreamReader):
         info, groups, head, reply = self._group_call(split.key, "XREADGROUP", read)
         snap = self._snapshot(split.key, name, info)
         delivered = self._delivered(split, groups)
-        self._check(split, snap)
+        check_no_lost_entries(self._name, self._config.safe_url, split, snap)
         bound = MAX_POSITION if split.end is None else split.end
         first = parse_id(head[0][0]) if head else None
         if first is not None and first <= min(delivered, bound):

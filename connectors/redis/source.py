@@ -2,15 +2,16 @@
 after the last one processed (positions: :mod:`.stream_ids`; reading: :mod:`.stream_reader`).
 
 Streams are named (``streams=[...]``) or found by a glob (``pattern``, with ``SCAN ... MATCH
-pattern TYPE stream``) when the job starts: a stream created while the job runs is read from the
-next start on. By default the source reads streams on its own, without a consumer group: positions
-are checkpointed by the job, so a restored job continues exactly after the last entry its
-checkpoint covers, and the entries stay in the stream for other readers. With ``group=...`` it
-reads through a consumer group (``XREADGROUP``; pending entries first, ``XAUTOCLAIM`` of abandoned
-ones; ``XACK`` by the commit point once a checkpoint committed; :mod:`.group_reader`), the
-checkpointed positions still deciding what is read. Trim streams (``MAXLEN``/``MINID``) only below
-what the job has committed: entries removed before the job read them are reported as a
-:class:`~eventapp.errors.SourceError`, never skipped.
+pattern TYPE stream``) when the job starts; with ``discovery_interval_ms`` the running job also
+looks for new matching streams that often and reads each new one from its first entry (the source
+is then a :class:`~eventapp.source.DiscoveringSource`). By default the source reads streams on its
+own, without a consumer group: positions are checkpointed by the job, so a restored job continues
+exactly after the last entry its checkpoint covers, and the entries stay in the stream for other
+readers. With ``group=...`` it reads through a consumer group (``XREADGROUP``; pending entries
+first, ``XAUTOCLAIM`` of abandoned ones; ``XACK`` by the commit point once a checkpoint committed;
+:mod:`.group_reader`), the checkpointed positions still deciding what is read. Trim streams
+(``MAXLEN``/``MINID``) only below what the job has committed: entries removed before the job read
+them are reported as a :class:`~eventapp.errors.SourceError`, never skipped.
 
 Each entry becomes a record whose value is its fields (``dict[str, str]``), one JSON field, or what
 ``value_decoder`` makes of the fields, and whose event time is the entry id's milliseconds or a
@@ -70,11 +71,27 @@ class RedisStreamSource(Generic[T]):
     def __repr__(self) -> str:
         return f"RedisStreamSource({self.name!r}, url={self._config.safe_url!r})"
 
+    @property
+    def discovery_interval_ms(self) -> int | None:
+        """:class:`~eventapp.source.DiscoveringSource`: how often a running job looks for new
+        streams (``None``: never)."""
+        return self._config.discovery_interval_ms
+
+    def discover_splits(self) -> list[str]:
+        """The streams matching ``pattern`` now, possibly none (sorted)."""
+        return self._matching(require=False)
+
     def splits(self) -> list[str]:
-        """The configured streams, or those matching ``pattern`` now (sorted)."""
+        """The configured streams, or those matching ``pattern`` now (sorted; with discovery there
+        may be none yet)."""
         config = self._config
         if config.pattern is None:
             return list(config.streams)
+        return self._matching(require=config.discovery_interval_ms is None)
+
+    def _matching(self, *, require: bool) -> list[str]:
+        config = self._config
+        assert config.pattern is not None
         what = f"Redis stream source {self.name!r}: listing streams (SCAN MATCH {config.pattern} TYPE stream)"
         client = config.client()
         try:
@@ -84,12 +101,13 @@ class RedisStreamSource(Generic[T]):
         finally:
             client.close()
         keys = sorted(_key_text(k, config.pattern) for k in found)
-        if not keys:
+        if not keys and require:
             raise SourceError(
                 f"Redis stream source {self.name!r}: no stream matches pattern {config.pattern!r} on "
-                f"Redis {config.safe_url}: create the streams first (XADD), or fix the pattern"
+                f"Redis {config.safe_url}: create the streams first (XADD), fix the pattern, or set "
+                f"discovery_interval_ms to start before they exist"
             )
-        log.info("redis.source.streams_listed", source=self.name, pattern=config.pattern, streams=keys)
+        log.debug("redis.source.streams_listed", source=self.name, pattern=config.pattern, streams=keys)
         return keys
 
     def create_reader(self, splits: Sequence[str], start_positions: Mapping[str, int]) -> RedisStreamReader:

@@ -47,7 +47,12 @@ class RedisStreamSourceConfig:
     :param streams: the stream keys to read; each is a split whose id is the key itself.
     :param pattern: instead of ``streams``: a glob (``"orders:*"``); the streams matching it are
         listed with ``SCAN ... MATCH pattern TYPE stream`` when the job starts (sorted). Streams
-        created later are not picked up until the job restarts.
+        created later are picked up while the job runs only with ``discovery_interval_ms``.
+    :param discovery_interval_ms: with ``pattern``: look for new matching streams this often (ms of
+        processing time) while the job runs, and read each new one from its first entry (Flink's
+        ``partition.discovery.interval.ms``; :mod:`eventapp.runtime.discovery`). Streams then go to
+        subtasks by a hash of their key (:func:`eventapp.assignment.owner_of`), and a job may start
+        before any stream matches. Default ``None``: streams are listed once, at start.
     :param start: where a split without a restored position starts: ``"earliest"`` (its first
         entry still there) or ``"latest"`` (after its last entry when the reader opens). A restored
         position always wins.
@@ -100,6 +105,7 @@ class RedisStreamSourceConfig:
     group: str | None = None
     consumer: str = _DEFAULT_CONSUMER
     claim_idle_ms: int = _DEFAULT_CLAIM_IDLE_MS
+    discovery_interval_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url.startswith(_URL_SCHEMES):
@@ -143,6 +149,28 @@ class RedisStreamSourceConfig:
                 f"RedisStreamSourceConfig.name must be a non-empty str, got {self.name!r}"
             )
         self._check_group()
+        self._check_discovery()
+
+    def _check_discovery(self) -> None:
+        interval = self.discovery_interval_ms
+        if interval is None:
+            return
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+            raise ConfigurationError(
+                f"RedisStreamSourceConfig.discovery_interval_ms must be an int >= 1 (ms between two "
+                f"looks for new streams, for example 10_000), or None; got {interval!r}"
+            )
+        if self.pattern is None:
+            raise ConfigurationError(
+                "RedisStreamSourceConfig.discovery_interval_ms needs pattern='prefix:*': named "
+                "streams are all known at start; drop discovery_interval_ms or use a pattern"
+            )
+        if self.bounded:
+            raise ConfigurationError(
+                "RedisStreamSourceConfig: bounded=True reads the streams there are at start up to "
+                "their last entry and finishes, so it discovers none later; drop bounded or "
+                "discovery_interval_ms"
+            )
 
     def _check_group(self) -> None:
         group, consumer, idle = self.group, self.consumer, self.claim_idle_ms

@@ -39,9 +39,8 @@ a checkpoint does not say when the split started.
 
 from __future__ import annotations
 
-from collections import deque
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import redis
@@ -53,6 +52,7 @@ from eventapp.source import SourceRecord
 from .errors import stream_failure
 from .source_config import RedisStreamSourceConfig
 from .stream_ids import MAX_POSITION, format_id, parse_id
+from .stream_state import SplitState, StreamInfo, check_no_lost_entries
 
 __all__ = ["EntryDecoder", "RedisStreamReader"]
 
@@ -62,42 +62,6 @@ R = TypeVar("R")
 
 #: ``decode(split, entry_id, fields) -> record`` (see :class:`~.source.RedisStreamSource`).
 EntryDecoder = Callable[[str, bytes, dict[bytes, bytes]], SourceRecord[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    """What ``XINFO STREAM`` says about a stream (Redis 7 fields)."""
-
-    length: int
-    last: int
-    max_deleted: int
-    added: int
-    #: The first entry still there; ``None`` when the stream is empty.
-    first: int | None
-
-
-@dataclass(slots=True)
-class _Split:
-    """One stream's reading state."""
-
-    key: str
-    name: bytes
-    #: The position of the next entry to fetch.
-    next: int
-    #: ``next`` is the restored (checkpointed) position.
-    restored: bool
-    #: XDELs of ids up to this one happened before the split started (0, none, when restored).
-    floor: int
-    #: ``entries-added`` of the last snapshot.
-    added: int
-    #: Entries ever added with ids before ``next``, once known (see the module docstring).
-    counted: int | None
-    #: Bounded reads: the position of the last entry to read.
-    end: int | None
-    #: The position after the last record handed out (where the runtime's position is).
-    handed: int = 0
-    at_end: bool = False
-    buffer: deque[SourceRecord[Any]] = field(default_factory=deque)
 
 
 class RedisStreamReader:
@@ -114,17 +78,10 @@ class RedisStreamReader:
         unknown = [s for s in start_positions if s not in splits]
         if unknown:
             raise ConfigurationError(f"start positions given for splits {unknown} that are not being read")
-        for split, position in start_positions.items():
-            if not isinstance(position, int) or not 0 <= position <= MAX_POSITION:
-                raise SourceError(
-                    f"Redis stream source {config.display_name!r}: the restored position {position!r} of "
-                    f"split {split!r} is not a stream entry id position: the checkpoint or savepoint was "
-                    f"not written by a Redis stream source"
-                )
         self._config = config
         self._name = config.display_name
         self._decode = decode
-        self._splits: dict[str, _Split] = {}
+        self._splits: dict[str, SplitState] = {}
         self._order: list[str] = list(splits)
         self._started_at: dict[str, int] = {}
         self._paused: set[str] = set()
@@ -134,7 +91,7 @@ class RedisStreamReader:
         self._client = config.client()
         try:
             for split in splits:
-                self._open_split(split, start_positions.get(split))
+                self._open_split(split, self._checked(split, start_positions.get(split)), config.start)
         except BaseException:
             self.close()
             raise
@@ -148,15 +105,44 @@ class RedisStreamReader:
             bounded=config.bounded,
         )
 
-    def _open_split(self, key: str, restored: int | None) -> None:
+    def start_splits(self, positions: Mapping[str, int | None]) -> Mapping[str, int]:
+        """Read more streams (discovered while the job runs, see ``GroupReader``): each from its
+        restored position, else from its first entry whatever ``start`` says (entries added
+        between the stream's creation and its discovery are read, as Flink reads discovered
+        partitions from the earliest offset)."""
+        if self._closed:
+            raise SourceError(f"Redis stream source {self._name!r}: the reader is closed")
+        for key, position in positions.items():
+            if key in self._splits:
+                raise ConfigurationError(f"split {key!r} is already being read by {self._name!r}")
+            self._open_split(key, self._checked(key, position), "earliest")
+            self._order.append(key)
+        log.info(
+            "redis.source.splits_added",
+            source=self._name,
+            splits=list(positions),
+            restored={s: format_id(p) for s, p in positions.items() if p is not None},
+        )
+        return {k: self._started_at[k] for k in positions if k in self._started_at}
+
+    def _checked(self, split: str, position: int | None) -> int | None:
+        if position is not None and (not isinstance(position, int) or not 0 <= position <= MAX_POSITION):
+            raise SourceError(
+                f"Redis stream source {self._name!r}: the restored position {position!r} of split "
+                f"{split!r} is not a stream entry id position: the checkpoint or savepoint was not "
+                f"written by a Redis stream source"
+            )
+        return position
+
+    def _open_split(self, key: str, restored: int | None, start: str) -> None:
         snap = self._snapshot(key, key.encode())
         if restored is not None:
             # Position 0 precedes every id: no entry was before it, so the count is known.
             position, floor, counted = restored, 0, 0 if restored == 0 else None
             self._started_at[key] = position
-        elif self._config.start == "latest" or snap.first is None:
+        elif start == "latest" or snap.first is None:
             position, floor, counted = snap.last + 1, snap.max_deleted, snap.added
-            if self._config.start == "latest":
+            if start == "latest":
                 self._started_at[key] = position
             # else earliest on an empty stream: left out, so that a restart before the first entry
             # starts at the first entry there is then (no position was taken yet).
@@ -168,11 +154,11 @@ class RedisStreamReader:
             counted = snap.added - snap.length if snap.max_deleted < snap.first else None
             self._started_at[key] = position
         end = snap.last if self._config.bounded else None
-        split = _Split(key, key.encode(), position, restored is not None, floor, snap.added, counted, end)
+        split = SplitState(key, key.encode(), position, restored is not None, floor, snap.added, counted, end)
         split.handed = position
         split.at_end = end is not None and position > end
         self._splits[key] = split
-        self._check(split, snap)
+        check_no_lost_entries(self._name, self._config.safe_url, split, snap)
 
     # -- Redis calls ---------------------------------------------------------------------------------
 
@@ -182,13 +168,13 @@ class RedisStreamReader:
         except redis.exceptions.RedisError as exc:
             raise stream_failure(self._name, split, what, self._config.url, exc) from exc
 
-    def _snapshot(self, key: str, name: bytes, info: Mapping[str, Any] | None = None) -> _Snapshot:
+    def _snapshot(self, key: str, name: bytes, info: Mapping[str, Any] | None = None) -> StreamInfo:
         if info is None:
             info = self._call(key, "XINFO STREAM", lambda: self._client.xinfo_stream(name))
         try:
             length = int(info["length"])
             first = parse_id(info["recorded-first-entry-id"]) if length else None
-            return _Snapshot(
+            return StreamInfo(
                 length, parse_id(info["last-generated-id"]), parse_id(info["max-deleted-entry-id"]),
                 int(info["entries-added"]), first,
             )  # fmt: skip
@@ -199,7 +185,7 @@ class RedisStreamReader:
                 f"(to detect entries deleted or trimmed before they were read)"
             ) from exc
 
-    def _fetch(self, split: _Split) -> None:
+    def _fetch(self, split: SplitState) -> None:
         """Read the next entries of ``split`` into its buffer (with the checks of the module
         docstring); marks a bounded split's end."""
         if split.next > MAX_POSITION:
@@ -215,10 +201,12 @@ class RedisStreamReader:
 
         info, entries = self._call(split.key, "XRANGE", read)
         snap = self._snapshot(split.key, split.name, info)
-        self._check(split, snap)
+        check_no_lost_entries(self._name, self._config.safe_url, split, snap)
         self._accept(split, snap, entries, caught_up=len(entries) < count)
 
-    def _accept(self, split: _Split, snap: _Snapshot, entries: Sequence[Any], *, caught_up: bool) -> None:
+    def _accept(
+        self, split: SplitState, snap: StreamInfo, entries: Sequence[Any], *, caught_up: bool
+    ) -> None:
         """Buffer ``entries`` (the stream's next ones after ``split.next``, in order) and move the
         split on; ``caught_up``: no entry follows them (up to the bounded end) as of ``snap``."""
         decode, key, buffer = self._decode, split.key, split.buffer
@@ -240,7 +228,12 @@ class RedisStreamReader:
         """Wait up to ``timeout`` (and ``block_ms``) for an entry of one stream (in turn), then read it."""
         block_ms = min(self._config.block_ms, int(timeout * 1000))
         waiting = [self._splits[s] for s in self._order if self._readable(s)]
-        if block_ms < 1 or not waiting:
+        if block_ms < 1:
+            return
+        if not self._order:  # no stream yet (discovery may add some): wait as a blocking read would
+            time.sleep(block_ms / 1000)
+            return
+        if not waiting:
             return
         split = waiting[self._wait_turn % len(waiting)]
         self._wait_turn += 1
@@ -253,58 +246,6 @@ class RedisStreamReader:
         )
         if got:
             self._fetch(split)
-
-    # -- checks --------------------------------------------------------------------------------------
-
-    def _check(self, split: _Split, snap: _Snapshot) -> None:
-        position = split.next
-        where = f"Redis stream source {self._name!r}: stream {split.key!r} on Redis {self._config.safe_url}"
-        at = f"the {'checkpointed ' if split.restored else ''}position {format_id(position)}"
-        first = "none (the stream is empty)" if snap.first is None else format_id(snap.first)
-        restart = (
-            "restart the job explicitly from a savepoint (eventapp run --from-savepoint) or from "
-            "empty state (a new job name or checkpoint storage)"
-        )
-        if snap.added < split.added or snap.last + 1 < position:
-            raise SourceError(
-                f"{where} was deleted and created again (entries added went from {split.added} to "
-                f"{snap.added}, its last id is {format_id(snap.last)}, the reader is at {at}): to "
-                f"read the new stream, {restart}"
-            )
-        if snap.max_deleted >= position and snap.max_deleted > split.floor:
-            raise SourceError(
-                f"{where}: entries after {at} were deleted (XDEL) before the job read them: the "
-                f"stream's max-deleted-entry-id is {format_id(snap.max_deleted)}; the first entry still "
-                f"there is {first}. Delete only entries the job has committed (before its checkpointed "
-                f"position), or, to accept the loss, {restart}"
-            )
-        head_past = snap.first is None or snap.first > position
-        if not head_past or snap.last < position:
-            return
-        if split.counted is None:
-            removed = snap.added - snap.length
-            if removed == 0:
-                return  # no entry was ever removed
-            verb = "may have been"
-            detail = (
-                f", and {removed} entries were removed from it (a restored position does not tell "
-                f"whether any of them came after it)"
-            )
-        else:
-            removed = snap.added - split.counted - snap.length
-            if removed <= 0:
-                return
-            gone = (
-                "1 entry after the position is"
-                if removed == 1
-                else f"{removed} entries after the position are"
-            )
-            verb, detail = "were", f" ({gone} gone)"
-        raise SourceError(
-            f"{where}: entries after {at} {verb} trimmed (XTRIM, MAXLEN or MINID) before the job read "
-            f"them: the first entry still there is {first}{detail}. Raise the stream's MAXLEN (or trim "
-            f"only below what the job has committed), or, to accept the loss, {restart}"
-        )
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -340,7 +281,7 @@ class RedisStreamReader:
         ]
         while active and len(out) < max_records:
             share = max(1, (max_records - len(out)) // len(active))
-            still: list[_Split] = []
+            still: list[SplitState] = []
             for split in active:
                 buffer = split.buffer
                 for _ in range(min(share, max_records - len(out), len(buffer))):

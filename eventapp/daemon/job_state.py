@@ -88,6 +88,8 @@ class JobState:
         self.status = JobStatus.INITIALIZING
         #: Whether a consumer group assigns the splits (the slots' splits are what they report).
         self.group = False
+        #: The source discovers splits while running: workers report the splits they run.
+        self.discovering = False
         self.started_ms = int(time.time() * 1000)
         self.ended_ms: int | None = None
         self.slots: list[SlotState] = []
@@ -151,7 +153,7 @@ class JobState:
             elif kind == "status":
                 stats = message.get("stats") or {}
                 slot.stats = stats
-                if self.group:
+                if self.group or self.discovering:
                     slot.splits = [split["split"] for split in stats.get("splits", [])]
                 for split in stats.get("splits", []):
                     name = split["split"]

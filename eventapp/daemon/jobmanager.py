@@ -46,6 +46,7 @@ from eventapp.daemon.savepoints import SavepointOperations
 from eventapp.daemon.slots import Slot
 from eventapp.daemon.status import EXIT_STOPPED_ALONE, JobStatus, SlotState, SlotStatus, Trigger
 from eventapp.errors import ConfigurationError, JobFailedError, JobManagerError
+from eventapp.source import discovers_splits
 from eventapp.stream import Job
 
 __all__ = ["EXIT_SUPERSEDED", "JobManager"]
@@ -66,7 +67,8 @@ class JobManager:
         if source is None:
             raise ConfigurationError(f"job {job.name!r} has no source")
         splits = sorted_splits(job.splits())
-        if config.parallelism > len(splits) and not config.group:
+        discovering = discovers_splits(source)  # more splits may come while it runs
+        if config.parallelism > len(splits) and not config.group and not discovering:
             raise ConfigurationError(
                 f"--parallelism {config.parallelism} is more than the {len(splits)} splits of source "
                 f"{source.name!r}: the extra task slots would get no work; lower --parallelism to <= "
@@ -79,10 +81,15 @@ class JobManager:
             job.name, config.parallelism, job.config.max_parallelism, config.restart_strategy.describe()
         )
         self.state.group = config.group
+        self.state.discovering = discovering
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._slots = [Slot(i, self.state, self.events) for i in range(config.parallelism)]
         for slot in self._slots:  # with a consumer group: the splits each worker reports
-            assigned = [] if config.group else assign_splits(splits, config.parallelism, slot.index)
+            assigned = (
+                []
+                if config.group
+                else assign_splits(splits, config.parallelism, slot.index, discovering=discovering)
+            )
             self.state.slots.append(SlotState(slot.index, assigned))
         self._failures: list[float] = []
         self._restart_at: dict[int, float] = {}

@@ -6,13 +6,15 @@ Each is one JSON object per line. Worker to job manager, on the report pipe (fil
 worker, on the worker's stdin: ``checkpoint`` (take one now, answer with
 ``checkpoint_ack``), ``stop`` (final checkpoint, optionally drained), ``cancel`` (stop without
 one). A worker whose stdin closes (the job manager is gone) stops as on ``stop``.
+
+The stdlib ``json`` encodes them, not orjson: positions may be wider than 64 bits (a Redis stream
+entry id is ``(ms << 64) | seq``), which orjson refuses; a few messages a second cost nothing.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
-
-import orjson
 
 __all__ = ["decode", "encode"]
 
@@ -32,13 +34,13 @@ CANCEL: Final = "cancel"
 
 def encode(kind: str, **fields: Any) -> bytes:
     """One message line."""
-    return orjson.dumps({"type": kind, **fields}) + b"\n"
+    return json.dumps({"type": kind, **fields}, separators=(",", ":")).encode() + b"\n"
 
 
 def decode(line: bytes) -> dict[str, Any] | None:
     """The message of one line, or None if it is not one (a torn last line of a killed worker)."""
     try:
-        message = orjson.loads(line)
-    except orjson.JSONDecodeError:
+        message = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
         return None
     return message if isinstance(message, dict) and isinstance(message.get("type"), str) else None

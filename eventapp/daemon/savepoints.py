@@ -15,6 +15,7 @@ from eventapp.daemon.slots import Slot
 from eventapp.daemon.status import SlotStatus, Trigger
 from eventapp.errors import EventAppError
 from eventapp.savepoint.create import create_savepoint
+from eventapp.source import discovers_splits
 from eventapp.stream import Job
 
 __all__ = ["SavepointOperations"]
@@ -77,6 +78,13 @@ class SavepointOperations:
         for trigger in waiting:
             self.finish(trigger, failure=f"worker {index} failed during the savepoint: {error}")
 
+    def _current_splits(self) -> list[str]:
+        """The job's splits: those at start, or, for a source that discovers splits while running,
+        those it has now (a savepoint must hold every split's state)."""
+        if any(discovers_splits(node.source) for node in self._job.source_nodes):
+            return self._job.splits()
+        return self._splits
+
     def write(self, trigger: Trigger) -> None:
         """Make the savepoint from every split's newest committed checkpoint."""
         checkpoint = self._job.config.checkpoint
@@ -85,7 +93,7 @@ class SavepointOperations:
             created = create_savepoint(
                 checkpoint.resolved_storage(),
                 self._job.name,
-                self._splits,
+                self._current_splits(),
                 Path(trigger.target),
                 max_parallelism=self._job.config.max_parallelism,
                 partitioner=self._job.config.partitioner.describe(),

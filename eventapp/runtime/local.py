@@ -8,7 +8,8 @@ The runner owns no per-split state: each split is a :class:`~eventapp.runtime.sp
 (store, position, watermark, writers, transaction), checkpointed by a
 :class:`~eventapp.runtime.checkpointer.Checkpointer`. One operator chain
 (:mod:`eventapp.runtime.chain`) serves every split; records carry their split through it. Splits
-are fixed, or come and go as a consumer group assigns them (:mod:`eventapp.runtime.membership`).
+are fixed, come and go as a consumer group assigns them (:mod:`eventapp.runtime.membership`), or
+are added as the source discovers them (:mod:`eventapp.runtime.discovery`).
 """
 
 from __future__ import annotations
@@ -20,21 +21,21 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from eventapp.assignment import Subtask
 from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.config import CheckpointingMode
 from eventapp.errors import ConfigurationError, EventAppError
 from eventapp.runtime.checkpoint_coordinator import CheckpointCoordinator
 from eventapp.runtime.checkpointer import Checkpointer
+from eventapp.runtime.discovery import SplitDiscovery, plan_discovery
 from eventapp.runtime.inputs import TaskInput, TaskPlan, purge_shuffles
 from eventapp.runtime.membership import GroupMembership
-from eventapp.runtime.operators import Operator, OperatorRuntime
+from eventapp.runtime.operators import OperatorRuntime
 from eventapp.runtime.runner_view import RunnerView
 from eventapp.runtime.split_task import SplitTask
 from eventapp.runtime.stats import JobResult
-from eventapp.runtime.task_setup import open_split_tasks
-from eventapp.runtime.two_phase import TwoPhaseWriters
-from eventapp.sink import SinkContext
-from eventapp.source import CommittingSource
+from eventapp.runtime.task_setup import apply_start_positions, attach_writers, open_split_tasks
+from eventapp.source import CommittingSource, GroupReader
 from eventapp.watermarks import MAX_WATERMARK, MIN_WATERMARK
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class LocalRunner(RunnerView):
         *,
         group: bool = False,
         group_instance_id: str | None = None,
+        subtask: Subtask | None = None,
     ) -> None:
         if not job.source_nodes:
             raise ConfigurationError(f"job {job.name!r} has no source; call job.from_source(...) first")
@@ -67,6 +69,9 @@ class LocalRunner(RunnerView):
         self._requested = None if splits is None else list(splits)
         self._restore = restore or RestoreRequest()
         self._membership = GroupMembership(self, group_instance_id) if group else None
+        self._subtask = subtask
+        #: Per input index: the discovery of its source's new splits (eventapp.runtime.discovery).
+        self._discoveries: dict[int, SplitDiscovery] = {}
         self._tasks: dict[str, SplitTask] = {}
         self._checkpointer: Checkpointer | None = None
         self._coordinator: CheckpointCoordinator | None = None
@@ -117,8 +122,12 @@ class LocalRunner(RunnerView):
             if self._membership is not None:
                 self._inputs[0].use_reader(self._membership.create_reader(self._inputs[0].source))
             else:
-                for put in self._inputs:
-                    if put.splits:
+                self._discoveries = plan_discovery(
+                    self._inputs, self.plan, self._subtask, explicit=self._requested is not None,
+                    now_ms=self.config.clock.now_ms(), job=self.job.name, log=self._log,
+                )  # fmt: skip
+                for index, put in enumerate(self._inputs):
+                    if put.splits or index in self._discoveries:
                         put.open_reader(self._tasks)
                     else:
                         put.finished = True  # this worker reads none of its splits
@@ -136,14 +145,39 @@ class LocalRunner(RunnerView):
             incarnation=self._incarnation,
         )
 
-    def _open_tasks(self, splits: list[str]) -> list[SplitTask]:
-        """Restore ``splits`` (fencing their previous owners) and give each its writers: at open, and
-        for the splits a consumer group assigns (eventapp.runtime.membership)."""
+    def _discover(self, now: int) -> None:
+        for index, discovery in self._discoveries.items():
+            if new := discovery.new_splits(self._inputs[index], now):
+                self.start_splits(index, new)
+
+    def start_splits(self, index: int, splits: list[str]) -> list[SplitTask]:
+        """Open ``splits`` of input ``index`` while running (a consumer group assigned them, or the
+        source discovered them): restore each from its committed checkpoint, then start reading
+        it there (or where its reader says)."""
+        put = self._inputs[index]
+        reader = put.reader
+        if not isinstance(reader, GroupReader):
+            raise ConfigurationError(
+                f"source {put.source.name!r} gained splits {splits} while running, but its reader "
+                f"{type(reader).__name__} cannot take new splits (it is not a GroupReader)"
+            )
+        tasks = self._open_tasks(splits, index)
+        for task in tasks:
+            for op in self._chain.operators:
+                op.split_added(task)
+        positions = reader.start_splits({t.id: t.position for t in tasks})
+        apply_start_positions(self._tasks, positions, put.source.name)
+        return tasks
+
+    def _open_tasks(self, splits: list[str], into: int | None = None) -> list[SplitTask]:
+        """Restore ``splits`` (fencing their previous owners) and give each its writers: at open,
+        and for the splits added while running (:meth:`start_splits`; ``into``: their input, for
+        splits the plan did not list)."""
         keyed = [op.uid for op in self._chain.keyed]
         now = self.config.clock.now_ms()
         tasks: list[SplitTask] = []
         for index, put in enumerate(self._inputs):
-            own = [s for s in splits if self.plan.input_of(s) == index]
+            own = [s for s in splits if (into if into is not None else self.plan.input_of(s)) == index]
             if not own:
                 continue
             opened = open_split_tasks(
@@ -153,30 +187,9 @@ class LocalRunner(RunnerView):
             put.splits.extend(s for s in own if s not in put.splits)
             for task in opened:
                 self._tasks[task.id] = task
-                self._attach(task, put.head)
+                attach_writers(task, put.head, self.job.name, self.config, self.plan.sinks)
             tasks.extend(opened)
         return tasks
-
-    def _attach(self, task: SplitTask, head: Operator) -> None:
-        """Give ``task`` its input's chain head and its writers, inside its commit point's
-        transaction."""
-        transaction = None if task.commit_point is None else task.commit_point.transaction
-        ctx = SinkContext(job=self.job.name, split=task.id, transaction=transaction)
-        writers = [sink.create_writer(ctx) for sink in self.plan.sinks]
-        dead_letter_sink = self.config.error_policy.dead_letter_sink
-        dead_letter_writer = None if dead_letter_sink is None else dead_letter_sink.create_writer(ctx)
-        task.attach(head, writers, dead_letter_writer)
-        two_phase = TwoPhaseWriters(self.plan.sinks, writers)
-        if two_phase:
-            if self.config.checkpoint is None:
-                raise ConfigurationError(
-                    f"job {self.job.name!r} has a sink that applies its writes when a checkpoint "
-                    f"commits (exactly-once), but no checkpointing: enable it with "
-                    f"JobConfig(checkpoint=CheckpointConfig(...)), or make the sink at-least-once"
-                )
-            task.two_phase = two_phase
-            if task.restored_from is not None:
-                two_phase.recommit(task.id, task.restored_from, task.checkpoint_id)
 
     def close(self) -> None:
         """Stop: close functions, writers, stores and the reader. Does not checkpoint."""
@@ -307,6 +320,8 @@ class LocalRunner(RunnerView):
             self._checkpoint_tasks(coordinator, list(tasks.values()))
         if self._membership is not None:
             self._membership.start_assigned()
+        if self._discoveries:
+            self._discover(now)
         for put in exhausted:
             self._finish_input(put)
         if all(put.finished for put in inputs) and not self._finished:

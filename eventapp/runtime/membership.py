@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from eventapp.errors import ConfigurationError, EventAppError
-from eventapp.runtime.task_setup import apply_start_positions
 from eventapp.source import GroupReader, GroupSource, SourceReader
 
 if TYPE_CHECKING:
@@ -78,15 +77,9 @@ class GroupMembership:
         if not self._assigned:
             return
         splits, self._assigned = self._assigned, []
-        runner, reader = self._runner, self._reader
-        assert reader is not None
+        runner = self._runner
         began = time.perf_counter()
-        tasks = runner._open_tasks(splits)
-        for task in tasks:
-            for op in runner._chain.operators:
-                op.split_added(task)
-        positions = reader.start_splits({t.id: t.position for t in tasks})
-        apply_start_positions(runner._tasks, positions, runner._source_node.name)
+        tasks = runner.start_splits(0, splits)
         runner._log.info(
             "group.splits_started",
             splits=splits,

@@ -5,8 +5,9 @@ A job's *inputs* are its sources and, for every shuffled ``key_by``, the shuffle
 
 - it was declared ``partitioned_by_source=True`` (the input is partitioned by that key), or
 - nothing keyed follows it, or
-- every source upstream of it together has a single split and no ``partitions`` were asked for
-  (all of a key's records are in that split already).
+- every source upstream of it together has a single split, none discovers more while running
+  (:class:`~eventapp.source.DiscoveringSource`), and no ``partitions`` were asked for (all of a
+  key's records are in that split already).
 
 The shuffle's channel comes from a source upstream of it that is a
 :class:`~eventapp.shuffle.ShuffleTransport` (the Kafka source: a topic
@@ -27,6 +28,7 @@ from eventapp.errors import ConfigurationError
 from eventapp.graph import KeyByNode, Node, ProcessNode, SourceNode
 from eventapp.shuffle import ShuffleChannel, ShuffleTransport
 from eventapp.sink import Sink
+from eventapp.source import discovers_splits
 from eventapp.watermarks import WatermarkStrategy
 
 if TYPE_CHECKING:
@@ -118,7 +120,8 @@ def plan_job(job: Job) -> JobPlan:
                 shuffle = next((s for s in shuffles if s.node is node), None)
                 above = sorted(upstream[id(node)])
                 counts = [len(source_splits[i]) for i in above]
-                if shuffle is None and _shuffles(node, counts):
+                growing = any(discovers_splits(sources[i].source) for i in above)
+                if shuffle is None and _shuffles(node, counts, growing):
                     shuffle = _new_shuffle(
                         job, node, [sources[i] for i in above], counts, exactly_once, len(sinks)
                     )
@@ -150,10 +153,11 @@ def _upstream_sources(sources: Sequence[SourceNode]) -> dict[int, set[int]]:
     return found
 
 
-def _shuffles(node: KeyByNode, upstream_split_counts: Sequence[int]) -> bool:
+def _shuffles(node: KeyByNode, upstream_split_counts: Sequence[int], growing: bool) -> bool:
+    """``growing``: a source upstream discovers splits while running (one split now says nothing)."""
     if node.partitioned_by_source or not any(isinstance(c, ProcessNode) for c in node.children):
         return False
-    return node.partitions is not None or sum(upstream_split_counts) > 1
+    return node.partitions is not None or growing or sum(upstream_split_counts) > 1
 
 
 def _new_shuffle(
@@ -170,9 +174,9 @@ def _new_shuffle(
         names = ", ".join(repr(s.name) for s in upstream)
         raise ConfigurationError(
             f"key_by before operator {uid!r} needs a shuffle (its input, source {names}, has several "
-            f"splits, so one key's records may be in several of them), and no source of the job can "
-            f"carry one (a Kafka source can). If the input is already partitioned by this key, "
-            f"declare it: key_by(..., partitioned_by_source=True)"
+            f"splits or discovers more, so one key's records may be in several of them), and no "
+            f"source of the job can carry one (a Kafka source can). If the input is already "
+            f"partitioned by this key, declare it: key_by(..., partitioned_by_source=True)"
         )
     partitions = node.partitions or max(upstream_split_counts)
     topic = f"{job.name}-{uid}-repartition"

@@ -29,9 +29,12 @@ from eventapp.errors import (
     SupersededError,
 )
 from eventapp.runtime.checkpointer import Checkpointer, RestoredSnapshot
+from eventapp.runtime.operators import Operator
 from eventapp.runtime.split_task import SplitTask
+from eventapp.runtime.two_phase import TwoPhaseWriters
 from eventapp.savepoint.reader import Savepoint
 from eventapp.savepoint.restore import SavepointRestore, plan_restore
+from eventapp.sink import Sink, SinkContext
 from eventapp.source import CommittingSource, Source
 
 __all__ = ["apply_start_positions", "open_split_tasks", "raise_most_telling"]
@@ -356,3 +359,28 @@ def _restored_task(
         lineage=task.lineage,
     )
     return task
+
+
+def attach_writers(
+    task: SplitTask, head: Operator, job: str, config: JobConfig, sinks: Sequence[Sink[Any]]
+) -> None:
+    """Give ``task`` its input's chain ``head`` and a writer of each of ``sinks`` (the job's and its
+    shuffles'), inside its commit point's transaction; recommit what its restored checkpoint's
+    two-phase writers had prepared."""
+    transaction = None if task.commit_point is None else task.commit_point.transaction
+    ctx = SinkContext(job=job, split=task.id, transaction=transaction)
+    writers = [sink.create_writer(ctx) for sink in sinks]
+    dead_letter_sink = config.error_policy.dead_letter_sink
+    dead_letter_writer = None if dead_letter_sink is None else dead_letter_sink.create_writer(ctx)
+    task.attach(head, writers, dead_letter_writer)
+    two_phase = TwoPhaseWriters(sinks, writers)
+    if two_phase:
+        if config.checkpoint is None:
+            raise ConfigurationError(
+                f"job {job!r} has a sink that applies its writes when a checkpoint commits "
+                f"(exactly-once), but no checkpointing: enable it with "
+                f"JobConfig(checkpoint=CheckpointConfig(...)), or make the sink at-least-once"
+            )
+        task.two_phase = two_phase
+        if task.restored_from is not None:
+            two_phase.recommit(task.id, task.restored_from, task.checkpoint_id)

@@ -4,7 +4,9 @@ commit point.
 
 Configured by environment variables: ``CRASH_REDIS_URL``, ``CRASH_REDIS_PREFIX`` (input streams
 ``<prefix>:in:0`` .. ``<prefix>:in:<CRASH_STREAMS - 1>``, entries ``{k, id, ts}`` with every key in
-one stream), ``CRASH_JOB``, ``CRASH_CHECKPOINT_DIR``, ``CRASH_STATE_DIR``. The counter is the Kafka
+one stream), ``CRASH_JOB``, ``CRASH_CHECKPOINT_DIR``, ``CRASH_STATE_DIR``. With
+``CRASH_DISCOVERY_MS`` the job instead reads every stream matching ``<prefix>:in:*`` unbounded,
+looking for new ones that often (the discovery crash test). The counter is the Kafka
 crash job's (:class:`tests.crash.eos_job.CrashCounter`: a count per record, a window per key and
 second of event time); its outputs go to an exactly-once Redis sink (:func:`redis_commands`).
 """
@@ -29,15 +31,24 @@ def input_streams(prefix: str, streams: int) -> list[str]:
 def build_job() -> Job:
     env = os.environ
     url, prefix = env["CRASH_REDIS_URL"], env["CRASH_REDIS_PREFIX"]
-    source = RedisStreamSource(
-        RedisStreamSourceConfig(
+    discovery = env.get("CRASH_DISCOVERY_MS")
+    if discovery is None:
+        config = RedisStreamSourceConfig(
             url=url,
             streams=input_streams(prefix, int(env.get("CRASH_STREAMS", "4"))),
             bounded=True,
             timestamp_field="ts",
             batch_size=500,
         )
-    )
+    else:
+        config = RedisStreamSourceConfig(
+            url=url,
+            pattern=f"{prefix}:in:*",
+            discovery_interval_ms=int(discovery),
+            timestamp_field="ts",
+            batch_size=500,
+        )
+    source = RedisStreamSource(config)
     sink = RedisSink(RedisSinkConfig(url=url, mapper=redis_commands(prefix), token_prefix=f"{prefix}:token:"))
     job = Job(
         env["CRASH_JOB"],
