@@ -25,7 +25,6 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -157,15 +156,17 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--from-checkpoint",
         metavar="PATH",
-        type=Path,
+        type=cli_savepoint.path_or_uri,
         help="restore splits from these snapshots (a snapshot, split or job directory of checkpoint "
-        "storage) instead of their committed checkpoints; they are never modified or deleted",
+        "storage, or s3://bucket/prefix/JOB[/SPLIT[/SNAPSHOT]]) instead of their committed "
+        "checkpoints; they are never modified or deleted",
     )
     restore.add_argument(
         "--from-savepoint",
         metavar="DIR",
-        type=Path,
-        help="restore the job from a savepoint (eventapp savepoint create); it is never modified or "
+        type=cli_savepoint.path_or_uri,
+        help="restore the job from a savepoint (eventapp savepoint create; a directory or an s3:// "
+        "URI, downloaded first); it is never modified or "
         "deleted, and the first checkpoint after it is a full one",
     )
     run.add_argument(

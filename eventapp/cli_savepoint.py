@@ -3,9 +3,11 @@
     eventapp savepoint create JOB --target DIR [--type canonical|native]
     eventapp savepoint inspect DIR [--operator UID] [--state NAME] [--key K] [--json]
     eventapp savepoint dispose DIR
+    eventapp savepoint copy SRC DST
     eventapp savepoint trigger JOB --target DIR [--type canonical|native]   (a running job manager's job)
     eventapp checkpoints list JOB [--json]
 
+Every DIR, SRC and DST may be an ``s3://bucket/prefix`` URI (:mod:`eventapp.savepoint.remote`).
 Restoring is ``eventapp run JOB --from-savepoint DIR [--allow-non-restored-state]
 [--rename-uid OLD=NEW]`` (:mod:`eventapp.cli`).
 """
@@ -23,9 +25,16 @@ from eventapp import cli_daemon
 from eventapp.errors import ConfigurationError
 from eventapp.savepoint.create import create_savepoint
 from eventapp.savepoint.reader import Savepoint
+from eventapp.savepoint.remote import (
+    copy_savepoint,
+    create_savepoint_at,
+    dispose_savepoint,
+    is_remote,
+    path_or_uri,
+)
 from eventapp.stream import Job
 
-__all__ = ["add_parsers", "parse_renames", "run_command"]
+__all__ = ["add_parsers", "parse_renames", "path_or_uri", "run_command"]
 
 
 def add_parsers(sub: Any) -> None:
@@ -38,7 +47,14 @@ def add_parsers(sub: Any) -> None:
         "nothing, never a recovery point by itself)",
     )
     create.add_argument("target", help="the job: 'package.module:attribute'")
-    create.add_argument("--target", dest="directory", type=Path, required=True, metavar="DIR")
+    create.add_argument(
+        "--target",
+        dest="directory",
+        type=path_or_uri,
+        required=True,
+        metavar="DIR",
+        help="the directory (or s3://bucket/prefix) to write the savepoint under",
+    )
     create.add_argument(
         "--type",
         dest="kind",
@@ -49,13 +65,22 @@ def add_parsers(sub: Any) -> None:
         "same backend on the same splits (Flink's --type)",
     )
     inspect = actions.add_parser("inspect", help="show what a savepoint holds")
-    inspect.add_argument("path", type=Path, metavar="DIR")
+    inspect.add_argument("path", type=path_or_uri, metavar="DIR", help="a savepoint directory or s3:// URI")
     inspect.add_argument("--operator", metavar="UID", help="only this operator")
     inspect.add_argument("--state", metavar="NAME", help="only this state (with --operator)")
     inspect.add_argument("--key", metavar="K", help="one key's entries as JSON (with --operator)")
     inspect.add_argument("--json", action="store_true", help="print JSON")
-    dispose = actions.add_parser("dispose", help="delete a savepoint directory (checked first)")
-    dispose.add_argument("path", type=Path, metavar="DIR")
+    dispose = actions.add_parser(
+        "dispose", help="delete a savepoint directory or s3:// savepoint (checked first)"
+    )
+    dispose.add_argument("path", type=path_or_uri, metavar="DIR")
+    copy = actions.add_parser(
+        "copy",
+        help="copy a savepoint between a local directory and s3://bucket/prefix (or two s3:// URIs); "
+        "SRC is checked first, DST is the new savepoint and must not exist",
+    )
+    copy.add_argument("source", type=path_or_uri, metavar="SRC")
+    copy.add_argument("destination", type=path_or_uri, metavar="DST")
     cli_daemon.add_trigger_parser(actions)
     checkpoints = sub.add_parser("checkpoints", help="list a job's checkpoints")
     cactions = checkpoints.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -84,6 +109,8 @@ def run_command(args: argparse.Namespace, load_job: Callable[[str], Job]) -> int
         return _create(load_job(args.target), args.directory, native=args.kind == "native")
     if args.action == "inspect":
         return _inspect(args)
+    if args.action == "copy":
+        return _copy(args.source, args.destination)
     return _dispose(args.path)
 
 
@@ -103,18 +130,22 @@ def _job_splits(job: Job) -> list[str]:
     return job.splits()
 
 
-def _create(job: Job, target: Path, *, native: bool) -> int:
-    created = create_savepoint(
-        _storage(job),
-        job.name,
-        _job_splits(job),
+def _create(job: Job, target: Path | str, *, native: bool) -> int:
+    storage, splits = _storage(job), _job_splits(job)
+    path, created = create_savepoint_at(
         target,
-        max_parallelism=job.config.max_parallelism,
-        partitioner=job.config.partitioner.describe(),
-        native=native,
+        lambda directory: create_savepoint(
+            storage,
+            job.name,
+            splits,
+            directory,
+            max_parallelism=job.config.max_parallelism,
+            partitioner=job.config.partitioner.describe(),
+            native=native,
+        ),
     )
     meta = created.metadata
-    print(f"Savepoint completed. Path: {created.path}")
+    print(f"Savepoint completed. Path: {path}")
     if native:
         print(f"  job {meta.job!r}, id {meta.id}, {len(meta.splits)} splits, native ({meta.backend} files)")
     else:
@@ -123,7 +154,7 @@ def _create(job: Job, target: Path, *, native: bool) -> int:
     if created.never_checkpointed:
         never = ", ".join(created.never_checkpointed)
         print(f"  splits with no committed checkpoint (empty, no position): {never}")
-    print(f"Restore with: eventapp run JOB --from-savepoint {created.path}")
+    print(f"Restore with: eventapp run JOB --from-savepoint {path}")
     return 0
 
 
@@ -147,7 +178,7 @@ def _inspect(args: argparse.Namespace) -> int:
         data["operators"] = {u: o.to_json() for u, o in operators.items()}
         print(json.dumps(data, indent=1, sort_keys=True))
         return 0
-    print(f"savepoint {savepoint.path}")
+    print(f"savepoint {savepoint.source}")
     print(f"  job {meta.job!r}, id {meta.id}, format {meta.format}, origin {meta.origin}")
     print(f"  state from backend {meta.backend}")
     print(f"  max_parallelism {meta.max_parallelism}, partitioner {meta.partitioner}")
@@ -184,10 +215,20 @@ def _describe_schema(schema: dict[str, Any]) -> str:
     return text
 
 
-def _dispose(path: Path) -> int:
+def _dispose(path: Path | str) -> int:
+    if is_remote(path):
+        deleted = dispose_savepoint(str(path))
+        print(f"Savepoint {path} disposed ({deleted} objects deleted).")
+        return 0
     directory = Savepoint.open(path, verify=False).path  # refuses anything that is not a savepoint
     shutil.rmtree(directory)
     print(f"Savepoint {directory} disposed.")
+    return 0
+
+
+def _copy(source: Path | str, destination: Path | str) -> int:
+    copied = copy_savepoint(source, destination)
+    print(f"Savepoint {source} copied. Path: {copied}")
     return 0
 
 

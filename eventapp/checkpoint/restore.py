@@ -22,6 +22,7 @@ pruning deletes only old snapshots of the split's own lineage, never those of an
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,8 +30,16 @@ from typing import Any
 
 from eventapp.checkpoint.commit import CommittedCheckpoint
 from eventapp.checkpoint.meta import LEGACY_LINEAGE
-from eventapp.checkpoint.storage import CheckpointStorage, SnapshotInfo, read_snapshot_meta
+from eventapp.checkpoint.object_storage import ObjectCheckpointStorage
+from eventapp.checkpoint.storage import (
+    CheckpointStorage,
+    SnapshotInfo,
+    parse_snapshot_name,
+    read_snapshot_meta,
+)
 from eventapp.errors import ConfigurationError, RestoreError
+from eventapp.objectstore.location import ObjectLocation
+from eventapp.objectstore.s3 import S3ObjectStore
 
 __all__ = [
     "LEGACY_LINEAGE",
@@ -42,19 +51,23 @@ __all__ = [
 ]
 
 _META = "split.json"
+_URI = "s3://"
+_SNAPSHOT_OBJECT = "_snapshot.json"  # eventapp.checkpoint.object_storage's metadata object
 
 
 @dataclass(frozen=True, slots=True)
 class RestoreRequest:
     """The user's instructions for restoring splits (default: restore the committed checkpoints)."""
 
-    #: A snapshot directory, a split directory or a job directory of checkpoint storage to restore.
-    from_checkpoint: Path | None = None
+    #: A snapshot directory, a split directory or a job directory of checkpoint storage to restore
+    #: (or the ``s3://`` URI of one in object storage, see :func:`explicit_snapshots`).
+    from_checkpoint: Path | str | None = None
     #: Start splits whose committed checkpoint is unknown with empty state, archiving their snapshots.
     start_fresh: bool = False
     #: A savepoint directory to restore (``eventapp run --from-savepoint``, see
-    #: :mod:`eventapp.savepoint.restore`); never modified or deleted.
-    from_savepoint: Path | None = None
+    #: :mod:`eventapp.savepoint.restore`), or its ``s3://`` URI (:mod:`eventapp.savepoint.remote`);
+    #: never modified or deleted.
+    from_savepoint: Path | str | None = None
     #: With ``from_savepoint``: drop the state of operators the job no longer has (listed in the log).
     allow_non_restored_state: bool = False
     #: With ``from_savepoint``: operator uids renamed since it was taken (old -> new).
@@ -79,10 +92,15 @@ class RestoreRequest:
             raise ConfigurationError(
                 "--allow-non-restored-state and --rename-uid only apply with --from-savepoint DIR"
             )
-        if self.from_checkpoint is not None and not isinstance(self.from_checkpoint, Path):
+        # An s3:// URI stays a string (Path() would fold its '//').
+        if self.from_checkpoint is not None and not _is_uri(self.from_checkpoint):
             object.__setattr__(self, "from_checkpoint", Path(self.from_checkpoint))
-        if self.from_savepoint is not None and not isinstance(self.from_savepoint, Path):
+        if self.from_savepoint is not None and not _is_uri(self.from_savepoint):
             object.__setattr__(self, "from_savepoint", Path(self.from_savepoint))
+
+
+def _is_uri(path: object) -> bool:
+    return isinstance(path, str) and path.startswith(_URI)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -103,13 +121,20 @@ def _newest_in(split_dir: Path) -> Path | None:
     return max(committed or names, key=lambda p: p.name)
 
 
-def explicit_snapshots(path: Path, job: str, splits: list[str]) -> dict[str, tuple[Path, dict[str, Any]]]:
+def explicit_snapshots(
+    path: Path | str, job: str, splits: list[str]
+) -> dict[str, tuple[Path, dict[str, Any]]]:
     """The snapshot under ``path`` for each of ``splits`` it covers.
 
     ``path`` is a snapshot directory (it covers the split its metadata names), a split directory
     (its newest committed snapshot) or a job directory (per split subdirectory, the newest committed
-    snapshot). Snapshots of another job or another split are refused.
+    snapshot). Snapshots of another job or another split are refused. An ``s3://`` URI names the
+    same in object storage (``s3://bucket/prefix/<job>[/<split>[/<snapshot>]]``): those snapshots
+    are downloaded (:func:`_remote_snapshots`), never modified.
     """
+    if isinstance(path, str) and _is_uri(path):
+        return _remote_snapshots(path, job, splits)
+    path = Path(path)
     if not path.is_dir():
         raise RestoreError(f"--from-checkpoint {path} does not exist or is not a directory")
     if (path / _META).is_file():
@@ -135,6 +160,73 @@ def explicit_snapshots(path: Path, job: str, splits: list[str]) -> dict[str, tup
         if split in splits:
             found[split] = (snapshot, meta)
     return found
+
+
+def _remote_snapshots(uri: str, job: str, splits: list[str]) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """:func:`explicit_snapshots` of ``s3://bucket/prefix/<job>[/<split>[/<snapshot>]]``: each
+    snapshot named is opened (downloaded, verified) through an :class:`ObjectCheckpointStorage`
+    rooted at ``s3://bucket/prefix`` with a cache of its own (never the job's own storage's)."""
+    location = ObjectLocation.parse(uri)
+    parts = location.prefix.split("/") if location.prefix else []
+    fix = (
+        f"point it at s3://bucket/prefix/<job>[/<split>[/<snapshot>]] of checkpoint storage "
+        f"CheckpointConfig(storage='s3://bucket/prefix'), for example s3://{location.bucket}/"
+        f"{location.key(job) if not parts else location.prefix}"
+    )
+    if not parts:
+        raise RestoreError(f"--from-checkpoint {uri} names a whole bucket; {fix}")
+    store = S3ObjectStore(location.bucket)
+    try:
+        base = location.prefix + "/"
+        if (
+            len(parts) >= 3
+            and parse_snapshot_name(parts[-1]) is not None
+            and store.head(base + _SNAPSHOT_OBJECT) is not None
+        ):
+            depth, name = 3, parts[-1]
+        elif any(
+            len(rest := info.key[len(base) :].split("/")) == 2
+            and rest[1] == _SNAPSHOT_OBJECT
+            and parse_snapshot_name(rest[0]) is not None
+            for info in store.list(base)
+        ):
+            depth, name = 2, None
+        else:
+            depth, name = 1, None
+        if len(parts) < depth:
+            raise RestoreError(f"--from-checkpoint {uri} holds no snapshot; {fix}")
+        named_job = parts[-depth]
+        if named_job != job:
+            raise RestoreError(
+                f"--from-checkpoint {uri} is {'the checkpoint storage' if depth == 1 else 'a snapshot'} "
+                f"of job {named_job!r}, not of {job!r}; restoring another job's state is refused (move "
+                f"state between jobs with a savepoint), or {fix}"
+            )
+        root = ObjectLocation(location.bucket, "/".join(parts[:-depth]))
+        cache = Path(tempfile.gettempdir()) / "eventapp-restore" / root.bucket / root.prefix
+        storage = ObjectCheckpointStorage(root, store=store, cache_dir=cache)
+        wanted = [parts[-depth + 1]] if depth > 1 else storage.splits(job)
+        found: dict[str, tuple[Path, dict[str, Any]]] = {}
+        for split in (s for s in wanted if s in splits):
+            if name is not None:
+                snapshot = name
+            else:  # the newest snapshot, preferring committed ones (as for a local directory)
+                infos = storage.list_snapshots(job, split)
+                newest = [i for i in infos if i.committed] or infos
+                if not newest:
+                    continue
+                snapshot = newest[-1].name
+            path, meta = storage.open(job, split, snapshot)
+            if meta.get("job") != job or str(meta.get("split")) != split:
+                raise RestoreError(
+                    f"--from-checkpoint {uri}: snapshot {root.uri(storage.split_key(job, split) + snapshot)} "
+                    f"names job {meta.get('job')!r} and split {meta.get('split')!r}; it is damaged or was "
+                    f"moved: refusing to restore it"
+                )
+            found[split] = (path, meta)
+        return found
+    finally:
+        store.close()
 
 
 def lost_state(

@@ -15,6 +15,7 @@ from eventapp.daemon.slots import Slot
 from eventapp.daemon.status import SlotStatus, Trigger
 from eventapp.errors import EventAppError
 from eventapp.savepoint.create import create_savepoint
+from eventapp.savepoint.remote import create_savepoint_at, is_remote
 from eventapp.source import discovers_splits
 from eventapp.stream import Job
 
@@ -89,20 +90,26 @@ class SavepointOperations:
         """Make the savepoint from every split's newest committed checkpoint."""
         checkpoint = self._job.config.checkpoint
         assert checkpoint is not None
+        storage, splits = checkpoint.resolved_storage(), self._current_splits()
+        target = trigger.target if is_remote(trigger.target) else Path(trigger.target)
         try:
-            created = create_savepoint(
-                checkpoint.resolved_storage(),
-                self._job.name,
-                self._current_splits(),
-                Path(trigger.target),
-                max_parallelism=self._job.config.max_parallelism,
-                partitioner=self._job.config.partitioner.describe(),
-                native=trigger.native,
+            # An s3:// target: written locally, then uploaded (_metadata last), then removed locally.
+            location, _ = create_savepoint_at(
+                target,
+                lambda directory: create_savepoint(
+                    storage,
+                    self._job.name,
+                    splits,
+                    directory,
+                    max_parallelism=self._job.config.max_parallelism,
+                    partitioner=self._job.config.partitioner.describe(),
+                    native=trigger.native,
+                ),
             )
         except (EventAppError, OSError) as exc:
             self.finish(trigger, failure=f"{type(exc).__name__}: {exc}")
             return
-        self.finish(trigger, location=str(created.path))
+        self.finish(trigger, location=location)
 
     def finish(self, trigger: Trigger, *, location: str | None = None, failure: str | None = None) -> None:
         with self._state.lock:

@@ -82,8 +82,9 @@ class ObjectStore(Protocol):
         """Delete ``keys`` (missing keys are no error)."""
         ...
 
-    def copy(self, source_key: str, target_key: str) -> None:
-        """Copy an object inside the bucket, server-side."""
+    def copy(self, source_key: str, target_key: str, *, source_bucket: str | None = None) -> None:
+        """Copy an object into this bucket, server-side, from this bucket or ``source_bucket`` (of
+        the same endpoint)."""
         ...
 
     def close(self) -> None: ...
@@ -253,10 +254,11 @@ class S3ObjectStore:
                     f"delete objects in bucket {self._bucket!r}"
                 )
 
-    def copy(self, source_key: str, target_key: str) -> None:
-        with translated("CopyObject", self._endpoint, self._bucket, source_key):
+    def copy(self, source_key: str, target_key: str, *, source_bucket: str | None = None) -> None:
+        bucket = source_bucket or self._bucket
+        with translated("CopyObject", self._endpoint, bucket, source_key):
             self._client.copy(
-                {"Bucket": self._bucket, "Key": source_key}, self._bucket, target_key, Config=self._transfer
+                {"Bucket": bucket, "Key": source_key}, self._bucket, target_key, Config=self._transfer
             )
 
     def close(self) -> None:

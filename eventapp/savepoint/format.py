@@ -199,8 +199,20 @@ class SavepointMetadata:
                 f"creation was interrupted); use a complete savepoint, or create a new one"
             )
         try:
-            data = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
+            content = path.read_bytes()
+        except OSError as exc:
+            raise SavepointError(f"{path} is unreadable ({exc}); the savepoint is damaged") from exc
+        return cls.loads(content, str(path))
+
+    @classmethod
+    def loads(cls, content: bytes, path: str) -> SavepointMetadata:
+        """Parse and check the content of a ``_metadata`` file (``path``: where it is, for messages).
+
+        :raises SavepointError: unreadable, of another format, or its checksum is wrong.
+        """
+        try:
+            data = json.loads(content)
+        except ValueError as exc:
             raise SavepointError(f"{path} is unreadable ({exc}); the savepoint is damaged") from exc
         if not isinstance(data, dict) or data.get("kind") != KIND:
             raise SavepointError(f"{path} is not the metadata of an eventapp savepoint")

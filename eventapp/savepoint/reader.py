@@ -21,6 +21,7 @@ from eventapp.functions import TimeDomain
 from eventapp.savepoint.entries import EntryParser
 from eventapp.savepoint.format import METADATA, SavepointMetadata, iter_state_file, verify_state_file
 from eventapp.savepoint.native import read_snapshot_entries
+from eventapp.savepoint.remote import fetch_savepoint, is_remote
 from eventapp.state.descriptors import StateDescriptor
 from eventapp.state.inspect import StateInspector
 from eventapp.state.keys import decode_key, decode_timestamp, operator_state_prefix
@@ -32,16 +33,22 @@ __all__ = ["Savepoint", "describe_value"]
 class Savepoint:
     """A savepoint directory, verified (see the module docstring)."""
 
-    def __init__(self, path: Path, metadata: SavepointMetadata) -> None:
+    def __init__(self, path: Path, metadata: SavepointMetadata, *, source: str | None = None) -> None:
         self.path = path
         self.metadata = metadata
+        #: Where it was opened from: ``path``, or the ``s3://`` URI ``path`` is a local copy of.
+        self.source = source or str(path)
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = True) -> Savepoint:
-        """Open the savepoint at ``path`` (its directory or its ``_metadata`` file).
+        """Open the savepoint at ``path`` (its directory or its ``_metadata`` file, or an ``s3://``
+        URI: downloaded into a local cache and verified first, see :mod:`eventapp.savepoint.remote`).
 
         :raises SavepointError: missing, incomplete, damaged (checksums) or of another format.
         """
+        if is_remote(path):
+            local = fetch_savepoint(str(path))  # verified whole
+            return cls(local, SavepointMetadata.read(local), source=str(path))
         directory = Path(path)
         if directory.name == METADATA and directory.is_file():
             directory = directory.parent
