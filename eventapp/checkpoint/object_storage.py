@@ -46,6 +46,7 @@ from eventapp.errors import (
 )
 from eventapp.objectstore.location import ObjectLocation
 from eventapp.objectstore.s3 import ObjectStore, S3ObjectStore, S3Settings
+from eventapp.runtime.faults import fault_point
 
 __all__ = ["ObjectCheckpointStorage"]
 
@@ -143,6 +144,7 @@ class ObjectCheckpointStorage:
             with self.transfers.shared.in_flight(shared_prefix, plan.shared_keys(shared_prefix)):
                 uploaded, skipped = self.transfers.upload(plan, shared_prefix)
                 manifest = SnapshotManifest(name, meta, {r: e for r, (_, e) in plan.files.items()})
+                fault_point("objectstore.before_metadata")  # every file stored, not visible yet
                 self.store.put_bytes(self._meta_key(job, split, name), manifest.to_bytes())  # last
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

@@ -27,6 +27,7 @@ import structlog
 from eventapp.checkpoint.object_manifest import FileDigests, ManifestEntry, file_problem
 from eventapp.errors import ObjectNotFoundError, SnapshotCorruptError, SnapshotMissingError
 from eventapp.objectstore.s3 import ObjectStore
+from eventapp.runtime.faults import fault_point
 
 __all__ = ["SharedObjects", "Transfers", "UploadPlan"]
 
@@ -144,6 +145,7 @@ class Transfers:
                 self.shared.add([entry.key])
                 return False
             self.store.put_file(entry.key, path)
+            fault_point("objectstore.mid_upload")  # some files of the snapshot stored, not all
             if shared:
                 self.shared.add([entry.key])
             return True
@@ -169,6 +171,7 @@ class Transfers:
                 raise SnapshotMissingError(
                     f"{what} lists object s3://{bucket}/{entry.key} ({relative}), which does not exist. {fix}"
                 ) from exc
+            fault_point("objectstore.mid_download")
             problem = file_problem(path, entry, checksum=True)
             if problem is not None:
                 raise SnapshotCorruptError(

@@ -6,7 +6,10 @@ Configured by environment variables: ``CRASH_REDIS_URL``, ``CRASH_REDIS_PREFIX``
 ``<prefix>:in:0`` .. ``<prefix>:in:<CRASH_STREAMS - 1>``, entries ``{k, id, ts}`` with every key in
 one stream), ``CRASH_JOB``, ``CRASH_CHECKPOINT_DIR``, ``CRASH_STATE_DIR``. With
 ``CRASH_DISCOVERY_MS`` the job instead reads every stream matching ``<prefix>:in:*`` unbounded,
-looking for new ones that often (the discovery crash test). The counter is the Kafka
+looking for new ones that often (the discovery crash test). A ``CRASH_CHECKPOINT_DIR`` of
+``s3://bucket/prefix`` keeps checkpoints in an object store (endpoint and keys from the AWS
+environment), with the local cache inside ``CRASH_STATE_DIR``: every launch has a fresh one, so a
+restore downloads its snapshots. The counter is the Kafka
 crash job's (:class:`tests.crash.eos_job.CrashCounter`: a count per record, a window per key and
 second of event time); its outputs go to an exactly-once Redis sink (:func:`redis_commands`).
 """
@@ -14,8 +17,16 @@ second of event time); its outputs go to an exactly-once Redis sink (:func:`redi
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from eventapp import CheckpointConfig, Job, JobConfig, WatermarkStrategy
+from eventapp import (
+    CheckpointConfig,
+    CheckpointStorage,
+    Job,
+    JobConfig,
+    ObjectCheckpointStorage,
+    WatermarkStrategy,
+)
 from eventapp.connectors.redis.sink import RedisSink
 from eventapp.connectors.redis.sink_config import RedisSinkConfig
 from eventapp.connectors.redis.source import RedisStreamSource
@@ -26,6 +37,12 @@ from tests.crash.eos_job import UID, CrashCounter, redis_commands
 
 def input_streams(prefix: str, streams: int) -> list[str]:
     return [f"{prefix}:in:{i}" for i in range(streams)]
+
+
+def checkpoint_storage(where: str, state_dir: str) -> str | CheckpointStorage:
+    if where.startswith("s3://"):
+        return ObjectCheckpointStorage(where, cache_dir=Path(state_dir) / "checkpoint-cache")
+    return where
 
 
 def build_job() -> Job:
@@ -55,7 +72,7 @@ def build_job() -> Job:
         JobConfig(
             state_backend=RocksDBStateBackend(env["CRASH_STATE_DIR"]),
             checkpoint=CheckpointConfig(
-                storage=env["CRASH_CHECKPOINT_DIR"],
+                storage=checkpoint_storage(env["CRASH_CHECKPOINT_DIR"], env["CRASH_STATE_DIR"]),
                 interval_ms=int(env.get("CRASH_CHECKPOINT_INTERVAL_MS", "300")),
             ),
             max_batch_records=500,

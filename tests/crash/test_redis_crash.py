@@ -92,6 +92,24 @@ def write_stream_input(
     return written
 
 
+def assert_redis_effects(client: redis.Redis, prefix: str, written: list[dict[str, Any]]) -> int:
+    """Every effect of the Redis-only crash job is in Redis exactly once: the INCRBY counters, the
+    stream of ids, the window hashes and their total equal the oracle. Returns the effects found."""
+    per_key = Counter(r["k"] for r in written)
+    hits = {k: int(client.get(f"{prefix}:hits:{k}") or 0) for k in per_key}
+    assert hits == dict(per_key), "Redis counters differ from the oracle (INCRBY applied twice or never)"
+    entries = client.xrange(f"{prefix}:ids")
+    assert Counter(int(f["id"]) for _, f in entries) == Counter(r["id"] for r in written)
+    windows: Counter[tuple[str, int, int]] = Counter()
+    for key in per_key:
+        for w, c in client.hgetall(f"{prefix}:windows:{key}").items():
+            windows[(key, int(w), int(c))] += 1
+    expected_windows = Counter((r["k"], (r["ts"] // WINDOW_MS + 1) * WINDOW_MS) for r in written)
+    assert windows == Counter({(k, w, c): 1 for (k, w), c in expected_windows.items()})
+    assert int(client.get(f"{prefix}:windowed") or 0) == len(written)
+    return len(entries) + sum(hits.values())
+
+
 def test_redis_to_redis_is_exactly_once_through_sigkills(
     setup: CrashSetup, redis_server: RedisServer, record_property: Callable[..., None]
 ) -> None:
@@ -111,22 +129,11 @@ def test_redis_to_redis_is_exactly_once_through_sigkills(
             phases=phases,
             target="tests.crash.redis_job:build_job",
         )
-        per_key = Counter(r["k"] for r in written)
-        hits = {k: int(client.get(f"{prefix}:hits:{k}") or 0) for k in per_key}
-        assert hits == dict(per_key), "Redis counters differ from the oracle (INCRBY applied twice or never)"
-        entries = client.xrange(f"{prefix}:ids")
-        assert Counter(int(f["id"]) for _, f in entries) == Counter(r["id"] for r in written)
-        windows: Counter[tuple[str, int, int]] = Counter()
-        for key in per_key:
-            for w, c in client.hgetall(f"{prefix}:windows:{key}").items():
-                windows[(key, int(w), int(c))] += 1
-        expected_windows = Counter((r["k"], (r["ts"] // WINDOW_MS + 1) * WINDOW_MS) for r in written)
-        assert windows == Counter({(k, w, c): 1 for (k, w), c in expected_windows.items()})
-        assert int(client.get(f"{prefix}:windowed") or 0) == len(written)
+        effects = assert_redis_effects(client, prefix, written)
     finally:
         client.close()
     total_kills = stats["random_kills"] + stats["fault_point_kills"]
-    print(f"redis->redis crash test: {stats} effects={len(entries) + sum(hits.values())}")
+    print(f"redis->redis crash test: {stats} effects={effects}")
     for k, v in stats.items():
         record_property(k, v)
     assert total_kills >= 10, f"only {total_kills} kills happened ({stats})"

@@ -37,12 +37,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from eventapp._child_process import die_with_parent
 from eventapp.objectstore import S3Settings
 
-__all__ = ["S3_ENDPOINT_ENV", "S3Server", "provide_s3_server"]
+__all__ = ["S3_ENDPOINT_ENV", "S3Server", "SeaweedFS", "provide_s3_server"]
 
 #: Use this S3 endpoint (``http://host:port``) instead of starting SeaweedFS.
 S3_ENDPOINT_ENV = "EVENTAPP_TEST_S3_ENDPOINT"
 _ANY_KEY = "any"
 _READY_BUCKET = "eventapp-ready"
+_EXISTS = ("BucketAlreadyOwnedByYou", "BucketAlreadyExists")
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,11 @@ def _answers(server: S3Server, *, write: bool = False) -> str | None:
     try:
         client.list_buckets()
         if write:  # the S3 gateway answers before the master can assign volumes: wait for a write
-            if _READY_BUCKET not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+            try:
                 client.create_bucket(Bucket=_READY_BUCKET)
+            except ClientError as exc:  # a restarted server may not list it yet, but has it
+                if exc.response.get("Error", {}).get("Code") not in _EXISTS:
+                    raise
             client.put_object(Bucket=_READY_BUCKET, Key="ready", Body=b"1")
     except (BotoCoreError, ClientError) as exc:
         return f"{type(exc).__name__}: {exc}"
@@ -157,20 +161,22 @@ def _answers(server: S3Server, *, write: bool = False) -> str | None:
     return None
 
 
-@contextlib.contextmanager
-def _seaweedfs(work_dir: Path | None, startup_timeout: float) -> Iterator[S3Server]:
-    binary = _weed_binary()
-    with contextlib.ExitStack() as stack:
-        if work_dir is None:
-            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eventapp-weed-")))
-        data = work_dir / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        log_path = work_dir / "weed.log"
+class SeaweedFS:
+    """One ``weed server`` on fixed ports and a data directory, which can be killed and started
+    again on both (the tests of an object store that goes away mid-run)."""
+
+    def __init__(self, work_dir: Path, startup_timeout: float = 90.0) -> None:
+        self.binary = _weed_binary()
+        self.work_dir = work_dir
+        self.data = work_dir / "data"
+        self.data.mkdir(parents=True, exist_ok=True)
+        self.log_path = work_dir / "weed.log"
+        self.startup_timeout = startup_timeout
         master, volume, filer, s3 = _free_ports(4)
-        command = [
-            binary,
+        self.command = [
+            self.binary,
             "server",
-            f"-dir={data}",
+            f"-dir={self.data}",
             "-ip=127.0.0.1",
             f"-master.port={master}",
             f"-volume.port={volume}",
@@ -186,20 +192,24 @@ def _seaweedfs(work_dir: Path | None, startup_timeout: float) -> Iterator[S3Serv
             "-master.volumeSizeLimitMB=64",
             "-volume.max=10000",
         ]
+        self.endpoint = f"http://127.0.0.1:{s3}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> S3Server:
+        """Start it and wait until it stores an object."""
         began = time.monotonic()
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                command,
-                cwd=work_dir,
+        with open(self.log_path, "ab") as log:
+            self.process = process = subprocess.Popen(
+                self.command,
+                cwd=self.work_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=die_with_parent,
             )
-        stack.callback(_kill, process)
-        server = S3Server(f"http://127.0.0.1:{s3}", "seaweedfs", _ANY_KEY, _ANY_KEY, log_path)
-        deadline = began + startup_timeout
+        server = S3Server(self.endpoint, "seaweedfs", _ANY_KEY, _ANY_KEY, self.log_path)
+        deadline = began + self.startup_timeout
         error: str | None = "not polled"
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -210,16 +220,35 @@ def _seaweedfs(work_dir: Path | None, startup_timeout: float) -> Iterator[S3Serv
                 break
             time.sleep(0.1)  # polling interval of the readiness loop, not a synchronization
         if error is not None:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"SeaweedFS did not accept a write ({error}); {' '.join(command)}\n{tail}")
-        yield S3Server(
-            server.endpoint,
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+            self.kill()
+            raise RuntimeError(
+                f"SeaweedFS did not accept a write ({error}); {' '.join(self.command)}\n{tail}"
+            )
+        return S3Server(
+            self.endpoint,
             "seaweedfs",
             _ANY_KEY,
             _ANY_KEY,
-            log_path,
+            self.log_path,
             startup_seconds=time.monotonic() - began,
         )
+
+    def kill(self) -> None:
+        """SIGKILL the server (its whole process group); the data directory stays."""
+        if self.process is not None:
+            _kill(self.process)
+            self.process = None
+
+
+@contextlib.contextmanager
+def _seaweedfs(work_dir: Path | None, startup_timeout: float) -> Iterator[S3Server]:
+    with contextlib.ExitStack() as stack:
+        if work_dir is None:
+            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eventapp-weed-")))
+        weed = SeaweedFS(work_dir, startup_timeout)
+        stack.callback(weed.kill)
+        yield weed.start()
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
