@@ -14,7 +14,8 @@
 # A failure before step 3 releases the hold: the old version resumes from its last checkpoint.
 #
 # Environment (default): KUBECTL (kubectl), NAMESPACE (kubectl's current one), STATEFULSET (eventapp),
-# CONTAINER (eventapp), JOB_NAME (fraud-detection), SAVEPOINT_DIR (/checkpoints/savepoints),
+# CONTAINER (eventapp), JOB_NAME (fraud-detection), SAVEPOINT_DIR (/savepoints, the
+# persistent volume of statefulset.yaml),
 # REST_URL (http://127.0.0.1:8081), ROLLOUT_TIMEOUT (15m).
 # Exit codes: 0 upgraded, 1 failed (the message says in which state it left the job), 2 usage.
 set -euo pipefail
@@ -51,7 +52,7 @@ rest_url="${REST_URL:-http://127.0.0.1:8081}"
 timeout="${ROLLOUT_TIMEOUT:-15m}"
 pod="$sts-0"
 # A directory of its own for this upgrade: the savepoint can be found in it without the exec's output.
-target="${SAVEPOINT_DIR:-/checkpoints/savepoints}/upgrade-$(date -u +%Y%m%dT%H%M%SZ)"
+target="${SAVEPOINT_DIR:-/savepoints}/upgrade-$(date -u +%Y%m%dT%H%M%SZ)"
 
 k() { "${kubectl_cmd[@]}" "$@"; }
 in_pod() { k exec "$pod" -c "$container" -- "$@"; }

@@ -389,6 +389,31 @@ def test_compose_dependencies_exist_and_wait_for_health() -> None:
     assert job["kafka-init"]["condition"] == "service_completed_successfully"
 
 
+def test_compose_checkpoints_go_to_the_seaweedfs_service() -> None:
+    from eventapp.objectstore.location import ObjectLocation
+
+    services = compose()["services"]
+    weed = services["seaweedfs"]
+    assert weed["image"].startswith("chrislusf/seaweedfs:")
+    assert "-s3" in weed["command"] and "-s3.port=8333" in weed["command"]
+    assert weed["volumes"][0].split(":")[0] in compose()["volumes"], "its data on a named volume"
+    env = services["jobmanager"]["environment"]
+    location = ObjectLocation.parse(env["FRAUD_CHECKPOINT_DIR"])
+    assert env["AWS_ENDPOINT_URL"] == "http://seaweedfs:8333"
+    assert env["AWS_ACCESS_KEY_ID"] and env["AWS_SECRET_ACCESS_KEY"] and env["AWS_REGION"]
+    # The bucket is created before the job manager starts, on the same endpoint.
+    bucket = services["checkpoint-bucket"]
+    assert bucket["environment"]["AWS_ENDPOINT_URL"] == env["AWS_ENDPOINT_URL"]
+    assert f'"{location.bucket}"' in bucket["command"][0]
+    assert bucket["depends_on"]["seaweedfs"]["condition"] == "service_healthy"
+    depends = services["jobmanager"]["depends_on"]
+    assert depends["checkpoint-bucket"]["condition"] == "service_completed_successfully"
+    # RocksDB's working directory and the cache ($TMPDIR/eventapp-objectstore) on one volume.
+    mounts = [m.split(":")[1] for m in services["jobmanager"]["volumes"]]
+    assert Path(env["TMPDIR"]) in map(Path, mounts)
+    assert Path(env["FRAUD_STATE_DIR"]).is_relative_to(env["TMPDIR"])
+
+
 def test_compose_kafka_is_a_single_kraft_node_fit_for_transactions() -> None:
     services = compose()["services"]
     kafka = services["kafka"]
@@ -448,8 +473,8 @@ def test_compose_job_runs_the_job_manager_with_a_token_volumes_and_a_grace_perio
     assert "EVENTAPP_KAFKA_BROKER_QUIRKS" not in env, "must stay unset for Apache Kafka"
     assert env["EVENTAPP_FROM_SAVEPOINT"] == "${EVENTAPP_FROM_SAVEPOINT:-}", "empty unless given"
     mounts = {m.split(":")[1]: m.split(":")[0] for m in job["volumes"]}
-    assert mounts[env["FRAUD_CHECKPOINT_DIR"]] in spec["volumes"], "checkpoints on a named volume"
-    assert env["FRAUD_STATE_DIR"] in mounts
+    assert mounts["/savepoints"] in spec["volumes"], "savepoints on a named volume"
+    assert Path(env["FRAUD_STATE_DIR"]).parent in map(Path, mounts)
     for service in spec["services"].values():
         for mount in service.get("volumes", []):
             source = mount.split(":")[0]
@@ -473,8 +498,13 @@ def k8s_documents() -> list[dict[str, Any]]:
     return docs
 
 
-def secret_example() -> dict[str, Any]:
-    return yaml.safe_load((K8S / "secret.example.yaml").read_text())
+def secret_examples() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((K8S / "secret.example.yaml").read_text()) if d]
+
+
+def secret_example(name: str = "eventapp-rest-token") -> dict[str, Any]:
+    (found,) = [d for d in secret_examples() if d["metadata"]["name"] == name]
+    return found
 
 
 def one(kind: str, name: str | None = None) -> dict[str, Any]:
@@ -501,7 +531,7 @@ def test_kustomization_lists_every_manifest() -> None:
     on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
     assert set(listed) == on_disk
     assert "namespace" not in kustomization(), "namespace-less: the namespace is the user's choice"
-    for doc in [*k8s_documents(), secret_example()]:
+    for doc in [*k8s_documents(), *secret_examples()]:
         assert "namespace" not in doc["metadata"], doc["metadata"]["name"]
 
 
@@ -528,7 +558,8 @@ def test_kubernetes_manifests_validate_strictly_against_the_schema(version: str,
     assert returncode == 0, "\n".join(lines)
     # Every object has a schema (an unknown kind or apiVersion is only a warning) and passed.
     passed = [line for line in lines if line.startswith("INFO ") and " passed for resource " in line]
-    assert len(passed) == len(k8s_documents()) + 1 and len(passed) == len(lines), "\n".join(lines)
+    expected = len(k8s_documents()) + len(secret_examples())
+    assert len(passed) == expected and len(passed) == len(lines), "\n".join(lines)
     assert all(line.endswith(f"against version {version.rsplit('.', 1)[0]}") for line in passed), lines
 
 
@@ -633,10 +664,53 @@ def test_statefulset_is_non_root_read_only_with_scratch_and_persistent_volumes()
     claims = {c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     data = configmap_data()
-    assert mounts[data["FRAUD_CHECKPOINT_DIR"]] in claims, "checkpoints on the persistent volume"
-    for scratch in (data["FRAUD_STATE_DIR"], "/tmp"):
+    assert data["FRAUD_CHECKPOINT_DIR"].startswith("s3://"), "checkpoints in the object store"
+    assert mounts["/savepoints"] in claims, "savepoints (local paths) on the persistent volume"
+    assert Path(data["EVENTAPP_UPGRADE_HOLD_FILE"]).parent == Path("/savepoints"), "the hold outlives the pod"
+    for scratch in ("/state", "/tmp"):
         assert "emptyDir" in volumes[mounts[scratch]], f"{scratch}: an emptyDir"
     assert set(mounts.values()) == set(volumes) | claims, "every volume mounted, every mount defined"
+
+
+def mount_of(path: str, mounts: list[dict[str, Any]]) -> str:
+    """The mount path that holds ``path`` (the longest prefix)."""
+    holding = [m["mountPath"] for m in mounts if Path(path).is_relative_to(m["mountPath"])]
+    assert holding, f"{path} is on no mounted volume (the root file system is read-only)"
+    return max(holding, key=len)
+
+
+def test_kubernetes_checkpoints_default_to_the_object_store_with_credentials_from_a_secret() -> None:
+    from eventapp.objectstore.location import ObjectLocation
+
+    data = configmap_data()
+    container = statefulset_container()
+    location = ObjectLocation.parse(data["FRAUD_CHECKPOINT_DIR"])  # what CheckpointConfig accepts
+    assert location.bucket and location.prefix, "s3://bucket/prefix"
+    assert data["AWS_ENDPOINT_URL"].startswith(("http://", "https://"))
+    assert data["AWS_REGION"]
+    # Credentials never in the ConfigMap: from the Secret of secret.example.yaml, by key.
+    for key in data:
+        assert "SECRET" not in key and "ACCESS_KEY" not in key, f"{key}: credentials belong in a Secret"
+    env = {e["name"]: e for e in container["env"]}
+    secret = secret_example("eventapp-s3-credentials")
+    assert secret["type"] == "Opaque"
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert "value" not in env[key], f"{key}: from the Secret, not a literal"
+        ref = env[key]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": secret["metadata"]["name"], "key": key}
+        assert key in secret["stringData"]
+    assert "eventapp-s3-credentials" not in (K8S / "kustomization.yaml").read_text().split("resources:")[1]
+    # RocksDB's working directory and the cache ($TMPDIR/eventapp-objectstore/...) on one mount (hard
+    # links), an emptyDir: scratch, restored from the bucket.
+    mounts = container["volumeMounts"]
+    state_mount = mount_of(data["FRAUD_STATE_DIR"], mounts)
+    assert mount_of(data["TMPDIR"], mounts) == state_mount
+    volumes = {v["name"]: v for v in one("StatefulSet")["spec"]["template"]["spec"]["volumes"]}
+    (state,) = [m["name"] for m in mounts if m["mountPath"] == state_mount]
+    assert "emptyDir" in volumes[state]
+    # Nothing of the checkpoints is on a persistent volume any more.
+    claims = {c["metadata"]["name"] for c in one("StatefulSet")["spec"]["volumeClaimTemplates"]}
+    assert claims == {"savepoints"}
 
 
 def test_services_and_budget_select_the_job_manager_pod() -> None:
@@ -739,8 +813,11 @@ def test_upgrade_holds_stops_with_a_savepoint_and_patches_image_and_savepoint_at
     stop_args = stop[stop.index("--") + 1 :]
     assert stop_args[2] == "fraud-detection"
     target = option(stop_args, "--savepoint")
-    assert re.fullmatch(r"/checkpoints/savepoints/upgrade-\d{8}T\d{6}Z", target)
-    assert Path(target).is_relative_to(configmap_data()["FRAUD_CHECKPOINT_DIR"]), "on the persistent volume"
+    assert re.fullmatch(r"/savepoints/upgrade-\d{8}T\d{6}Z", target)
+    claims = {c["metadata"]["name"] for c in one("StatefulSet")["spec"]["volumeClaimTemplates"]}
+    mounts = container["volumeMounts"]
+    holding = mount_of(target, mounts)
+    assert next(m["name"] for m in mounts if m["mountPath"] == holding) in claims, "on a persistent volume"
     assert option(stop_args, "--rest-url") == f"http://127.0.0.1:{REST_PORT}"
     assert "--drain" not in stop_args
     assert run.calls.index(hold) < run.calls.index(stop)
