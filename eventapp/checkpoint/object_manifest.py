@@ -10,6 +10,8 @@ files of consecutive RocksDB snapshots are hard links of one inode, so they are 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -20,9 +22,19 @@ from typing import Any
 
 from eventapp._fs import hash_file
 
-__all__ = ["MANIFEST_FORMAT", "FileDigests", "ManifestEntry", "SnapshotManifest", "file_problem"]
+__all__ = [
+    "INLINE_MAX_BYTES",
+    "MANIFEST_FORMAT",
+    "FileDigests",
+    "ManifestEntry",
+    "SnapshotManifest",
+    "file_problem",
+]
 
 MANIFEST_FORMAT = 1
+#: Files up to this size are kept inline in the manifest, not as objects of their own (as Flink keeps
+#: state handles under ``state.storage.fs.memory-threshold``, 20 KB, in the checkpoint metadata).
+INLINE_MAX_BYTES = 16 * 1024
 
 _Identity = tuple[int, int, int, int]
 _MAX_ENTRIES = 100_000
@@ -30,14 +42,25 @@ _MAX_ENTRIES = 100_000
 
 @dataclass(frozen=True, slots=True)
 class ManifestEntry:
-    """Where one file of a snapshot is stored, and what it must contain."""
+    """Where one file of a snapshot is stored (an object ``key``, or ``data`` inline in the manifest:
+    files up to :data:`INLINE_MAX_BYTES`), and what it must contain."""
 
     key: str
     size: int
     sha256: str
+    data: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
+        if self.data is not None:
+            return {"inline": base64.b64encode(self.data).decode(), "size": self.size, "sha256": self.sha256}
         return {"key": self.key, "size": self.size, "sha256": self.sha256}
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> ManifestEntry:
+        size, sha256 = int(raw["size"]), str(raw["sha256"])
+        if "inline" in raw:
+            return cls("", size, sha256, base64.b64decode(raw["inline"], validate=True))
+        return cls(str(raw["key"]), size, sha256)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +90,16 @@ class SnapshotManifest:
             raw = json.loads(data)
             if raw["format"] != MANIFEST_FORMAT:
                 raise ValueError(f"format {raw['format']!r}, expected {MANIFEST_FORMAT}")
-            files = {
-                _relative(str(path)): ManifestEntry(str(e["key"]), int(e["size"]), str(e["sha256"]))
-                for path, e in raw["files"].items()
-            }
+            files = {_relative(str(path)): ManifestEntry.from_json(e) for path, e in raw["files"].items()}
             meta = raw["meta"]
             if not isinstance(meta, dict):
                 raise ValueError(f"meta is {type(meta).__name__}, not an object")
             return cls(str(raw["snapshot"]), meta, files)
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, binascii.Error) as exc:
             raise ValueError(f"missing or malformed field {exc!r}") from exc
 
     def shared_keys(self, shared_prefix: str) -> set[str]:
-        return {e.key for e in self.files.values() if e.key.startswith(shared_prefix)}
+        return {e.key for e in self.files.values() if e.data is None and e.key.startswith(shared_prefix)}
 
 
 def _relative(path: str) -> str:

@@ -3,8 +3,7 @@
 Layout of the objects (``P`` is the URI's prefix, see ``docs/object-storage.md``)::
 
     P/<job>/<split>/<name>/_snapshot.json        metadata + manifest; written last: marks a snapshot
-    P/<job>/<split>/<name>/<relative path>       the snapshot's own (small, mutable-kind) files
-    P/<job>/<split>/shared/<sha256>-<size><sfx>  immutable files (.sst, .blob, .changes), stored once
+    P/<job>/<split>/shared/<sha256>-<size><sfx>  the snapshots' files by content, each stored once
     P/<job>/<split>/_committed/<name>            commit marks (a hint, as in LocalCheckpointStorage)
     P/<job>/<split>/_committed.json              commit point of sources without their own
     P/<job>/<split>/archive-<UTC time>/...        archived snapshots with copies of their shared files
@@ -12,6 +11,12 @@ Layout of the objects (``P`` is the URI's prefix, see ``docs/object-storage.md``
 Snapshots are written into a local staging directory (:meth:`begin`), uploaded by :meth:`complete`
 and kept in a local cache directory, which the runtime keeps using (the next RocksDB snapshot
 hard-links from it). :meth:`open` uses that cache when it is complete, else downloads.
+
+What a checkpoint waits for is kept small, since the split does not process records meanwhile
+(``benchmarks.bench_checkpoint_storage``): the files not stored yet, in parallel, then the metadata
+object. The snapshot's ``split.json`` is not stored on its own (the metadata object holds it and a
+download writes it back); the commit mark is written in the background (a hint; listing waits for
+it), and so are the deletions of pruning (:mod:`eventapp.runtime.pruner`).
 """
 
 from __future__ import annotations
@@ -28,8 +33,13 @@ import structlog
 
 from eventapp.checkpoint.commit import CommitPoint
 from eventapp.checkpoint.object_commit import ObjectCommitPoint
-from eventapp.checkpoint.object_manifest import ManifestEntry, SnapshotManifest, file_problem
-from eventapp.checkpoint.object_transfer import Transfers
+from eventapp.checkpoint.object_manifest import (
+    INLINE_MAX_BYTES,
+    ManifestEntry,
+    SnapshotManifest,
+    file_problem,
+)
+from eventapp.checkpoint.object_transfer import PendingWrites, Transfers
 from eventapp.checkpoint.storage import (
     SnapshotInfo,
     check_component,
@@ -57,8 +67,6 @@ _SNAPSHOT = "_snapshot.json"
 _COMMITTED = "_committed"
 _SHARED = "shared"
 _ARCHIVE = "archive-"
-#: Immutable once written (RocksDB SST and blob files, changelog files): stored once per content.
-SHARED_SUFFIXES = (".sst", ".blob", ".changes")
 _FIX = (
     "Refusing to start; restore the object from a backup or a bucket version, or restore the job "
     "from a savepoint."
@@ -75,6 +83,8 @@ class ObjectCheckpointStorage:
     ``uri``: ``s3://bucket/prefix``. ``settings``: endpoint, region, credentials, parallelism (default:
     boto3's standard chain, e.g. ``AWS_ENDPOINT_URL``). ``store``: another :class:`ObjectStore` on the
     URI's bucket instead. ``cache_dir``: the local directory of staged and cached snapshots.
+    ``inline_max_bytes``: files up to this size are kept inline in the snapshot's metadata object
+    (Flink's ``state.storage.fs.memory-threshold``); 0 stores every file as an object.
     """
 
     def __init__(
@@ -84,7 +94,7 @@ class ObjectCheckpointStorage:
         settings: S3Settings | None = None,
         store: ObjectStore | None = None,
         cache_dir: str | Path | None = None,
-        shared_suffixes: Sequence[str] = SHARED_SUFFIXES,
+        inline_max_bytes: int = INLINE_MAX_BYTES,
     ) -> None:
         self.location = uri if isinstance(uri, ObjectLocation) else ObjectLocation.parse(uri)
         if store is not None and settings is not None:
@@ -94,16 +104,18 @@ class ObjectCheckpointStorage:
                 f"ObjectCheckpointStorage({self.location.uri()!r}) was given a store on bucket "
                 f"{store.bucket!r}; use a store on bucket {self.location.bucket!r}"
             )
-        if not all(isinstance(s, str) and s.startswith(".") for s in shared_suffixes):
-            raise ConfigurationError(
-                f"shared_suffixes must be file suffixes such as '.sst', got {list(shared_suffixes)!r}"
-            )
         settings = settings or S3Settings()
         self.store: ObjectStore = store or S3ObjectStore(self.location.bucket, settings)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else _default_cache(self.location)
-        self.shared_suffixes = tuple(shared_suffixes)
+        if not isinstance(inline_max_bytes, int) or not 0 <= inline_max_bytes <= 1024 * 1024:
+            raise ConfigurationError(
+                f"ObjectCheckpointStorage inline_max_bytes must be an int from 0 to 1 MiB (files up to it "
+                f"are kept in the snapshot's metadata object), got {inline_max_bytes!r}"
+            )
+        self.inline_max_bytes = inline_max_bytes
         self.transfers = Transfers(self.store, settings.max_workers)
         self._manifests: dict[str, SnapshotManifest] = {}  # by metadata key; snapshots are immutable
+        self._marks = PendingWrites()
 
     def __repr__(self) -> str:
         return f"ObjectCheckpointStorage({self.location.uri()!r}, endpoint={self.store.endpoint!r})"
@@ -121,7 +133,9 @@ class ObjectCheckpointStorage:
 
     # --- writing ----------------------------------------------------------------------------------
     def begin(self, job: str, split: str, name: str) -> Path:
-        if self.store.head(self._meta_key(job, split, name)) is not None:
+        # Names carry the writer's random incarnation: only this process could have stored ``name``,
+        # and then it holds the snapshot in its cache (no round trip to the store to ask).
+        if (self._local(job, split) / name).exists() or self._meta_key(job, split, name) in self._manifests:
             raise CheckpointError(
                 f"snapshot {self.location.uri(self._meta_key(job, split, name))} already exists; "
                 f"snapshots are never overwritten"
@@ -140,7 +154,9 @@ class ObjectCheckpointStorage:
         started = time.perf_counter()
         try:
             write_json_atomic(staging / _META, meta)
-            plan = self.transfers.plan(staging, f"{split_key}{name}/", shared_prefix, self.shared_suffixes)
+            plan = self.transfers.plan(
+                staging, shared_prefix, skip=(_META,), inline_max=self.inline_max_bytes
+            )
             with self.transfers.shared.in_flight(shared_prefix, plan.shared_keys(shared_prefix)):
                 uploaded, skipped = self.transfers.upload(plan, shared_prefix)
                 manifest = SnapshotManifest(name, meta, {r: e for r, (_, e) in plan.files.items()})
@@ -166,7 +182,9 @@ class ObjectCheckpointStorage:
         return final
 
     def mark_committed(self, job: str, split: str, name: str) -> None:
-        self.store.put_bytes(f"{self.split_key(job, split)}{_COMMITTED}/{check_component(name)}", b"")
+        """Write the mark in the background (a hint; :meth:`list_snapshots` waits for it)."""
+        key = f"{self.split_key(job, split)}{_COMMITTED}/{check_component(name)}"
+        self._marks.add(self.transfers.submit(self.store.put_bytes, key, b""), key)
 
     def create_commit_point(self, job: str, split: str) -> CommitPoint:
         """An :class:`ObjectCommitPoint`: the object ``P/<job>/<split>/_committed.json``."""
@@ -204,12 +222,12 @@ class ObjectCheckpointStorage:
     def open(self, job: str, split: str, name: str) -> tuple[Path, dict[str, Any]]:
         manifest = self._manifest(job, split, name)
         local = self._local(job, split) / name
-        complete = local.is_dir() and all(
+        complete = (local / _META).is_file() and all(
             file_problem(local / relative, entry, checksum=False) is None
             for relative, entry in manifest.files.items()
         )
         if not complete:
-            self._download(job, split, name, manifest.files, local)
+            self._download(job, split, name, manifest, local)
         meta = read_snapshot_meta(
             local, f"snapshot {self.location.uri(self._meta_key(job, split, name))}", _FIX
         )
@@ -217,9 +235,8 @@ class ObjectCheckpointStorage:
         self.transfers.shared.add(manifest.shared_keys(f"{self.split_key(job, split)}{_SHARED}/"))
         return local, meta
 
-    def _download(
-        self, job: str, split: str, name: str, files: dict[str, ManifestEntry], local: Path
-    ) -> None:
+    def _download(self, job: str, split: str, name: str, manifest: SnapshotManifest, local: Path) -> None:
+        files = manifest.files
         fresh = local.with_name(f"{name}.download-{uuid.uuid4().hex[:8]}")
         fresh.mkdir(parents=True)
         started = time.perf_counter()
@@ -227,6 +244,8 @@ class ObjectCheckpointStorage:
             uri = self.location.uri(self._meta_key(job, split, name))
             what = f"snapshot {name!r} of split {split!r} ({uri})"
             self.transfers.download(files, fresh, what, _FIX)
+            if _META not in files:  # stored in the metadata object only
+                write_json_atomic(fresh / _META, manifest.meta)
             if local.exists():
                 shutil.rmtree(local)
             fresh.rename(local)
@@ -244,22 +263,25 @@ class ObjectCheckpointStorage:
         )
 
     def list_snapshots(self, job: str, split: str) -> list[SnapshotInfo]:
+        """The split's snapshots (those whose metadata object exists) and their commit marks. The
+        whole split prefix is listed: servers with a filer (SeaweedFS) keep a ``<name>/``
+        "directory" after its last object is deleted, so prefixes prove nothing."""
+        self._marks.wait()
         prefix = self.split_key(job, split)
         names: list[tuple[int, str]] = []
         committed: set[str] = set()
         for info in self.store.list(prefix):
             parts = info.key[len(prefix) :].split("/")
-            if (
-                len(parts) == 2
-                and parts[1] == _SNAPSHOT
-                and (cid := parse_snapshot_name(parts[0])) is not None
-            ):
+            if len(parts) != 2:
+                continue
+            if parts[1] == _SNAPSHOT and (cid := parse_snapshot_name(parts[0])) is not None:
                 names.append((cid, parts[0]))
-            elif len(parts) == 2 and parts[0] == _COMMITTED:
+            elif parts[0] == _COMMITTED:
                 committed.add(parts[1])
         return [SnapshotInfo(split, n, cid, committed=n in committed) for cid, n in sorted(names)]
 
     def splits(self, job: str) -> list[str]:
+        self._marks.wait()
         prefix = self.location.key(check_component(job)) + "/"
         return sorted({info.key[len(prefix) :].split("/")[0] for info in self.store.list(prefix)})
 
@@ -268,11 +290,11 @@ class ObjectCheckpointStorage:
         split_key = self.split_key(job, split)
         shared_prefix = f"{split_key}{_SHARED}/"
         meta_key = self._meta_key(job, split, name)
+        self._marks.wait()
         with self.transfers.shared.split_lock(shared_prefix):
             self.store.delete_many([meta_key])  # first: never visible half-deleted
             self._manifests.pop(meta_key, None)
-            own = [info.key for info in self.store.list(f"{split_key}{name}/")]
-            self.store.delete_many([*own, f"{split_key}{_COMMITTED}/{name}"])
+            self.store.delete_many([f"{split_key}{_COMMITTED}/{name}"])
             self._collect_shared(job, split, shared_prefix)
         shutil.rmtree(self._local(job, split) / name, ignore_errors=True)
         log.debug("checkpoint.snapshot.deleted", job=job, split=split, snapshot=name)
@@ -311,6 +333,9 @@ class ObjectCheckpointStorage:
             manifest = self._manifest(job, split, check_component(name))
             files: dict[str, ManifestEntry] = {}
             for relative, entry in manifest.files.items():
+                if entry.data is not None:  # inline: the archived manifest holds it too
+                    files[relative] = entry
+                    continue
                 shared = entry.key.startswith(f"{split_key}{_SHARED}/")
                 key = (
                     f"{target}{_SHARED}/{entry.key.rsplit('/', 1)[1]}"
@@ -332,6 +357,7 @@ class ObjectCheckpointStorage:
         return uri
 
     def close(self) -> None:
-        """Stop the transfer threads and close the client."""
+        """Write the pending commit marks, stop the transfer threads and close the client."""
+        self._marks.wait()
         self.transfers.close()
         self.store.close()

@@ -1,9 +1,12 @@
 """Parallel transfers of snapshot files between a local directory and an object store.
 
-Uploads are incremental: files with a shared suffix (immutable RocksDB files) are stored once per
-split under a content address ``<split>/shared/<sha256>-<size><suffix>``; :class:`SharedObjects`
-remembers which of those this process knows to exist (checked with one HEAD on first sight), so a
-file already stored is not uploaded again. Other files are stored under the snapshot's own prefix.
+Uploads are incremental: every file of a snapshot is stored once per split under a content address
+``<split>/shared/<sha256>-<size><suffix>`` (an object that is never modified, whatever kind of file
+it holds: RocksDB's immutable SST and blob files, changelog files, and the small files such as
+``OPTIONS`` or an unchanged ``MANIFEST`` that are copied into every snapshot); :class:`SharedObjects`
+remembers which of those this process knows to exist, so a file already stored is not uploaded
+again. A file of at least :data:`HEAD_MIN_BYTES` not known yet (after a restart) is looked for with
+one HEAD first; a smaller one is simply stored (a PUT costs what a HEAD does).
 
 A shared object may only be deleted (see ``ObjectCheckpointStorage.delete``) while holding its
 split's lock, and never while an upload of this process relies on it (the *in-flight* keys): an
@@ -13,27 +16,33 @@ upload registers the keys of its snapshot under that lock before deciding what t
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 import structlog
 
-from eventapp.checkpoint.object_manifest import FileDigests, ManifestEntry, file_problem
+from eventapp.checkpoint.object_manifest import INLINE_MAX_BYTES, FileDigests, ManifestEntry, file_problem
 from eventapp.errors import ObjectNotFoundError, SnapshotCorruptError, SnapshotMissingError
 from eventapp.objectstore.s3 import ObjectStore
 from eventapp.runtime.faults import fault_point
 
-__all__ = ["SharedObjects", "Transfers", "UploadPlan"]
+__all__ = ["HEAD_MIN_BYTES", "PendingWrites", "SharedObjects", "Transfers", "UploadPlan"]
 
 log = structlog.get_logger("eventapp.checkpoint")
 
 _T = TypeVar("_T")
+
+#: A file at least this large not known to be stored yet is looked for (HEAD) before it is uploaded.
+HEAD_MIN_BYTES = 256 * 1024
+_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,12}$")
 
 
 class SharedObjects:
@@ -79,6 +88,30 @@ class SharedObjects:
             self._uploaded.difference_update(keys)
 
 
+class PendingWrites:
+    """Writes running in the background whose outcome matters only as a hint (commit marks): a
+    failure is logged, never raised; :meth:`wait` lets readers see them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Future[Any], str]] = []
+
+    def add(self, future: Future[Any], key: str) -> None:
+        with self._lock:
+            self._pending = [(f, k) for f, k in self._pending if not f.done()]
+            self._pending.append((future, key))
+
+    def wait(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for future, key in pending:
+            error = future.exception()
+            if error is not None:
+                log.warning(
+                    "checkpoint.objectstore.mark_failed", key=key, error=f"{type(error).__name__}: {error}"
+                )
+
+
 @dataclass(frozen=True, slots=True)
 class UploadPlan:
     """The files of a snapshot directory and where each goes."""
@@ -86,7 +119,7 @@ class UploadPlan:
     files: dict[str, tuple[Path, ManifestEntry]]
 
     def shared_keys(self, shared_prefix: str) -> set[str]:
-        return {e.key for _, e in self.files.values() if e.key.startswith(shared_prefix)}
+        return {e.key for _, e in self.files.values() if e.data is None and e.key.startswith(shared_prefix)}
 
 
 class Transfers:
@@ -107,10 +140,7 @@ class Transfers:
         failure, if any."""
         if not calls:
             return []
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="eventapp-objectstore")
-            pool = self._pool
+        pool = self._pool_now()
         futures: list[Future[_T]] = [pool.submit(fn, *args) for args in calls]
         errors = [f.exception() for f in futures]
         for error in errors:
@@ -118,21 +148,45 @@ class Transfers:
                 raise error
         return [f.result() for f in futures]
 
+    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        """Run ``fn(*args)`` on the transfer pool, in the background."""
+        return self._pool_now().submit(fn, *args)
+
+    def _pool_now(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="eventapp-objectstore")
+            return self._pool
+
     def plan(
-        self, directory: Path, own_prefix: str, shared_prefix: str, suffixes: tuple[str, ...]
+        self,
+        directory: Path,
+        shared_prefix: str,
+        skip: Collection[str] = (),
+        inline_max: int = INLINE_MAX_BYTES,
     ) -> UploadPlan:
-        """Hash the files under ``directory`` and name their objects."""
+        """Hash the files under ``directory`` (but those in ``skip``) and name their objects; files
+        of up to ``inline_max`` bytes go inline into the manifest."""
         paths: list[tuple[str, Path]] = []
         for root, _dirs, names in os.walk(directory):
             for name in names:
                 path = Path(root) / name
-                paths.append((path.relative_to(directory).as_posix(), path))
-        digested = self._run(self.digests.digest, [(path,) for _, path in paths])
+                relative = path.relative_to(directory).as_posix()
+                if relative not in skip:
+                    paths.append((relative, path))
         files: dict[str, tuple[Path, ManifestEntry]] = {}
-        for (relative, path), (size, sha256) in zip(paths, digested, strict=True):
-            suffix = next((s for s in suffixes if relative.endswith(s)), None)
-            key = f"{shared_prefix}{sha256}-{size}{suffix}" if suffix else f"{own_prefix}{relative}"
-            files[relative] = (path, ManifestEntry(key, size, sha256))
+        large: list[tuple[str, Path]] = []
+        for relative, path in paths:
+            if path.stat().st_size > inline_max:
+                large.append((relative, path))
+                continue
+            data = path.read_bytes()  # kept in the manifest itself
+            files[relative] = (path, ManifestEntry("", len(data), hashlib.sha256(data).hexdigest(), data))
+        digested = self._run(self.digests.digest, [(path,) for _, path in large])
+        for (relative, path), (size, sha256) in zip(large, digested, strict=True):
+            suffix = PurePosixPath(relative).suffix
+            suffix = suffix if _SUFFIX.match(suffix) else ""
+            files[relative] = (path, ManifestEntry(f"{shared_prefix}{sha256}-{size}{suffix}", size, sha256))
         return UploadPlan(files)
 
     def upload(self, plan: UploadPlan, shared_prefix: str) -> tuple[int, int]:
@@ -141,7 +195,10 @@ class Transfers:
 
         def put(path: Path, entry: ManifestEntry) -> bool:
             shared = entry.key.startswith(shared_prefix)
-            if shared and (self.shared.known(entry.key) or self.store.head(entry.key) == entry.size):
+            if shared and (
+                self.shared.known(entry.key)
+                or (entry.size >= HEAD_MIN_BYTES and self.store.head(entry.key) == entry.size)
+            ):
                 self.shared.add([entry.key])
                 return False
             self.store.put_file(entry.key, path)
@@ -150,7 +207,7 @@ class Transfers:
                 self.shared.add([entry.key])
             return True
 
-        done = self._run(put, list(plan.files.values()))
+        done = self._run(put, [(p, e) for p, e in plan.files.values() if e.data is None])
         uploaded = sum(done)
         self.puts += uploaded
         return uploaded, len(done) - uploaded
@@ -165,18 +222,22 @@ class Transfers:
         def get(relative: str, entry: ManifestEntry) -> None:
             path = directory / relative
             path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                self.store.get_file(entry.key, path)
-            except ObjectNotFoundError as exc:
-                raise SnapshotMissingError(
-                    f"{what} lists object s3://{bucket}/{entry.key} ({relative}), which does not exist. {fix}"
-                ) from exc
-            fault_point("objectstore.mid_download")
+            if entry.data is not None:  # inline in the manifest
+                path.write_bytes(entry.data)
+                where = f"the inline file {relative}"
+            else:
+                try:
+                    self.store.get_file(entry.key, path)
+                except ObjectNotFoundError as exc:
+                    raise SnapshotMissingError(
+                        f"{what} lists object s3://{bucket}/{entry.key} ({relative}), which does not "
+                        f"exist. {fix}"
+                    ) from exc
+                fault_point("objectstore.mid_download")
+                where = f"object s3://{bucket}/{entry.key} ({relative})"
             problem = file_problem(path, entry, checksum=True)
             if problem is not None:
-                raise SnapshotCorruptError(
-                    f"{what}: object s3://{bucket}/{entry.key} ({relative}) {problem}. {fix}"
-                )
+                raise SnapshotCorruptError(f"{what}: {where} {problem}. {fix}")
             self.digests.remember(path, entry.sha256)
 
         self._run(get, list(files.items()))

@@ -30,6 +30,8 @@ __all__ = ["ObjectInfo", "ObjectStore", "S3ObjectStore", "S3Settings"]
 log = structlog.get_logger("eventapp.objectstore")
 
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
+#: Files up to this size are stored with one PutObject; larger ones with a multipart upload.
+SINGLE_PUT_MAX_BYTES = 16 * 1024 * 1024
 _ENDPOINT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 _Style = Literal["path", "virtual", "auto"]
 
@@ -202,7 +204,10 @@ class S3ObjectStore:
 
     def put_file(self, key: str, path: Path) -> None:
         with translated("PutObject", self._endpoint, self._bucket, key):
-            self._client.upload_file(str(path), self._bucket, key, Config=self._transfer)
+            if path.stat().st_size <= SINGLE_PUT_MAX_BYTES:  # one request: far cheaper than upload_file
+                self._client.put_object(Bucket=self._bucket, Key=key, Body=path.read_bytes())
+            else:  # multipart, parts in parallel
+                self._client.upload_file(str(path), self._bucket, key, Config=self._transfer)
 
     def put_bytes(self, key: str, data: bytes) -> None:
         with translated("PutObject", self._endpoint, self._bucket, key):
@@ -260,6 +265,32 @@ class S3ObjectStore:
             self._client.copy(
                 {"Bucket": bucket, "Key": source_key}, self._bucket, target_key, Config=self._transfer
             )
+
+    def create_bucket(self) -> None:
+        """Create this store's bucket; no error if it exists already (``BucketAlreadyOwnedByYou``, or
+        ``BucketAlreadyExists``, which a restarted SeaweedFS answers for its own bucket; on AWS that
+        code means another account's bucket, and the requests that follow are refused). Outside
+        ``us-east-1`` the bucket is created in the client's region."""
+        from typing import Any
+
+        from botocore.exceptions import ClientError
+
+        region = self._client.meta.region_name
+        options: dict[str, Any] = {}
+        if region and region != "us-east-1":  # AWS refuses a LocationConstraint of us-east-1
+            options["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        with translated("CreateBucket", self._endpoint, self._bucket):
+            try:
+                self._client.create_bucket(Bucket=self._bucket, **options)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in (
+                    "BucketAlreadyOwnedByYou",
+                    "BucketAlreadyExists",
+                ):
+                    raise
+                log.debug("objectstore.bucket.exists", endpoint=self._endpoint, bucket=self._bucket)
+                return
+        log.info("objectstore.bucket.created", endpoint=self._endpoint, bucket=self._bucket)
 
     def close(self) -> None:
         self._client.close()

@@ -7,6 +7,7 @@ cache directory, so it really downloads), like a restarted process.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import shutil
 from collections.abc import Callable
@@ -155,7 +156,9 @@ def archived_files(storage: CheckpointStorage, where: str, name: str) -> dict[st
     prefix = where.removeprefix(f"s3://{storage.location.bucket}/")
     manifest = json.loads(storage.store.get_bytes(f"{prefix}/{name}/_snapshot.json"))
     return {
-        relative: storage.store.get_bytes(entry["key"])
+        relative: base64.b64decode(entry["inline"])
+        if "inline" in entry
+        else storage.store.get_bytes(entry["key"])
         for relative, entry in manifest["files"].items()
         if relative != "split.json"
     }

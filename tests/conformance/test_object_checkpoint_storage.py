@@ -3,6 +3,9 @@ uploads, collection of shared objects, damaged objects, configuration errors, fa
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
 import re
 from pathlib import Path
@@ -18,6 +21,8 @@ from eventapp import (
     SnapshotCorruptError,
     SnapshotMissingError,
 )
+from eventapp.checkpoint.object_manifest import INLINE_MAX_BYTES
+from eventapp.checkpoint.object_transfer import HEAD_MIN_BYTES
 from eventapp.checkpoint.storage import snapshot_name
 from eventapp.objectstore import ObjectLocation, S3ObjectStore
 from tests.support.seaweedfs import S3Server
@@ -27,6 +32,9 @@ PREFIX = f"checkpoints/{JOB}/{SPLIT}/"
 
 
 def make(server: S3Server, bucket: str, cache: Path, **kwargs: object) -> ObjectCheckpointStorage:
+    """A storage that stores every file as an object (``inline_max_bytes=0``) unless told otherwise:
+    these tests are about objects; test_small_files_are_kept_inline_in_the_metadata is about the rest."""
+    kwargs.setdefault("inline_max_bytes", 0)
     return ObjectCheckpointStorage(
         f"s3://{bucket}/checkpoints", settings=server.settings(), cache_dir=cache, **kwargs
     )  # type: ignore[arg-type]
@@ -48,16 +56,15 @@ def keys(storage: ObjectCheckpointStorage, prefix: str = PREFIX) -> set[str]:
     return {info.key.removeprefix(prefix) for info in storage.store.list(prefix)}
 
 
-def test_unchanged_immutable_files_are_uploaded_once(
-    s3_server: S3Server, s3_bucket: str, tmp_path: Path
-) -> None:
+def test_unchanged_files_are_uploaded_once(s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
     storage = make(s3_server, s3_bucket, tmp_path / "cache")
+    big = b"a" * HEAD_MIN_BYTES  # large enough to be looked for (HEAD) after a restart
     first = write(
         storage,
         snapshot_name(1, "a"),
-        {"db/1.sst": b"a" * 5000, "db/2.sst": b"b" * 7000, "db/MANIFEST-1": b"m1"},
+        {"db/1.sst": big, "db/2.sst": b"b" * 7000, "db/MANIFEST-1": b"m1", "db/OPTIONS": b"o"},
     )
-    assert storage.transfers.puts == 4  # two SSTs, MANIFEST, split.json
+    assert storage.transfers.puts == 4  # two SSTs, MANIFEST, OPTIONS (split.json is in the metadata)
     write(
         storage,
         snapshot_name(2, "a"),
@@ -66,14 +73,43 @@ def test_unchanged_immutable_files_are_uploaded_once(
             "db/2.sst": first / "db/2.sst",
             "db/3.sst": b"c" * 10,
             "db/MANIFEST-2": b"m2",
+            "db/OPTIONS": b"o",  # a copy, not a link: same content, not uploaded again
         },
     )
-    assert storage.transfers.puts == 4 + 3  # only 3.sst, MANIFEST-2 and split.json
-    assert len([k for k in keys(storage) if k.startswith("shared/")]) == 3
+    assert storage.transfers.puts == 4 + 2  # only 3.sst and MANIFEST-2
+    assert len([k for k in keys(storage) if k.startswith("shared/")]) == 6
+    assert sorted(k for k in keys(storage) if not k.startswith("shared/")) == sorted(
+        f"{n}/_snapshot.json" for n in (snapshot_name(1, "a"), snapshot_name(2, "a"))
+    )
 
     restarted = make(s3_server, s3_bucket, tmp_path / "cache")  # a new process: checks with HEAD
-    write(restarted, snapshot_name(3, "b"), {"db/1.sst": b"a" * 5000, "db/MANIFEST-3": b"m3"})
-    assert restarted.transfers.puts == 2
+    write(restarted, snapshot_name(3, "b"), {"db/1.sst": big, "db/MANIFEST-3": b"m3"})
+    assert restarted.transfers.puts == 1  # MANIFEST-3; 1.sst was found
+
+
+def test_small_files_are_kept_inline_in_the_metadata(
+    s3_server: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    storage = make(s3_server, s3_bucket, tmp_path / "cache", inline_max_bytes=INLINE_MAX_BYTES)
+    name = snapshot_name(1, "a")
+    big = b"s" * (INLINE_MAX_BYTES + 1)
+    write(
+        storage, name, {"db/1.sst": big, "db/CURRENT": b"MANIFEST-1\n", "db/OPTIONS": b"o" * INLINE_MAX_BYTES}
+    )
+    assert storage.transfers.puts == 1  # only the large file is an object of its own
+    assert sorted(keys(storage)) == sorted(
+        [f"shared/{hashlib.sha256(big).hexdigest()}-{len(big)}.sst", f"{name}/_snapshot.json"]
+    )
+    path, _ = make(s3_server, s3_bucket, tmp_path / "fresh", inline_max_bytes=0).open(JOB, SPLIT, name)
+    assert (path / "db/CURRENT").read_bytes() == b"MANIFEST-1\n" and (path / "db/1.sst").read_bytes() == big
+    assert (path / "db/OPTIONS").read_bytes() == b"o" * INLINE_MAX_BYTES
+    # An inline file is verified like an object: damaged in the metadata, the snapshot is refused.
+    meta_key = f"{PREFIX}{name}/_snapshot.json"
+    manifest = json.loads(storage.store.get_bytes(meta_key))
+    manifest["files"]["db/CURRENT"]["inline"] = base64.b64encode(b"MANIFEST-9\n").decode()
+    storage.store.put_bytes(meta_key, json.dumps(manifest).encode())
+    with pytest.raises(SnapshotCorruptError, match="db/CURRENT"):
+        make(s3_server, s3_bucket, tmp_path / "fresh-2").open(JOB, SPLIT, name)
 
 
 def test_delete_collects_only_unreferenced_shared_objects(
@@ -113,7 +149,7 @@ def test_damaged_objects_are_refused_naming_the_key(
     storage = make(s3_server, s3_bucket, tmp_path / "cache")
     name = snapshot_name(1, "a")
     write(storage, name, {"db/1.sst": b"x" * 1000, "db/OPTIONS-1": b"options"})
-    (shared,) = [f"{PREFIX}{k}" for k in keys(storage) if k.startswith("shared/")]
+    (shared,) = [f"{PREFIX}{k}" for k in keys(storage) if k.startswith("shared/") and k.endswith(".sst")]
     if damage == "truncate":
         storage.store.put_bytes(shared, b"x" * 10)
         error: type[Exception] = SnapshotCorruptError
@@ -155,7 +191,7 @@ def test_a_snapshot_whose_upload_failed_is_not_listed(
 ) -> None:
     store = FailingStore(s3_bucket, s3_server.settings(max_workers=1), fail_at=2)
     storage = ObjectCheckpointStorage(
-        f"s3://{s3_bucket}/checkpoints", store=store, cache_dir=tmp_path / "cache"
+        f"s3://{s3_bucket}/checkpoints", store=store, cache_dir=tmp_path / "cache", inline_max_bytes=0
     )
     name = snapshot_name(1, "a")
     with pytest.raises(ObjectStoreError, match="injected failure"):
