@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -99,6 +100,9 @@ class EmbeddedObjectStore:
     :param log_path: file receiving the server's output (appended); default ``<data_dir>/weed.log``.
     :param startup_timeout: seconds to wait for readiness.
     :param binary: a ``weed`` executable (default: :func:`find_weed_binary`).
+    :param credentials: ``(access key id, secret access key)``: the S3 gateway accepts only this
+        identity (an IAM config file, ``-s3.config``), so wrong keys are refused as by a real
+        service. Default: no identity configured, any key works.
     """
 
     def __init__(
@@ -109,7 +113,11 @@ class EmbeddedObjectStore:
         log_path: str | os.PathLike[str] | None = None,
         startup_timeout: float = 90.0,
         binary: str | os.PathLike[str] | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
+        if credentials is not None and not (len(credentials) == 2 and all(credentials)):
+            raise ConfigurationError("credentials must be (access key id, secret access key), both non-empty")
+        self._credentials = credentials
         if startup_timeout <= 0:
             raise ConfigurationError(f"startup_timeout must be > 0 seconds, got {startup_timeout!r}")
         self._requested_data_dir = Path(data_dir).absolute() if data_dir is not None else None
@@ -161,12 +169,11 @@ class EmbeddedObjectStore:
         return self._startup_seconds
 
     def settings(self, **overrides: Any) -> S3Settings:
-        """:class:`S3Settings` for this server (any access key works), with ``overrides`` applied."""
+        """:class:`S3Settings` for this server (its credentials, or any key when it has none), with
+        ``overrides`` applied."""
+        key, secret = self._credentials or (_ANY_KEY, _ANY_KEY)
         settings = S3Settings(
-            endpoint_url=self.endpoint,
-            region=_REGION,
-            access_key_id=_ANY_KEY,
-            secret_access_key=_ANY_KEY,
+            endpoint_url=self.endpoint, region=_REGION, access_key_id=key, secret_access_key=secret
         )
         return dataclasses.replace(settings, **overrides)
 
@@ -272,7 +279,21 @@ class EmbeddedObjectStore:
             # fresh bucket per test never runs out of writable volumes.
             "-master.volumeSizeLimitMB=64",
             "-volume.max=10000",
+            *([f"-s3.config={self._iam_config()}"] if self._credentials is not None else []),
         ]
+
+    def _iam_config(self) -> Path:
+        """The S3 gateway's identities (SeaweedFS's ``-s3.config`` JSON): only ``credentials``."""
+        assert self._credentials is not None and self._data_dir is not None
+        key, secret = self._credentials
+        identity = {
+            "name": "eventapp",
+            "credentials": [{"accessKey": key, "secretKey": secret}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }
+        path = self._data_dir / "s3-identities.json"
+        path.write_text(json.dumps({"identities": [identity]}))
+        return path
 
     def _launch(self, binary: Path, ports: list[int]) -> None:
         log_path = self.log_path
@@ -290,13 +311,14 @@ class EmbeddedObjectStore:
         endpoint = f"http://{self._host}:{ports[3]}"
         deadline = time.monotonic() + self._startup_timeout
         # Short timeouts and no retries: the loop below is the retry.
+        key, secret = self._credentials or (_ANY_KEY, _ANY_KEY)
         probe = S3ObjectStore(
             _PROBE_BUCKET,
             S3Settings(
                 endpoint_url=endpoint,
                 region=_REGION,
-                access_key_id=_ANY_KEY,
-                secret_access_key=_ANY_KEY,
+                access_key_id=key,
+                secret_access_key=secret,
                 connect_timeout_s=1.0,
                 read_timeout_s=5.0,
                 max_attempts=1,

@@ -22,6 +22,8 @@ from eventapp import (
 )
 from eventapp.checkpoint.object_manifest import INLINE_MAX_BYTES
 from eventapp.connectors.collection import CollectionSink, CollectionSource
+from eventapp.embedded_objectstore import EmbeddedObjectStore
+from eventapp.errors import ObjectStoreError
 from eventapp.statebackends import RocksDBStateBackend
 from tests.support.seaweedfs import S3Server
 
@@ -90,3 +92,27 @@ def test_restore_from_the_object_store_in_a_fresh_runner(
     restored.close()
     assert (tmp_path / "cache-2" / "counted" / "collection-0").is_dir()  # it downloaded into its cache
     assert [s.checkpoint_id for s in second.list_snapshots("counted", "collection-0")] == [6, 7]
+
+
+def test_wrong_credentials_stop_the_job_at_start_naming_what_to_fix(tmp_path: Path) -> None:
+    """A store that checks keys (an IAM identity, as a real service has): a job whose keys are
+    wrong does not start, and says which keys were refused where and what to set."""
+    with EmbeddedObjectStore(tmp_path / "weed", credentials=("eventapp", "right-secret")) as server:
+        server.create_bucket("guarded")
+        uri = "s3://guarded/jobs"
+        good = ObjectCheckpointStorage(uri, settings=server.settings(), cache_dir=tmp_path / "cache")
+        runner = make_job(
+            CollectionSource(bounded=False), CollectionSink(), good, tmp_path / "rocks"
+        ).runner()
+        runner.open()  # the right keys: the job starts (no snapshot yet)
+        runner.checkpoint()
+        runner.close()
+        bad = ObjectCheckpointStorage(
+            uri, settings=server.settings(secret_access_key="wrong-secret"), cache_dir=tmp_path / "cache-2"
+        )
+        refused = make_job(
+            CollectionSource(bounded=False), CollectionSink(), bad, tmp_path / "rocks-2"
+        ).runner()
+        with pytest.raises(ObjectStoreError, match=r"credentials are wrong.*AWS_SECRET_ACCESS_KEY") as error:
+            refused.open()
+        assert server.endpoint in str(error.value) and "guarded" in str(error.value)
