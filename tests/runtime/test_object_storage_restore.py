@@ -4,6 +4,8 @@ a fresh runner with another local cache and RocksDB directory restores it from t
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
 from pathlib import Path
 
@@ -116,3 +118,45 @@ def test_wrong_credentials_stop_the_job_at_start_naming_what_to_fix(tmp_path: Pa
         with pytest.raises(ObjectStoreError, match=r"credentials are wrong.*AWS_SECRET_ACCESS_KEY") as error:
             refused.open()
         assert server.endpoint in str(error.value) and "guarded" in str(error.value)
+
+
+def test_a_store_that_hangs_fails_the_checkpoint_and_the_last_committed_one_stays(tmp_path: Path) -> None:
+    """The store stops answering during a checkpoint (SIGSTOP: a hung server, not a refused
+    connection): the checkpoint fails after the read timeout with an ObjectStoreError, nothing of it
+    is committed, and once the store answers again a new runner restores the previous checkpoint
+    and reads again what followed it."""
+    with EmbeddedObjectStore(tmp_path / "weed") as server:
+        server.create_bucket("slow")
+        settings = server.settings(read_timeout_s=1.0, connect_timeout_s=1.0, max_attempts=1)
+        storage = ObjectCheckpointStorage("s3://slow/jobs", settings=settings, cache_dir=tmp_path / "cache")
+        source: CollectionSource[str] = CollectionSource(bounded=False)
+        runner = make_job(source, CollectionSink(), storage, tmp_path / "rocks").runner()
+        for record in ("a", "b", "a"):
+            source.add(record)
+        runner.run_until_idle()
+        runner.checkpoint()  # committed: a=2, b=1
+        source.add("a")
+        runner.run_until_idle()
+        assert server.pid is not None
+        os.killpg(server.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(ObjectStoreError, match=server.endpoint):
+                runner.checkpoint()
+        finally:
+            os.killpg(server.pid, signal.SIGCONT)
+        runner.close()
+        # The hung server may still store the metadata it had received once it resumes: a complete
+        # snapshot, but never committed (no commit, no mark); the commit point still names the first.
+        snapshots = storage.list_snapshots("counted", "collection-0")
+        assert [(s.checkpoint_id, s.committed) for s in snapshots][:1] == [(1, True)]
+        assert all(not s.committed for s in snapshots[1:])
+
+        sink: CollectionSink[str] = CollectionSink()
+        again = ObjectCheckpointStorage(
+            "s3://slow/jobs", settings=server.settings(), cache_dir=tmp_path / "c2"
+        )
+        restored = make_job(source, sink, again, tmp_path / "rocks-2").runner()
+        restored.run_until_idle()
+        assert restored.committed_checkpoint_id("collection-0") == 1
+        assert sink.values == ["a=3"]  # the record after the committed checkpoint, read again
+        restored.close()
