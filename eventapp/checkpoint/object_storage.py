@@ -336,12 +336,7 @@ class ObjectCheckpointStorage:
                 if entry.data is not None:  # inline: the archived manifest holds it too
                     files[relative] = entry
                     continue
-                shared = entry.key.startswith(f"{split_key}{_SHARED}/")
-                key = (
-                    f"{target}{_SHARED}/{entry.key.rsplit('/', 1)[1]}"
-                    if shared
-                    else f"{target}{name}/{relative}"
-                )
+                key = f"{target}{_SHARED}/{entry.key.rsplit('/', 1)[1]}"  # every object is shared
                 copies[entry.key] = key
                 files[relative] = ManifestEntry(key, entry.size, entry.sha256)
             manifests.append((name, SnapshotManifest(name, manifest.meta, files)))

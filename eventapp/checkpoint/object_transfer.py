@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 import threading
 from collections import Counter
@@ -32,6 +31,7 @@ import structlog
 from eventapp.checkpoint.object_manifest import INLINE_MAX_BYTES, FileDigests, ManifestEntry, file_problem
 from eventapp.errors import ObjectNotFoundError, SnapshotCorruptError, SnapshotMissingError
 from eventapp.objectstore.s3 import ObjectStore
+from eventapp.objectstore.tree import local_tree, wait_all
 from eventapp.runtime.faults import fault_point
 
 __all__ = ["HEAD_MIN_BYTES", "PendingWrites", "SharedObjects", "Transfers", "UploadPlan"]
@@ -141,12 +141,7 @@ class Transfers:
         if not calls:
             return []
         pool = self._pool_now()
-        futures: list[Future[_T]] = [pool.submit(fn, *args) for args in calls]
-        errors = [f.exception() for f in futures]
-        for error in errors:
-            if error is not None:
-                raise error
-        return [f.result() for f in futures]
+        return wait_all([pool.submit(fn, *args) for args in calls])
 
     def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
         """Run ``fn(*args)`` on the transfer pool, in the background."""
@@ -167,13 +162,7 @@ class Transfers:
     ) -> UploadPlan:
         """Hash the files under ``directory`` (but those in ``skip``) and name their objects; files
         of up to ``inline_max`` bytes go inline into the manifest."""
-        paths: list[tuple[str, Path]] = []
-        for root, _dirs, names in os.walk(directory):
-            for name in names:
-                path = Path(root) / name
-                relative = path.relative_to(directory).as_posix()
-                if relative not in skip:
-                    paths.append((relative, path))
+        paths = [(relative, path) for relative, path in local_tree(directory).items() if relative not in skip]
         files: dict[str, tuple[Path, ManifestEntry]] = {}
         large: list[tuple[str, Path]] = []
         for relative, path in paths:

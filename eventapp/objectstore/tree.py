@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -41,7 +41,10 @@ __all__ = [
     "local_tree",
     "tree_prefix",
     "upload_tree",
+    "wait_all",
 ]
+
+_T = TypeVar("_T")
 
 log = structlog.get_logger("eventapp.objectstore")
 
@@ -61,16 +64,22 @@ def tree_prefix(prefix: str) -> str:
     return f"{prefix.strip('/')}/" if prefix.strip("/") else ""
 
 
+def wait_all(futures: Sequence[Future[_T]]) -> list[_T]:
+    """The results of ``futures``, once every one is done; the first failure, if any, is raised
+    (after all finished, so that none is still writing)."""
+    errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]
+
+
 def _run(calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]], workers: int) -> None:
     """Run every call in parallel; wait for all, then raise the first failure, if any."""
     if not calls:
         return
     with ThreadPoolExecutor(max(1, min(workers, len(calls))), thread_name_prefix="eventapp-tree") as pool:
-        futures: list[Future[Any]] = [pool.submit(fn, *args) for fn, args in calls]
-        errors = [f.exception() for f in futures]
-    for error in errors:
-        if error is not None:
-            raise error
+        wait_all([pool.submit(fn, *args) for fn, args in calls])
 
 
 def local_tree(directory: Path) -> dict[str, Path]:
