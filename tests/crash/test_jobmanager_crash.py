@@ -23,11 +23,6 @@ def _env(setup: CrashSetup, state_dir: Path, **extra: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith("CRASH_") or k == "PYTHONPATH"}
 
 
-def _running_pids(jm: JobManagerProcess) -> list[int]:
-    job = jm.get(f"/jobs/{jm.job_id}")
-    return [s["pid"] for s in job["slots"] if s["status"] == "RUNNING" and s["pid"]]
-
-
 def _progress(jm: JobManagerProcess) -> int:
     return sum(r["offset"] or 0 for r in jm.get(f"/jobs/{jm.job_id}")["splits"])
 
@@ -49,7 +44,7 @@ def test_job_manager_restarts_killed_workers_and_output_stays_exactly_once(setup
         rng = random.Random(20261202)
         kills = 0
         while kills < 6 and jm.process.poll() is None:
-            pids = wait_for(lambda: jm.process.poll() is not None or _running_pids(jm), "a running worker")
+            pids = wait_for(lambda: jm.process.poll() is not None or jm.running_pids(), "a running worker")
             if pids is True:
                 break
             # Let it process a little (a random number of its reports), then kill it.

@@ -44,15 +44,10 @@ def write_stream(client: redis.Redis, prefix: str, index: int, first_id: int) ->
     return written
 
 
-def _running_pids(jm: JobManagerProcess) -> list[int]:
-    job = jm.get(f"/jobs/{jm.job_id}")
-    return [s["pid"] for s in job["slots"] if s["status"] == "RUNNING" and s["pid"]]
-
-
 def kill_a_running_worker(jm: JobManagerProcess, rng: random.Random) -> int:
     """SIGKILL one running worker (another one if it exited meanwhile); returns 1."""
     while True:
-        pids = wait_for(lambda: jm.process.poll() is not None or _running_pids(jm), "a running worker")
+        pids = wait_for(lambda: jm.process.poll() is not None or jm.running_pids(), "a running worker")
         assert pids is not True, jm.output()[-4000:]
         try:
             os.kill(rng.choice(pids), signal.SIGKILL)

@@ -88,6 +88,11 @@ class JobManagerProcess:
         wait_for(ready, "the job to be ready")
         return dict(self.get(f"/jobs/{self.job_id}"))
 
+    def running_pids(self) -> list[int]:
+        """The process ids of the job's workers that are running now."""
+        job = self.get(f"/jobs/{self.job_id}")
+        return [s["pid"] for s in job["slots"] if s["status"] == "RUNNING" and s["pid"]]
+
     @property
     def job_id(self) -> str:
         return str(self.get("/jobs")["jobs"][0]["id"])
