@@ -1,7 +1,7 @@
 """Checkpoint pause, upload size and restore time: local disk against an S3-compatible object store.
 
     .venv/bin/python -m benchmarks.bench_checkpoint_storage [--keys 1000000] [--rounds 3]
-        [--fractions 0.01,0.1] [--splits 4]
+        [--fractions 0.01,0.1] [--splits 4] [--asynchronous default|on|off]
 
 A keyed running count (one RocksDB ``ValueState`` per key) over an unbounded ``CollectionSource`` of
 ``--splits`` splits runs twice in this process, side by side: checkpoints on ``LocalCheckpointStorage``
@@ -15,8 +15,13 @@ checkpoints and the object store's cache are on one file system (hard links work
    checkpoint);
 2. for each fraction of ``--fractions``, ``--rounds`` times: that fraction of the keys is updated
    (distinct keys, a different slice every round), then ``runner.checkpoint()`` on each side (the
-   sides alternate which goes first). Per checkpoint: the pause (``checkpoint_history[-1].pause_ms``:
-   every split stopped processing for it), the steps of the slowest split (``checkpoint.split_committed``),
+   sides alternate which goes first). A checkpoint is triggered as the interval would
+   (``request_checkpoint()``, then ``step()`` until it settled), asynchronous or not as
+   ``--asynchronous`` says: ``default`` (each storage's default: local disk waits, the object store
+   is asynchronous), ``on`` or ``off`` (both sides). Per checkpoint: the pause
+   (``checkpoint_history[-1].pause_ms``: every split stopped processing for it; for an asynchronous
+   checkpoint its synchronous part plus writing the held outputs), its duration (trigger to commit),
+   the steps of the slowest split (``checkpoint.split_committed``),
    the snapshot size, the bytes new on disk (inodes no earlier snapshot of the split had) and, for the
    object store, the objects and bytes PUT and the HEADs (counted by a wrapper around the store);
 3. restore: a new runner of each job with an empty RocksDB directory; for the object store also an
@@ -234,6 +239,8 @@ class Row:
     label: str
     fraction: float
     pause_ms: float
+    duration_ms: float
+    asynchronous: bool
     size_bytes: int
     new_bytes: int
     #: The slowest split's steps (ms).
@@ -284,7 +291,11 @@ class Side:
             JOB,
             JobConfig(
                 state_backend=RocksDBStateBackend(self.root / state),
-                checkpoint=CheckpointConfig(storage=self.storage_obj, interval_ms=3_600_000),
+                checkpoint=CheckpointConfig(
+                    storage=self.storage_obj,
+                    interval_ms=3_600_000,
+                    asynchronous={"default": None, "on": True, "off": False}[self.args.asynchronous],
+                ),
             ),
         )
         job.from_source(source).key_by(lambda k: k, partitioned_by_source=True).process(
@@ -330,7 +341,10 @@ class Side:
         before = self.store.snapshot() if self.store else {}
         hashes, plans = len(self.hash_s), len(self.plan_s)
         steps.take()
-        self.runner.checkpoint()
+        completed = self.runner.checkpoints_completed
+        self.runner.request_checkpoint()
+        while self.runner.checkpoints_completed == completed:  # asynchronous: until it settled
+            self.runner.step()
         stats = self.runner.checkpoint_history[-1]
         events = steps.take()
         slowest = max(events, key=lambda e: sum(v for k, v in e.items() if k.endswith("_ms")), default={})
@@ -341,6 +355,8 @@ class Side:
             label,
             fraction,
             stats.pause_ms,
+            stats.duration_ms,
+            stats.asynchronous,
             stats.size_bytes,
             self.new_bytes(),
             {k: float(v) for k, v in slowest.items() if k.endswith("_ms")},
@@ -414,7 +430,8 @@ def mib(n: float) -> str:
 
 def print_rows(rows: Sequence[Row]) -> None:
     print(
-        "\n  side   checkpoint            pause ms  snapshot MiB  new on disk MiB  PUT MiB  PUTs  HEADs"
+        "\n  side   checkpoint            pause ms  duration ms  snapshot MiB  new on disk MiB"
+        "  PUT MiB  PUTs  HEADs"
         "  slowest split: state/complete/commit/mark ms   hash+plan s"
     )
     for r in rows:
@@ -424,7 +441,8 @@ def print_rows(rows: Sequence[Row]) -> None:
         if r.side == "local":
             put = f"{'-':>8} {'-':>5} {'-':>6}"
         print(
-            f"  {r.side:5}  {r.label:20} {r.pause_ms:9.1f}  {mib(r.size_bytes):>12}"
+            f"  {r.side:5}  {r.label:20} {r.pause_ms:9.1f}{'a' if r.asynchronous else ' '}"
+            f" {r.duration_ms:11.1f}  {mib(r.size_bytes):>12}"
             f"  {mib(r.new_bytes):>15} {put}"
             f"  {s.get('state_ms', 0):8.1f}/{s.get('complete_ms', 0):7.1f}/{s.get('commit_ms', 0):6.1f}"
             f"/{s.get('mark_ms', 0):5.1f}{'':16}"
@@ -433,7 +451,13 @@ def print_rows(rows: Sequence[Row]) -> None:
 
 
 def summary(rows: Sequence[Row], fractions: Sequence[float], keys: int, restores: dict[str, float]) -> None:
+    modes = {side: {r.asynchronous for r in rows if r.side == side} for side in ("local", "s3")}
     print("\nSummary (pause: checkpoint_history pause_ms, every split stopped; p99 of n = max for n < 100)")
+    print(
+        "  checkpoints: "
+        + ", ".join(f"{side} {'asynchronous' if True in m else 'synchronous'}" for side, m in modes.items())
+        + " (pause 'a' above: asynchronous)"
+    )
     print("  changed keys   n   local p50   local p99    s3 p50    s3 p99   s3/local p50   s3/local p99")
     for fraction in fractions:
         local = [r.pause_ms for r in rows if r.side == "local" and r.fraction == fraction]
@@ -444,6 +468,12 @@ def summary(rows: Sequence[Row], fractions: Sequence[float], keys: int, restores
         print(
             f"  {fraction * 100:10.1f} % {len(s3):3d} {lm:11.1f} {p99(local):11.1f} {sm:9.1f} {p99(s3):9.1f}"
             f" {sm / lm:14.2f} {p99(s3) / p99(local):14.2f}"
+        )
+        local_d = [r.duration_ms for r in rows if r.side == "local" and r.fraction == fraction]
+        s3_d = [r.duration_ms for r in rows if r.side == "s3" and r.fraction == fraction]
+        print(
+            f"  {'':12} duration (trigger to commit) p50: local {statistics.median(local_d):.1f} ms, "
+            f"s3 {statistics.median(s3_d):.1f} ms"
         )
     full = [r for r in rows if r.fraction == 0.0]
     if len(full) == 2:
@@ -509,6 +539,12 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3, help="checkpoints per fraction and side")
     parser.add_argument("--fractions", default="0.01,0.1", help="fractions of the keys changed per round")
+    parser.add_argument(
+        "--asynchronous",
+        choices=("default", "on", "off"),
+        default="default",
+        help="asynchronous checkpoints: each storage's default, or on/off for both sides",
+    )
     args = parser.parse_args()
     fractions = [float(f) for f in args.fractions.split(",")]
     configure_logging(level="DEBUG")

@@ -38,12 +38,18 @@ class CheckpointConfig:
     :class:`~eventapp.checkpoint.object_storage.ObjectCheckpointStorage` configured from the
     standard AWS environment; see ``docs/object-storage.md``). ``retained`` snapshots per split
     are kept (at least 2).
+
+    ``asynchronous``: whether the splits go on processing while a checkpoint completes (Flink's
+    asynchronous snapshot phase; their outputs are held until it committed). ``None`` (default):
+    on object storage (its uploads wait on the network), not on a local directory (where waiting
+    measured faster, see ``docs/design.md``, "Checkpoints").
     """
 
     storage: CheckpointStorage | str | Path
     interval_ms: int = 5_000
     mode: CheckpointingMode = CheckpointingMode.EXACTLY_ONCE
     retained: int = 2
+    asynchronous: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.interval_ms, int) or self.interval_ms < 10:
@@ -67,6 +73,11 @@ class CheckpointConfig:
             )
         if not isinstance(self.mode, CheckpointingMode):
             raise ConfigurationError(f"CheckpointConfig.mode must be a CheckpointingMode, got {self.mode!r}")
+        if self.asynchronous not in (None, True, False):
+            raise ConfigurationError(
+                f"CheckpointConfig.asynchronous must be True, False or None (None: asynchronous on "
+                f"object storage only), got {self.asynchronous!r}"
+            )
 
     def resolved_storage(self) -> CheckpointStorage:
         from eventapp.checkpoint.storage import LocalCheckpointStorage
@@ -78,6 +89,14 @@ class CheckpointConfig:
         if isinstance(self.storage, str | Path):
             return LocalCheckpointStorage(self.storage)
         return self.storage
+
+    def resolved_asynchronous(self, storage: CheckpointStorage) -> bool:
+        """Whether checkpoints into ``storage`` (this config's, resolved) are asynchronous."""
+        if self.asynchronous is not None:
+            return self.asynchronous
+        from eventapp.checkpoint.object_storage import ObjectCheckpointStorage
+
+        return isinstance(storage, ObjectCheckpointStorage)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,8 @@ FAULT_POINTS = (
     "checkpoint.before_commit",
     "checkpoint.after_commit",
     "checkpoint.after_prune",
+    "async_checkpoint.in_flight",
+    "async_checkpoint.before_release",
     "objectstore.mid_upload",
     "objectstore.before_metadata",
     "objectstore.mid_download",

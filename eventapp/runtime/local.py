@@ -26,7 +26,6 @@ from eventapp.checkpoint.restore import RestoreRequest
 from eventapp.config import CheckpointingMode
 from eventapp.errors import ConfigurationError, EventAppError
 from eventapp.runtime.checkpoint_coordinator import CheckpointCoordinator
-from eventapp.runtime.checkpointer import Checkpointer
 from eventapp.runtime.discovery import SplitDiscovery, plan_discovery
 from eventapp.runtime.inputs import TaskInput, TaskPlan, purge_shuffles
 from eventapp.runtime.membership import GroupMembership
@@ -39,6 +38,7 @@ from eventapp.source import CommittingSource, GroupReader
 from eventapp.watermarks import MAX_WATERMARK, MIN_WATERMARK
 
 if TYPE_CHECKING:
+    from eventapp.runtime.checkpointer import Checkpointer
     from eventapp.stream import Job
 
 __all__ = ["LocalRunner"]
@@ -108,10 +108,10 @@ class LocalRunner(RunnerView):
             )
         if checkpoint is not None:
             keyed = [op.uid for op in self._chain.keyed]
-            self._checkpointer = Checkpointer.for_job(self.job.name, self.config, keyed, self._incarnation)
-            self._coordinator = CheckpointCoordinator(
-                self.job.name, self._checkpointer, checkpoint.interval_ms, self.config.clock, self._log
+            coordinator = CheckpointCoordinator.for_job(
+                self.job.name, self.config, keyed, self._incarnation, self._log
             )
+            self._coordinator, self._checkpointer = coordinator, coordinator.checkpointer
         restore_started = time.monotonic()
         try:
             self._open_tasks(assigned)
@@ -314,10 +314,14 @@ class LocalRunner(RunnerView):
         for op in self._chain.operators:
             handled += op.on_processing_time(now)
         self._cleanup_ttl()
-        coordinator = self._coordinator
-        if coordinator is not None and (self._checkpoint_requested or coordinator.due(now)):
-            self._checkpoint_requested = False
-            self._checkpoint_tasks(coordinator, list(tasks.values()))
+        if (coordinator := self._coordinator) is not None:
+            completed = coordinator.completed
+            coordinator.poll()  # settles an asynchronous checkpoint that completed meanwhile
+            if self._checkpoint_requested or coordinator.due(now):
+                self._checkpoint_requested = False
+                coordinator.trigger(list(tasks.values()))
+            if coordinator.completed != completed:  # shuffles drop what their splits committed as read
+                purge_shuffles(self._inputs, self._tasks)
         if self._membership is not None:
             self._membership.start_assigned()
         if self._discoveries:
@@ -330,12 +334,10 @@ class LocalRunner(RunnerView):
 
     def run_until_idle(self) -> int:
         """Step until a step handles nothing. Returns the total handled."""
-        total = 0
-        while True:
-            n = self.step()
-            total += n
-            if n == 0:
-                return total
+        total = n = self.step()
+        while n:
+            total += (n := self.step())
+        return total
 
     def _finish_input(self, put: TaskInput) -> None:
         """End of a bounded input: its watermark goes to +inf (every event-time timer it feeds fires,
@@ -387,10 +389,8 @@ class LocalRunner(RunnerView):
 
     # --- checkpoints ---------------------------------------------------------------------------------
     def checkpoint(self) -> None:
-        """Checkpoint every split now: flush, snapshot, commit, prune (see
-        :mod:`eventapp.runtime.checkpointer`)."""
-        coordinator = self._coordinator
-        if coordinator is None:
+        """Checkpoint every split now and wait for it (see :mod:`eventapp.runtime.checkpointer`)."""
+        if (coordinator := self._coordinator) is None:
             raise ConfigurationError("checkpoint() needs JobConfig(checkpoint=CheckpointConfig(...))")
         self._checkpoint_tasks(coordinator, list(self._tasks.values()))
 

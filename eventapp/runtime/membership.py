@@ -95,6 +95,8 @@ class GroupMembership:
             return
         began = time.perf_counter()
         committed = False
+        if runner._coordinator is not None:
+            runner._coordinator.settle()  # fails the job if it fails: it was every split's checkpoint
         if commit:
             try:
                 if runner._coordinator is not None:

@@ -10,6 +10,12 @@ process (:class:`~eventapp.runtime.record.SplitContext`).
 With the dead-letter error policy, a record (or timer) is processed as a unit: its state writes go
 through a journal and its outputs are held, and both are applied only when the record succeeded.
 A failed record's writes are simply not applied; a dead letter is written instead.
+
+While an asynchronous checkpoint of the split completes in the background
+(:mod:`eventapp.runtime.checkpoint_coordinator`), the split goes on processing, but its outputs
+(dead letters too) are held by :meth:`SplitTask.hold_outputs` and written once that checkpoint
+committed (:meth:`SplitTask.release_outputs`): they belong to the next checkpoint, and the writers
+and their transaction are the checkpoint's until it committed.
 """
 
 from __future__ import annotations
@@ -93,6 +99,8 @@ class SplitTask:
         #: Bytes of the split's last checkpoint's state snapshot (0: none in this run yet).
         self.state_bytes = 0
         self._held: list[tuple[int, Any, int | None]] | None = None
+        #: Outputs held while an asynchronous checkpoint completes: (writer, value, timestamp).
+        self._checkpoint_held: list[tuple[SinkWriter[Any], Any, int | None]] | None = None
         self._record = StreamRecord(None, None, self)
 
     def __repr__(self) -> str:
@@ -113,7 +121,14 @@ class SplitTask:
         if held is not None:
             held.append((sink, value, timestamp))
         else:
-            self.writers[sink].write(value, timestamp)
+            self._emit(self.writers[sink], value, timestamp)
+
+    def _emit(self, writer: SinkWriter[Any], value: Any, timestamp: int | None) -> None:
+        held = self._checkpoint_held
+        if held is not None:
+            held.append((writer, value, timestamp))
+        else:
+            writer.write(value, timestamp)
 
     def fire_timer(self, action: Callable[[], None], timestamp: int, timer_key: bytes) -> None:
         if self._journal is None:
@@ -209,12 +224,12 @@ class SplitTask:
         journal.commit()
         writers = self.writers
         for sink, value, out_ts in held:
-            writers[sink].write(value, out_ts)
+            self._emit(writers[sink], value, out_ts)
 
     def _dead_letter(self, err: RecordProcessingError, ts: int | None) -> None:
         writer = self.dead_letter_writer
         assert writer is not None
-        writer.write(DeadLetter.from_error(err, ts), ts)
+        self._emit(writer, DeadLetter.from_error(err, ts), ts)
         self.dead_letters += 1
         log.warning(
             "record.dead_lettered",
@@ -225,7 +240,35 @@ class SplitTask:
         )
 
     # --- output and lifecycle ----------------------------------------------------------------------
+    def hold_outputs(self) -> None:
+        """Hold every output from now on (an asynchronous checkpoint of the split began)."""
+        assert self._checkpoint_held is None, "outputs are held already"
+        self._checkpoint_held = []
+        self.direct_writers = None
+
+    @property
+    def holding_outputs(self) -> int | None:
+        """How many outputs are held (``None``: outputs are not held)."""
+        held = self._checkpoint_held
+        return None if held is None else len(held)
+
+    def release_outputs(self, *, write: bool = True) -> int:
+        """Stop holding outputs; write the held ones in order (unless ``write`` is false: the
+        checkpoint failed and the split restarts from the committed one, which they are not part
+        of). Returns how many were held."""
+        held, self._checkpoint_held = self._checkpoint_held, None
+        if self._journal is None:
+            self.direct_writers = [w.write for w in self.writers]
+        if not held:
+            return 0
+        if write:
+            for writer, value, timestamp in held:
+                writer.write(value, timestamp)
+        return len(held)
+
     def flush_writers(self) -> None:
+        """Flush the writers. A checkpoint flushes them in its own thread; the split's thread
+        meanwhile waits, or holds its outputs (an asynchronous checkpoint)."""
         for writer in self.writers:
             writer.flush()
         if self.dead_letter_writer is not None:

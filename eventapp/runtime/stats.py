@@ -42,11 +42,14 @@ class CheckpointStats:
     triggered_ms: int
     #: From trigger to the last split's commit (ms).
     duration_ms: float
-    #: How long the splits stopped processing for it (ms; the same as the duration here, since a
-    #: worker waits for its checkpoint, see eventapp.runtime.checkpoint_coordinator).
+    #: How long the splits stopped processing for it (ms): the whole duration when the worker
+    #: waited for it; for an asynchronous one, its synchronous part plus writing the outputs held
+    #: meanwhile (see eventapp.runtime.checkpoint_coordinator).
     pause_ms: float
     #: Bytes of the state snapshots written (every file of each split's snapshot directory).
     size_bytes: int
+    #: Whether the splits went on processing while it completed.
+    asynchronous: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

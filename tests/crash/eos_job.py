@@ -190,6 +190,7 @@ def build_job() -> Job:
                 storage=env["CRASH_CHECKPOINT_DIR"],
                 interval_ms=int(env.get("CRASH_CHECKPOINT_INTERVAL_MS", "300")),
                 mode=CheckpointingMode.EXACTLY_ONCE if exactly_once else CheckpointingMode.AT_LEAST_ONCE,
+                asynchronous=True if env.get("CRASH_ASYNC_CHECKPOINTS") == "1" else None,
             ),
             error_policy=ErrorPolicy.dead_letter(dead_letters),
             max_batch_records=500,

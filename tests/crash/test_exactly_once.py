@@ -135,6 +135,32 @@ def test_sigkill_chaos_keeps_output_and_state_exactly_once(
     assert figures["aborted_output_records"] > 0, "some output was aborted by the kills (and filtered)"
 
 
+ASYNC_PHASES = [*CHECKPOINT_PHASES, "async_checkpoint.in_flight", "async_checkpoint.before_release"]
+
+
+def test_asynchronous_checkpoints_keep_output_and_state_exactly_once_through_sigkills(
+    setup: CrashSetup, record_property: Callable[..., None]
+) -> None:
+    """The chaos test with asynchronous checkpoints (``CheckpointConfig(asynchronous=True)``): the
+    splits go on processing while each checkpoint completes, their outputs held until it committed.
+    Also killed while a checkpoint is in flight and between its commit and the writing of the held
+    outputs."""
+    oracle: Oracle = produce_input(
+        setup.bootstrap, setup.input, setup.partitions, records=40_000, keys=200, bad_json_every=4_999
+    )
+    env = {"CRASH_ASYNC_CHECKPOINTS": "1"}
+    stats = run_until_done(setup, parallelism=2, kills=8, seed=20261203, env=env, phases=ASYNC_PHASES)
+    splits = [f"{setup.input}-{p}" for p in range(setup.partitions)]
+    figures = verify_exactly_once(setup, oracle, splits)
+    print(f"async crash test: {stats} {figures}")
+    for k, v in {**stats, **figures}.items():
+        record_property(k, v)
+    assert stats["checkpoint_phases_killed_in"] == len(ASYNC_PHASES), (
+        f"a kill inside every checkpoint phase, both asynchronous ones too ({stats})"
+    )
+    assert figures["aborted_output_records"] > 0, "some output was aborted by the kills (and filtered)"
+
+
 def test_shuffled_key_by_keeps_output_and_state_exactly_once_through_sigkills(
     setup: CrashSetup, record_property: Callable[..., None]
 ) -> None:

@@ -1,0 +1,221 @@
+"""Asynchronous checkpoints (``CheckpointConfig(asynchronous=True)``, Flink's asynchronous snapshot
+phase): the splits go on processing while a checkpoint completes, the snapshot holds the state of
+the moment it began, the outputs made meanwhile wait for its commit, a failure fails the job and
+drops them, and an explicit checkpoint waits for the one in flight. The storage is a real local
+directory whose ``complete`` a test can hold back (a slow upload)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventapp import (
+    CheckpointConfig,
+    CheckpointError,
+    Collector,
+    ConfigurationError,
+    Context,
+    Job,
+    JobConfig,
+    KeyedProcessFunction,
+    LocalCheckpointStorage,
+    LocalRunner,
+    ManualClock,
+    ValueStateDescriptor,
+)
+from eventapp.connectors.collection import CollectionSink, CollectionSource
+from eventapp.state.store import StateBackend
+from eventapp.statebackends import MemoryStateBackend, RocksDBStateBackend
+
+SPLITS = ["collection-0", "collection-1"]
+
+
+class Count(KeyedProcessFunction[str, str, str]):
+    count = ValueStateDescriptor[int]("count", default=0)
+
+    def process_element(self, value: str, ctx: Context, out: Collector[str]) -> None:
+        state = ctx.get_state(self.count)
+        n = (state.value() or 0) + 1
+        state.update(n)
+        out.collect(f"{value}={n}")
+
+
+class GatedStorage(LocalCheckpointStorage):
+    """A local checkpoint directory whose ``complete`` waits for :attr:`gate` (and can fail)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail_next = False
+        self.entered = threading.Semaphore(0)
+
+    def complete(self, job: str, split: str, name: str, meta: dict[str, Any]) -> Path:
+        self.entered.release()
+        self.gate.wait()
+        if self.fail_next:
+            raise CheckpointError(f"test: the storage refused snapshot {name} of {split}")
+        return super().complete(job, split, name, meta)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Iterator[GatedStorage]:
+    gated = GatedStorage(tmp_path / "checkpoints")
+    yield gated
+    gated.gate.set()  # a failed test must not leave a checkpoint thread waiting (pytest would hang)
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> StateBackend:
+    if request.param == "memory":
+        return MemoryStateBackend()
+    return RocksDBStateBackend(tmp_path / "rocks")
+
+
+def make_runner(
+    source: CollectionSource[str], sink: CollectionSink[str], storage: GatedStorage, backend: StateBackend
+) -> LocalRunner:
+    job = Job(
+        "async-checkpoints",
+        JobConfig(
+            state_backend=backend,
+            clock=ManualClock(0),
+            checkpoint=CheckpointConfig(storage=storage, interval_ms=60_000, asynchronous=True),
+            poll_timeout_s=0.0,
+        ),
+    )
+    keyed = job.from_source(source).key_by(lambda v: v.split(":")[0], partitioned_by_source=True)
+    keyed.process(Count(), uid="count").sink_to(sink)
+    runner = LocalRunner(job)
+    runner.open()
+    return runner
+
+
+def new_source() -> CollectionSource[str]:
+    """Two splits; a key's records (``k<n>:...``) all in split n % 2."""
+    return CollectionSource[str](splits=2, bounded=False, partitioner=lambda v: int(v[1]))
+
+
+def feed(source: CollectionSource[str], first: int, count: int) -> list[str]:
+    values = [f"k{i % 3}:{i}" for i in range(first, first + count)]
+    for value in values:
+        source.add(value)
+    return values
+
+
+def step_until_settled(runner: LocalRunner, completed: int) -> None:
+    while runner.checkpoints_completed < completed:
+        runner.step()
+
+
+def test_splits_process_on_while_a_checkpoint_completes_and_their_outputs_wait_for_its_commit(
+    storage: GatedStorage, backend: StateBackend
+) -> None:
+    source = new_source()
+    sink = CollectionSink[str]()
+    runner = make_runner(source, sink, storage, backend)
+    feed(source, 0, 12)
+    runner.run_until_idle()
+    before = sorted(sink.values)
+    assert len(before) == 12
+
+    storage.gate.clear()
+    runner.request_checkpoint()
+    runner.step()  # the checkpoint begins: its snapshot is the state of now
+    storage.entered.acquire()  # a split's checkpoint is completing (held back in storage)
+    feed(source, 12, 12)
+    runner.run_until_idle()
+    assert runner.result().records_read == 24, "the splits processed on while it completed"
+    assert sorted(sink.values) == before, "outputs made meanwhile wait for the commit"
+    assert [runner.committed_checkpoint_id(s) for s in SPLITS] == [0, 0]
+
+    storage.gate.set()
+    step_until_settled(runner, 1)
+    assert [runner.committed_checkpoint_id(s) for s in SPLITS] == [1, 1]
+    after = sink.values
+    assert len(after) == 24
+    for key in ("k0", "k1", "k2"):  # per key in order: the held outputs came after the earlier ones
+        counts = [int(v.rsplit("=", 1)[1]) for v in after if v.startswith(f"{key}:")]
+        assert counts == list(range(1, len(counts) + 1)), (key, after)
+    stats = runner.checkpoint_history[-1]
+    assert stats.asynchronous and stats.pause_ms <= stats.duration_ms
+    post_barrier = sorted(after[12:])
+    runner.close()  # a crash: no final checkpoint
+
+    # The snapshot holds the state of the moment the checkpoint began: the 12 records after it
+    # are read again and give the same outputs.
+    sink.clear()
+    restored = make_runner(source, sink, storage, backend)
+    restored.run_until_idle()
+    assert sorted(sink.values) == post_barrier
+    restored.close()
+
+
+def test_a_failed_asynchronous_checkpoint_fails_the_job_and_drops_the_held_outputs(
+    storage: GatedStorage, backend: StateBackend
+) -> None:
+    source = new_source()
+    sink = CollectionSink[str]()
+    runner = make_runner(source, sink, storage, backend)
+    feed(source, 0, 6)
+    runner.run_until_idle()
+    runner.checkpoint()  # checkpoint 1 commits
+    committed_outputs = list(sink.values)
+
+    storage.gate.clear()
+    storage.fail_next = True
+    runner.request_checkpoint()
+    runner.step()
+    storage.entered.acquire()
+    feed(source, 6, 6)
+    runner.run_until_idle()
+    storage.gate.set()
+    with pytest.raises(CheckpointError, match="the storage refused"):
+        step_until_settled(runner, 2)
+    assert sink.values == committed_outputs, "no output of the failed checkpoint's successor"
+    runner.close()
+
+    storage.fail_next = False
+    sink.clear()
+    restored = make_runner(source, sink, storage, backend)
+    assert [restored.committed_checkpoint_id(s) for s in SPLITS] == [1, 1]
+    restored.run_until_idle()
+    assert len(sink.values) == 6, "the 6 records after checkpoint 1 are processed again"
+    restored.close()
+
+
+def test_an_explicit_checkpoint_waits_for_the_one_in_flight(
+    storage: GatedStorage, backend: StateBackend
+) -> None:
+    source = new_source()
+    sink = CollectionSink[str]()
+    runner = make_runner(source, sink, storage, backend)
+    feed(source, 0, 6)
+    runner.run_until_idle()
+    storage.gate.clear()
+    runner.request_checkpoint()
+    runner.step()
+    storage.entered.acquire()
+    feed(source, 6, 6)
+    runner.run_until_idle()
+    storage.gate.set()
+    runner.checkpoint()  # settles checkpoint 1 first, then takes checkpoint 2 and waits for it
+    assert [runner.committed_checkpoint_id(s) for s in SPLITS] == [2, 2]
+    assert [s.asynchronous for s in runner.checkpoint_history] == [True, False]
+    assert len(sink.values) == 12
+    runner.close()
+
+
+def test_asynchronous_is_validated_and_defaults_to_object_storage_only(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="asynchronous must be True, False or None"):
+        CheckpointConfig(storage=tmp_path, asynchronous="yes")  # type: ignore[arg-type]
+    local = CheckpointConfig(storage=tmp_path)
+    assert local.resolved_asynchronous(local.resolved_storage()) is False
+    remote = CheckpointConfig(storage="s3://bucket/prefix")
+    assert remote.resolved_asynchronous(remote.resolved_storage()) is True
+    forced = CheckpointConfig(storage="s3://bucket/prefix", asynchronous=False)
+    assert forced.resolved_asynchronous(forced.resolved_storage()) is False
