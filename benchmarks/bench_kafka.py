@@ -278,6 +278,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]
     add("--rounds", type=int, default=3, help="throughput rounds (raw loop + eventapp each)")
     add("--interval-ms", type=int, default=1_000, help="checkpoint/commit interval of parts 1-2")
     add("--workers", type=int, default=2, help="worker processes of part 2")
+    add(
+        "--asynchronous",
+        choices=("default", "on", "off"),
+        default="default",
+        help="asynchronous checkpoints in parts 1-2 (default: the storage's default, off on local disk)",
+    )
     add("--naive-raw", action="store_true", help="also run the per-record-RocksDB raw loop each round")
     add("--rate", type=int, default=2_000, help="messages/s of the latency load")
     add("--latency-seconds", type=float, default=10.0, help="duration of each latency run")

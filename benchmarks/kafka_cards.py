@@ -155,6 +155,8 @@ class CardJobSpec:
     shuffle: bool = False
     #: ``EVENTAPP_KAFKA_BROKER_QUIRKS`` for the workers (``None``: inherited).
     broker_quirks: str | None = None
+    #: ``CheckpointConfig.asynchronous`` (``None``: the storage's default, synchronous on local disk).
+    asynchronous: bool | None = None
 
     def environment(self) -> dict[str, str]:
         return {
@@ -170,6 +172,7 @@ class CardJobSpec:
             "BENCH_FETCH_WAIT_MS": "" if self.fetch_wait_max_ms is None else str(self.fetch_wait_max_ms),
             "BENCH_EXACTLY_ONCE": "1" if self.exactly_once else "",
             "BENCH_SHUFFLE": "1" if self.shuffle else "",
+            "BENCH_ASYNC": {None: "", True: "1", False: "0"}[self.asynchronous],
             **({} if self.broker_quirks is None else {QUIRKS_ENVIRONMENT_VARIABLE: self.broker_quirks}),
         }
 
@@ -189,6 +192,7 @@ class CardJobSpec:
             fetch_wait_max_ms=int(env["BENCH_FETCH_WAIT_MS"]) if env.get("BENCH_FETCH_WAIT_MS") else None,
             exactly_once=bool(env.get("BENCH_EXACTLY_ONCE")),
             shuffle=bool(env.get("BENCH_SHUFFLE")),
+            asynchronous={"": None, "1": True, "0": False}[env.get("BENCH_ASYNC", "")],
         )
 
 
@@ -219,7 +223,12 @@ def build_card_job(spec: CardJobSpec) -> Job:
     extra: dict[str, Any] = {} if spec.poll_timeout_s is None else {"poll_timeout_s": spec.poll_timeout_s}
     config = JobConfig(
         state_backend=RocksDBStateBackend(spec.state_dir),
-        checkpoint=CheckpointConfig(storage=spec.checkpoint_dir, interval_ms=spec.interval_ms, mode=mode),
+        checkpoint=CheckpointConfig(
+            storage=spec.checkpoint_dir,
+            interval_ms=spec.interval_ms,
+            mode=mode,
+            asynchronous=spec.asynchronous,
+        ),
         **extra,
     )
     job = Job(spec.name, config)

@@ -123,6 +123,7 @@ def card_spec(
         checkpoint_dir=tmp / f"{tag}-checkpoints",
         interval_ms=args.interval_ms,
         bounded=True,
+        asynchronous={"default": None, "on": True, "off": False}[args.asynchronous],
     )
 
 
