@@ -96,8 +96,10 @@ class WorkerLink:
         if self._incoming:
             with self._lock:
                 incoming, self._incoming = self._incoming, []
+            # Acknowledged by a checkpoint that begins after the request: not by one in flight.
+            begun = completed + (1 if runner.checkpoint_in_flight else 0)
             for trigger in incoming:
-                self._waiting.append((trigger, completed))
+                self._waiting.append((trigger, begun))
             runner.request_checkpoint()
 
     def exiting(self, finished: bool) -> None:

@@ -107,6 +107,11 @@ class RunnerView:
         return 0 if self._coordinator is None else self._coordinator.completed
 
     @property
+    def checkpoint_in_flight(self) -> bool:
+        """An asynchronous checkpoint has begun and not settled yet."""
+        return self._coordinator is not None and self._coordinator.in_flight
+
+    @property
     def checkpoint_history(self) -> list[CheckpointStats]:
         """The last completed checkpoints, oldest first (bounded, see CheckpointCoordinator)."""
         return [] if self._coordinator is None else list(self._coordinator.history)

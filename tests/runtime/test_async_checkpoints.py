@@ -6,6 +6,7 @@ directory whose ``complete`` a test can hold back (a slow upload)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,8 @@ from eventapp import (
     ValueStateDescriptor,
 )
 from eventapp.connectors.collection import CollectionSink, CollectionSource
+from eventapp.daemon import messages
+from eventapp.daemon.worker_link import WorkerLink
 from eventapp.state.store import StateBackend
 from eventapp.statebackends import MemoryStateBackend, RocksDBStateBackend
 
@@ -219,3 +222,59 @@ def test_asynchronous_is_validated_and_defaults_to_object_storage_only(tmp_path:
     assert remote.resolved_asynchronous(remote.resolved_storage()) is True
     forced = CheckpointConfig(storage="s3://bucket/prefix", asynchronous=False)
     assert forced.resolved_asynchronous(forced.resolved_storage()) is False
+
+
+def test_a_savepoint_trigger_is_acknowledged_by_a_checkpoint_that_begins_after_it(
+    storage: GatedStorage, backend: StateBackend
+) -> None:
+    """The job manager's savepoint of a running worker (``WorkerLink``): a checkpoint in flight
+    when the trigger arrives began before it, so it does not acknowledge it; the next one does."""
+    source = new_source()
+    runner = make_runner(source, CollectionSink[str](), storage, backend)
+    report_read, report_write = os.pipe()
+    command_read, command_write = os.pipe()
+    link = WorkerLink(report_write, interval_s=3600.0, command_fd=command_read)
+    link.attach(runner)
+    try:
+        feed(source, 0, 6)
+        runner.run_until_idle()
+        storage.gate.clear()
+        runner.request_checkpoint()
+        runner.step()
+        storage.entered.acquire()
+        assert runner.checkpoint_in_flight
+        with link._lock:  # as the command reader thread does on a TRIGGER_CHECKPOINT line
+            link._incoming.append("savepoint-1")
+        link.on_step()
+        storage.gate.set()
+        step_until_settled(runner, 1)
+        link.on_step()
+        assert acknowledged(report_read) == []
+        step_until_settled(runner, 2)
+        link.on_step()
+        assert acknowledged(report_read) == [("savepoint-1", {s: 2 for s in SPLITS})]
+    finally:
+        runner.close()
+        os.close(command_write)  # the link's reader thread ends
+        os.close(report_write)
+        os.close(report_read)
+
+
+def acknowledged(fd: int) -> list[tuple[str, dict[str, int]]]:
+    """The CHECKPOINT_ACK messages written to ``fd`` so far."""
+    os.set_blocking(fd, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    found = []
+    for line in data.split(b"\n"):
+        message = messages.decode(line)
+        if message is not None and message["type"] == messages.CHECKPOINT_ACK:
+            found.append((message["trigger"], message["checkpoint_ids"]))
+    return found
