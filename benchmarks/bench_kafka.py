@@ -181,6 +181,18 @@ def print_pauses(
             cells = [stats.p50, stats.p99, stats.max, stats.mean]
             rows.append([label, str(stats.count), *(number(c, 1) for c in cells), stats.source_field])
     table(["runs", "checkpoints", "p50", "p99", "max", "mean", "field"], rows)
+    parts = [
+        (what, [v for e in one if (v := getattr(e, attr)) is not None])
+        for what, attr in (("synchronous part", "begin_ms"), ("writing held outputs", "release_ms"))
+    ]
+    for what, values in parts:
+        if values:
+            ordered = sorted(values)
+            p99 = ordered[min(len(ordered) - 1, round(0.99 * len(ordered) + 0.5) - 1)]
+            print(
+                f"   asynchronous, 1 worker: {what} p50 {statistics.median(values):.1f} ms, "
+                f"p99 {p99:.1f} ms, max {ordered[-1]:.1f} ms"
+            )
 
 
 def print_goals(report: ThroughputReport, latency: Sequence[LatencyResult], args: argparse.Namespace) -> None:

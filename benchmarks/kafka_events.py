@@ -40,6 +40,9 @@ class CheckpointEvent:
     source_field: str
     duration_ms: float | None
     split: str | None = None
+    #: Of an asynchronous checkpoint: its synchronous part and the writing of the outputs held.
+    begin_ms: float | None = None
+    release_ms: float | None = None
 
 
 def checkpoint_event(event: Mapping[str, Any], at: float) -> CheckpointEvent | None:
@@ -55,7 +58,16 @@ def checkpoint_event(event: Mapping[str, Any], at: float) -> CheckpointEvent | N
     else:
         return None
     split = event.get("split")
-    return CheckpointEvent(at, pause_ms, source_field, duration_ms, None if split is None else str(split))
+    begin, release = event.get("begin_ms"), event.get("release_ms")
+    return CheckpointEvent(
+        at,
+        pause_ms,
+        source_field,
+        duration_ms,
+        None if split is None else str(split),
+        None if begin is None else float(begin),
+        None if release is None else float(release),
+    )
 
 
 class CheckpointCapture:

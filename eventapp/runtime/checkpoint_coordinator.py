@@ -173,7 +173,9 @@ class CheckpointCoordinator:
             held += p.task.release_outputs()
         release_ms = (time.perf_counter() - released) * 1000
         duration_ms = round((time.perf_counter() - flight.started) * 1000, 3)
-        self._completed(flight.pending, flight.triggered_ms, duration_ms, flight.begin_ms + release_ms, held)
+        parts = {"begin_ms": round(flight.begin_ms, 3), "release_ms": round(release_ms, 3)}
+        parts["held_outputs"] = held
+        self._completed(flight.pending, flight.triggered_ms, duration_ms, flight.begin_ms + release_ms, parts)
 
     def checkpoint(self, tasks: Sequence[SplitTask]) -> None:
         """Checkpoint every split in ``tasks`` and wait until each committed (after settling the
@@ -220,8 +222,9 @@ class CheckpointCoordinator:
         triggered_ms: int,
         duration_ms: float,
         pause_ms: float,
-        held: int | None,
+        asynchronous: dict[str, float] | None,
     ) -> None:
+        """Count and log a settled checkpoint (``asynchronous``: its parts, if it was)."""
         self.completed += 1
         pause_ms = round(pause_ms, 3)
         self.history.append(
@@ -231,10 +234,10 @@ class CheckpointCoordinator:
                 duration_ms=duration_ms,
                 pause_ms=pause_ms,
                 size_bytes=sum(p.size_bytes for p in pending),
-                asynchronous=held is not None,
+                asynchronous=asynchronous is not None,
             )
         )
-        extra = {} if held is None else {"asynchronous": True, "held_outputs": held}
+        extra = {} if asynchronous is None else {"asynchronous": True, **asynchronous}
         self._log.info(
             "checkpoint.completed",
             splits=len(pending),
