@@ -77,30 +77,35 @@ class Member:
         return True
 
 
-def _group_member(setup: CrashSetup, name: str, launch: int, static: bool = True) -> Member:
+def _group_member(
+    setup: CrashSetup, name: str, launch: int, static: bool = True, asynchronous: bool = False
+) -> Member:
     args = ("--group", "--group-instance-id", f"{setup.job}-{name}") if static else ("--group",)
-    return Member(setup, name, launch, *args, CRASH_GROUP_ASSIGNMENT="1", CRASH_SLOW_MS="0.2")
+    env = {"CRASH_ASYNC_CHECKPOINTS": "1"} if asynchronous else {}
+    return Member(setup, name, launch, *args, CRASH_GROUP_ASSIGNMENT="1", CRASH_SLOW_MS="0.2", **env)
 
 
-def test_rebalances_and_kills_keep_exactly_once(setup: CrashSetup) -> None:
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["waiting", "asynchronous"])
+def test_rebalances_and_kills_keep_exactly_once(setup: CrashSetup, asynchronous: bool) -> None:
+    """Also with asynchronous checkpoints: a revocation then first settles the checkpoint in flight."""
     oracle = produce_input(
         setup.bootstrap, setup.input, setup.partitions, records=40_000, keys=200, bad_json_every=1_999
     )
     everything = {f"{setup.input}-{p}" for p in range(setup.partitions)}
-    a = _group_member(setup, "a", 1)
+    a = _group_member(setup, "a", 1, asynchronous=asynchronous)
     wait_for(
         lambda: a.alive() and a.owned() == everything and a.count("checkpoint.completed") >= 2,
         "member a to own every split and checkpoint",
     )
     # b joins: a checkpoints and releases what moves to b (incremental), b restores it.
-    b = _group_member(setup, "b", 1)
+    b = _group_member(setup, "b", 1, asynchronous=asynchronous)
     wait_for(
         lambda: b.alive() and b.owned() and b.count("checkpoint.completed") >= 1, "member b to get splits"
     )
     assert a.count("group.splits_released") >= 1 and '"committed": true' in a.text(), a.text()[-3000:]
     # c joins, then a is SIGKILLed mid-processing: after the session timeout its splits go to the
     # others, which fence its producers and restore its last checkpoints.
-    c = _group_member(setup, "c", 1, static=False)
+    c = _group_member(setup, "c", 1, static=False, asynchronous=asynchronous)
     wait_for(lambda: c.alive() and c.owned(), "member c to get splits")
     a.process.send_signal(signal.SIGKILL)
     a.process.wait()
