@@ -5,6 +5,8 @@ commit point.
 Configured by environment variables: ``CRASH_REDIS_URL``, ``CRASH_REDIS_PREFIX`` (input streams
 ``<prefix>:in:0`` .. ``<prefix>:in:<CRASH_STREAMS - 1>``, entries ``{k, id, ts}`` with every key in
 one stream), ``CRASH_JOB``, ``CRASH_CHECKPOINT_DIR``, ``CRASH_STATE_DIR``. With
+``CRASH_SLOW_MS`` each record costs that much more (the Kafka job's knob: it keeps a bounded job running
+long enough to be killed, however fast the machine and the checkpoints are). With
 ``CRASH_DISCOVERY_MS`` the job instead reads every stream matching ``<prefix>:in:*`` unbounded,
 looking for new ones that often (the discovery crash test). A ``CRASH_CHECKPOINT_DIR`` of
 ``s3://bucket/prefix`` keeps checkpoints in an object store (endpoint and keys from the AWS
@@ -81,5 +83,5 @@ def build_job() -> Job:
     )
     job.from_source(source, WatermarkStrategy.for_monotonous_timestamps()).key_by(
         lambda v: v["k"], partitioned_by_source=True
-    ).process(CrashCounter(), uid=UID).sink_to(sink)
+    ).process(CrashCounter(float(env.get("CRASH_SLOW_MS", "0"))), uid=UID).sink_to(sink)
     return job
