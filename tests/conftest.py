@@ -6,11 +6,17 @@ Redis selection (see ``tests/support/redis_server.py``): ``$EVENTAPP_TEST_REDIS_
 else the local ``redis-server`` (``scripts/install-test-deps.sh`` installs it). A Redis Cluster
 (``tests/support/redis_cluster.py``): ``$EVENTAPP_TEST_REDIS_CLUSTER_URL``, else three local nodes.
 An S3 object store (``tests/support/seaweedfs.py``): ``$EVENTAPP_TEST_S3_ENDPOINT``, else SeaweedFS.
+
+Each pytest process (each pytest-xdist worker, ``scripts/test.sh`` runs several) gets its own
+temporary directory (:func:`_private_temp_dir`) and its own session fixtures (broker, Redis, S3).
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +32,31 @@ from tests.support.redis_server import RedisServer, provide_redis_server
 from tests.support.seaweedfs import S3Server, provide_s3_server
 
 TopicFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_temp_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """``$TMPDIR`` (and :func:`tempfile.gettempdir`) of this pytest process and of every process it
+    starts: a directory under this process's pytest base temp (``<basetemp>/popen-gw<N>/tmp`` for an
+    xdist worker).
+
+    Library defaults derive fixed paths from the temp dir -- the object-storage cache
+    ``$TMPDIR/eventapp-objectstore/<bucket>/<prefix>``, ``$TMPDIR/eventapp-restore/...``,
+    ``$TMPDIR/eventapp-savepoints`` -- which pytest-xdist workers running side by side would share;
+    with one temp dir each they cannot. pytest removes it with the rest of old base temps.
+    """
+    private = tmp_path_factory.mktemp("tmp", numbered=False)
+    previous_env, previous_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = str(private)
+    tempfile.tempdir = str(private)
+    try:
+        yield private
+    finally:
+        tempfile.tempdir = previous_tempdir
+        if previous_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous_env
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -47,11 +47,11 @@ from eventapp.connectors.kafka import (
     KafkaSource,
     KafkaSourceConfig,
 )
-from eventapp.connectors.redis.commands import HSet, IncrBy, RedisCommand, XAdd
-from eventapp.connectors.redis.sink import RedisSink
-from eventapp.connectors.redis.sink_config import RedisSinkConfig
 from eventapp.statebackends import RocksDBStateBackend
 from eventapp.windows import ProcessWindowFunction, TimeWindow, TumblingEventTimeWindows, WindowContext
+
+if TYPE_CHECKING:
+    from eventapp.connectors.redis.commands import RedisCommand
 
 WINDOW_MS = 1_000
 FLUSH_DELAY_MS = 50
@@ -126,6 +126,9 @@ def redis_commands(prefix: str) -> Any:
     """Per count: ``INCRBY <prefix>:hits:<k>`` (a duplicate shows) and an entry ``{id, n}`` in the
     stream ``<prefix>:ids``; per window: ``HSET <prefix>:windows:<k> <w> <c>`` and
     ``INCRBY <prefix>:windowed <c>``; flushes write nothing."""
+    # Imported here, not at the top: the Redis connector (redis-py) costs ~0.25 s of CPU to import,
+    # in each of the hundreds of worker processes the Kafka-only crash tests start.
+    from eventapp.connectors.redis.commands import HSet, IncrBy, XAdd
 
     def commands(value: dict[str, Any]) -> list[RedisCommand] | None:
         kind, key = value["t"], value["k"]
@@ -204,6 +207,9 @@ def build_job() -> Job:
     counted = keyed.process(CrashCounter(float(env.get("CRASH_SLOW_MS", "0"))), uid=UID)
     counted.sink_to(sink)
     if env.get("CRASH_REDIS_URL"):
+        from eventapp.connectors.redis.sink import RedisSink
+        from eventapp.connectors.redis.sink_config import RedisSinkConfig
+
         prefix = env["CRASH_REDIS_PREFIX"]
         counted.sink_to(
             RedisSink(

@@ -3,6 +3,8 @@ inside the eventapp namespace and no generic top-level package names."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
 import sys
 import venv
@@ -16,13 +18,21 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-    )
-    (built,) = out.glob("eventapp-*.whl")
+    """The wheel, built once per test run. ``python -m build`` works in the source tree (build/,
+    eventapp.egg-info/), so two at once would collide: pytest-xdist workers (scripts/test.sh runs
+    two) build it in turn under a lock, in their run's shared base temp, and the later ones reuse it."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out = shared / "wheel-dist"
+    with open(shared / "wheel-dist.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not list(out.glob("eventapp-*.whl")):
+            subprocess.run(
+                [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
+                check=True,
+                capture_output=True,
+            )
+        (built,) = out.glob("eventapp-*.whl")
     return built
 
 
