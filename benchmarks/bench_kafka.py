@@ -61,10 +61,11 @@ from .kafka_common import (
     count_state_entries,
     key_of,
     loadavg,
+    percentile,
     produce,
     table,
 )
-from .kafka_events import CheckpointCapture, PauseStats
+from .kafka_events import SPLIT_STEPS, CheckpointCapture, PauseStats
 from .kafka_latency import LATENCY_MATRIX, LatencyResult, LatencySetup, bench_latency
 from .kafka_many_keys import ManyKeysResult, bench_many_keys
 from .kafka_throughput import ThroughputReport, bench_throughput, profile_eventapp
@@ -183,7 +184,11 @@ def print_pauses(
     table(["runs", "checkpoints", "p50", "p99", "max", "mean", "field"], rows)
     parts = [
         (what, [v for e in one if (v := getattr(e, attr)) is not None])
-        for what, attr in (("synchronous part", "begin_ms"), ("writing held outputs", "release_ms"))
+        for what, attr in (
+            ("synchronous part", "begin_ms"),
+            ("waiting for it", "waited_ms"),
+            ("writing held outputs", "release_ms"),
+        )
     ]
     for what, values in parts:
         if values:
@@ -193,6 +198,21 @@ def print_pauses(
                 f"   asynchronous, 1 worker: {what} p50 {statistics.median(values):.1f} ms, "
                 f"p99 {p99:.1f} ms, max {ordered[-1]:.1f} ms"
             )
+
+
+def print_split_steps(report: ThroughputReport) -> None:
+    """The steps of the splits' checkpoints in the 1-worker runs (``--checkpoint-steps``). The splits
+    of a worker checkpoint in parallel threads, so a pause is about the slowest split's total."""
+    steps = [s for r in report.rounds for s in r.eventapp.split_steps]
+    if not steps:
+        return
+    print(f"   steps of one split's checkpoint, 1 worker ({len(steps)} split checkpoints; ms)")
+    rows = []
+    for name in (*SPLIT_STEPS, "total"):
+        values = [sum(s.values()) if name == "total" else s.get(name, 0.0) for s in steps]
+        cells = [percentile(values, 0.5), percentile(values, 0.99), max(values), statistics.fmean(values)]
+        rows.append([name.removesuffix("_ms"), *(number(c, 1) for c in cells)])
+    table(["step", "p50", "p99", "max", "mean"], rows)
 
 
 def print_goals(report: ThroughputReport, latency: Sequence[LatencyResult], args: argparse.Namespace) -> None:
@@ -296,6 +316,11 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, set[str]
         default="default",
         help="asynchronous checkpoints in parts 1-2 (default: the storage's default, off on local disk)",
     )
+    add(
+        "--checkpoint-steps",
+        action="store_true",
+        help="workers of parts 1-2 log at DEBUG; print the steps of each split's checkpoint",
+    )
     add("--naive-raw", action="store_true", help="also run the per-record-RocksDB raw loop each round")
     add("--rate", type=int, default=2_000, help="messages/s of the latency load")
     add("--latency-seconds", type=float, default=10.0, help="duration of each latency run")
@@ -356,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 sections += [
                     lambda: print_throughput(report, args),
                     lambda: print_pauses(report, latency, args),
+                    lambda: print_split_steps(report),
                 ]
             if latency:
                 sections.append(lambda: print_latency(latency, args.rate))

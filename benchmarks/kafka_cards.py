@@ -269,6 +269,8 @@ class SideResult:
     checkpoints: list[CheckpointEvent] = field(default_factory=list)
     #: Per worker: seconds from its job.started to its job.finished.
     worker_spans: list[float] = field(default_factory=list)
+    #: Per split checkpoint, the duration of each step (``--checkpoint-steps``: workers log at DEBUG).
+    split_steps: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:

@@ -2,8 +2,9 @@
 
 In this process, :class:`CheckpointCapture` (a structlog processor) records ``checkpoint.completed``
 events; a worker's JSON log lines are parsed by :func:`read_worker_log` (``job.started``,
-``checkpoint.completed``, ``job.finished``). The checkpoint pause is the event's ``pause_ms`` when it
-has one, else its ``duration_ms``.
+``checkpoint.completed``, ``job.finished``, and at DEBUG ``checkpoint.split_committed`` with the
+duration of each step of one split's checkpoint). The checkpoint pause is the event's ``pause_ms``
+when it has one, else its ``duration_ms``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ class CheckpointEvent:
     source_field: str
     duration_ms: float | None
     split: str | None = None
-    #: Of an asynchronous checkpoint: its synchronous part and the writing of the outputs held.
+    #: Of an asynchronous checkpoint: its synchronous part, the wait for it (back-pressure or an
+    #: explicit checkpoint) and the writing of the outputs held.
     begin_ms: float | None = None
     release_ms: float | None = None
+    waited_ms: float | None = None
 
 
 def checkpoint_event(event: Mapping[str, Any], at: float) -> CheckpointEvent | None:
@@ -58,7 +61,7 @@ def checkpoint_event(event: Mapping[str, Any], at: float) -> CheckpointEvent | N
     else:
         return None
     split = event.get("split")
-    begin, release = event.get("begin_ms"), event.get("release_ms")
+    begin, release, waited = event.get("begin_ms"), event.get("release_ms"), event.get("waited_ms")
     return CheckpointEvent(
         at,
         pause_ms,
@@ -67,6 +70,7 @@ def checkpoint_event(event: Mapping[str, Any], at: float) -> CheckpointEvent | N
         None if split is None else str(split),
         None if begin is None else float(begin),
         None if release is None else float(release),
+        None if waited is None else float(waited),
     )
 
 
@@ -108,6 +112,12 @@ class CheckpointCapture:
             return [e for e in self.events if e.at >= began]
 
 
+#: The steps of one split's checkpoint, as ``checkpoint.split_committed`` (DEBUG) logs them
+#: (eventapp.runtime.checkpointer): flush the sinks, write the state snapshot, complete it in
+#: checkpoint storage, commit (the Kafka transaction with the offsets), mark it committed.
+SPLIT_STEPS = ("flush_ms", "state_ms", "complete_ms", "commit_ms", "mark_ms")
+
+
 @dataclass
 class WorkerLog:
     """What a worker process's JSON log lines tell."""
@@ -119,6 +129,8 @@ class WorkerLog:
     records: int | None = None
     checkpoints: list[CheckpointEvent] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: Per split checkpoint (only when the worker logs at DEBUG): each of :data:`SPLIT_STEPS` in ms.
+    split_steps: list[dict[str, float]] = field(default_factory=list)
 
 
 def log_events(path: Path) -> Iterator[tuple[dict[str, Any], float]]:
@@ -144,6 +156,8 @@ def read_worker_log(path: Path) -> WorkerLog:
         elif name == "job.finished":
             log.finished = at
             log.records = event.get("records")
+        elif name == "checkpoint.split_committed":
+            log.split_steps.append({s: float(event[s]) for s in SPLIT_STEPS if event.get(s) is not None})
         elif event.get("level") in ("error", "critical"):
             log.errors.append(str(event))
         found = checkpoint_event(event, at)
@@ -192,14 +206,14 @@ class Worker:
 
 
 def start_workers(
-    target: str, env: Mapping[str, str], parallelism: int, log_dir: Path, tag: str
+    target: str, env: Mapping[str, str], parallelism: int, log_dir: Path, tag: str, log_level: str = "INFO"
 ) -> list[Worker]:
     """Start ``parallelism`` workers of ``target`` (``eventapp run --parallelism N --subtask i``:
-    the splits are divided between them), logging JSON at INFO to ``log_dir/<tag>-<i>.log``."""
+    the splits are divided between them), logging JSON at ``log_level`` to ``log_dir/<tag>-<i>.log``."""
     full_env = {
         **os.environ,
         **env,
-        "EVENTAPP_LOG_LEVEL": "INFO",
+        "EVENTAPP_LOG_LEVEL": log_level,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
     workers = []

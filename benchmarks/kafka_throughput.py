@@ -72,11 +72,17 @@ class ThroughputReport:
 
 
 def run_eventapp_workers(
-    spec: CardJobSpec, workers: int, records: int, tmp: Path, tag: str, timeout_s: float = 1_800
+    spec: CardJobSpec,
+    workers: int,
+    records: int,
+    tmp: Path,
+    tag: str,
+    timeout_s: float = 1_800,
+    log_level: str = "INFO",
 ) -> SideResult:
     """Run the bounded job in ``workers`` ``eventapp run`` processes until each reached its input's end
     (they exit after the final checkpoint), then read the figures from their JSON logs."""
-    processes = start_workers(WORKER_TARGET, spec.environment(), workers, tmp, tag)
+    processes = start_workers(WORKER_TARGET, spec.environment(), workers, tmp, tag, log_level)
     deadline = time.monotonic() + timeout_s
     try:
         for worker in processes:
@@ -108,6 +114,7 @@ def run_eventapp_workers(
         workers=workers,
         checkpoints=[event for log in logs for event in log.checkpoints],
         worker_spans=[(log.finished or 0.0) - (log.started or 0.0) for log in logs],
+        split_steps=[steps for log in logs for steps in log.split_steps],
     )
 
 
@@ -166,7 +173,8 @@ def eventapp_side(
     workers: int,
 ) -> tuple[SideResult, str]:
     spec = card_spec(broker, topics, args, tmp, tag, input_topic)
-    side = run_eventapp_workers(spec, workers, args.records, tmp, tag)
+    level = "DEBUG" if args.checkpoint_steps else "INFO"
+    side = run_eventapp_workers(spec, workers, args.records, tmp, tag, log_level=level)
     side.load = loadavg()
     return side, spec.output_topic
 
