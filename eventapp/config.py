@@ -43,6 +43,11 @@ class CheckpointConfig:
     asynchronous snapshot phase; their outputs are held until it committed). ``None`` (default):
     on object storage (its uploads wait on the network), not on a local directory (where waiting
     measured faster, see ``docs/design.md``, "Checkpoints").
+
+    ``max_held_outputs``: how many outputs a worker holds at most while an asynchronous checkpoint
+    is in flight; once they are more, the worker waits for that checkpoint before it reads on
+    (back-pressure: a slow object store slows the job instead of filling its memory). Checked
+    after each batch, so it can be exceeded by up to one batch's outputs.
     """
 
     storage: CheckpointStorage | str | Path
@@ -50,6 +55,7 @@ class CheckpointConfig:
     mode: CheckpointingMode = CheckpointingMode.EXACTLY_ONCE
     retained: int = 2
     asynchronous: bool | None = None
+    max_held_outputs: int = 100_000
 
     def __post_init__(self) -> None:
         if not isinstance(self.interval_ms, int) or self.interval_ms < 10:
@@ -77,6 +83,12 @@ class CheckpointConfig:
             raise ConfigurationError(
                 f"CheckpointConfig.asynchronous must be True, False or None (None: asynchronous on "
                 f"object storage only), got {self.asynchronous!r}"
+            )
+        held = self.max_held_outputs
+        if not isinstance(held, int) or isinstance(held, bool) or held < 1:
+            raise ConfigurationError(
+                f"CheckpointConfig.max_held_outputs must be an int >= 1, got {held!r}; it bounds the "
+                f"outputs held in memory during an asynchronous checkpoint (default 100_000)"
             )
 
     def resolved_storage(self) -> CheckpointStorage:

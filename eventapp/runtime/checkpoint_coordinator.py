@@ -19,11 +19,14 @@ Two ways to wait for the rest (``CheckpointConfig.asynchronous``):
   completes; each split holds its outputs meanwhile (:meth:`SplitTask.hold_outputs`) and writes
   them once its checkpoint committed. At most one checkpoint is in flight (Flink's
   ``max-concurrent-checkpoints: 1``): the next one is due only after it settled, and an explicit
-  :meth:`CheckpointCoordinator.checkpoint` or :meth:`close` waits for it first. A failure is raised
-  from :meth:`poll` in the worker's thread, as if it had waited.
+  :meth:`CheckpointCoordinator.checkpoint` or :meth:`close` waits for it first. Once the splits
+  hold ``CheckpointConfig.max_held_outputs`` outputs, :meth:`poll` waits for it too
+  (back-pressure, logged as ``checkpoint.backpressure``). A failure is raised from :meth:`poll` in
+  the worker's thread, as if it had waited.
 
 ``checkpoint.completed`` carries ``pause_ms``: how long the splits stopped processing (for an
-asynchronous checkpoint: its synchronous part plus writing the held outputs). The last
+asynchronous checkpoint: its synchronous part, any wait for it to complete, and writing the held
+outputs). The last
 :data:`HISTORY` checkpoints are kept as :class:`~eventapp.runtime.stats.CheckpointStats` (the
 job manager's checkpoint history).
 """
@@ -80,6 +83,7 @@ class CheckpointCoordinator:
         log: Any,
         *,
         asynchronous: bool = False,
+        max_held_outputs: int = 100_000,
     ) -> None:
         self._job = job
         self.checkpointer = self._checkpointer = checkpointer
@@ -87,6 +91,7 @@ class CheckpointCoordinator:
         self._clock = clock
         self._log = log
         self.asynchronous = asynchronous
+        self._max_held_outputs = max_held_outputs
         self._pool: ThreadPoolExecutor | None = None
         self._last_trigger_ms = clock.now_ms()
         self._in_flight: _InFlight | None = None
@@ -104,7 +109,15 @@ class CheckpointCoordinator:
         assert checkpoint is not None
         checkpointer = Checkpointer.for_job(job, config, operators, incarnation)
         asynchronous = checkpoint.resolved_asynchronous(checkpointer.storage)
-        return cls(job, checkpointer, checkpoint.interval_ms, config.clock, log, asynchronous=asynchronous)
+        return cls(
+            job,
+            checkpointer,
+            checkpoint.interval_ms,
+            config.clock,
+            log,
+            asynchronous=asynchronous,
+            max_held_outputs=checkpoint.max_held_outputs,
+        )
 
     def restart_interval(self) -> None:
         """Count the interval from now (the worker just opened)."""
@@ -138,7 +151,8 @@ class CheckpointCoordinator:
         return False
 
     def poll(self) -> bool:
-        """Settle the checkpoint in flight if it has completed. Returns whether one settled.
+        """Settle the checkpoint in flight if it has completed, or wait for it if the splits hold
+        ``max_held_outputs`` outputs or more (back-pressure). Returns whether one settled.
 
         :raises EventAppError: it failed (the splits must be restored from their committed ones).
         """
@@ -146,8 +160,16 @@ class CheckpointCoordinator:
         if flight is None:
             return False
         if not all(f.done() for f in flight.futures):
-            fault_point("async_checkpoint.in_flight")  # the splits process, their outputs held
-            return False
+            held = sum(p.task.holding_outputs or 0 for p in flight.pending)
+            if held < self._max_held_outputs:
+                fault_point("async_checkpoint.in_flight")  # the splits process, their outputs held
+                return False
+            self._log.info(
+                "checkpoint.backpressure",
+                held_outputs=held,
+                max_held_outputs=self._max_held_outputs,
+                checkpoint_ids=sorted({p.checkpoint_id for p in flight.pending}),
+            )
         self.settle()
         return True
 
@@ -158,7 +180,9 @@ class CheckpointCoordinator:
         flight, self._in_flight = self._in_flight, None
         if flight is None:
             return
+        waiting = time.perf_counter()
         wait(flight.futures)
+        waited_ms = (time.perf_counter() - waiting) * 1000  # the splits stopped for it
         errors = [future.exception() for future in flight.futures]
         if any(errors):
             for p in flight.pending:
@@ -173,9 +197,10 @@ class CheckpointCoordinator:
             held += p.task.release_outputs()
         release_ms = (time.perf_counter() - released) * 1000
         duration_ms = round((time.perf_counter() - flight.started) * 1000, 3)
-        parts = {"begin_ms": round(flight.begin_ms, 3), "release_ms": round(release_ms, 3)}
-        parts["held_outputs"] = held
-        self._completed(flight.pending, flight.triggered_ms, duration_ms, flight.begin_ms + release_ms, parts)
+        parts = {"begin_ms": round(flight.begin_ms, 3), "waited_ms": round(waited_ms, 3)}
+        parts |= {"release_ms": round(release_ms, 3), "held_outputs": held}
+        pause_ms = flight.begin_ms + waited_ms + release_ms
+        self._completed(flight.pending, flight.triggered_ms, duration_ms, pause_ms, parts)
 
     def checkpoint(self, tasks: Sequence[SplitTask]) -> None:
         """Checkpoint every split in ``tasks`` and wait until each committed (after settling the

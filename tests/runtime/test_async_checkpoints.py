@@ -6,13 +6,15 @@ directory whose ``complete`` a test can hold back (a slow upload)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from eventapp import (
     CheckpointConfig,
@@ -35,6 +37,8 @@ from eventapp.state.store import StateBackend
 from eventapp.statebackends import MemoryStateBackend, RocksDBStateBackend
 
 SPLITS = ["collection-0", "collection-1"]
+#: Longest a test waits for something that should happen at once before it lets it go and fails.
+HANG_GUARD_S = 60.0
 
 
 class Count(KeyedProcessFunction[str, str, str]):
@@ -80,14 +84,21 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> StateBackend:
 
 
 def make_runner(
-    source: CollectionSource[str], sink: CollectionSink[str], storage: GatedStorage, backend: StateBackend
+    source: CollectionSource[str],
+    sink: CollectionSink[str],
+    storage: GatedStorage,
+    backend: StateBackend,
+    max_held_outputs: int = 100_000,
 ) -> LocalRunner:
+    checkpoint = CheckpointConfig(
+        storage=storage, interval_ms=60_000, asynchronous=True, max_held_outputs=max_held_outputs
+    )
     job = Job(
         "async-checkpoints",
         JobConfig(
             state_backend=backend,
             clock=ManualClock(0),
-            checkpoint=CheckpointConfig(storage=storage, interval_ms=60_000, asynchronous=True),
+            checkpoint=checkpoint,
             poll_timeout_s=0.0,
         ),
     )
@@ -213,9 +224,87 @@ def test_an_explicit_checkpoint_waits_for_the_one_in_flight(
     runner.close()
 
 
+@contextlib.contextmanager
+def on_event(name: str, action: Callable[[], None]) -> Iterator[list[dict[str, Any]]]:
+    """Call ``action`` in the logging thread whenever ``name`` is logged; yields those events."""
+    seen: list[dict[str, Any]] = []
+
+    def hook(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("event") == name:
+            seen.append(dict(event))
+            action()
+        return event
+
+    saved = structlog.get_config()["processors"]
+    structlog.configure(processors=[hook, *saved])
+    try:
+        yield seen
+    finally:
+        structlog.configure(processors=saved)
+
+
+def test_the_worker_waits_for_the_checkpoint_in_flight_once_it_holds_max_held_outputs(
+    storage: GatedStorage, backend: StateBackend
+) -> None:
+    """Back-pressure: with more than ``max_held_outputs`` held, the worker stops reading and waits
+    for the checkpoint in flight (here the storage completes it only once the worker says it
+    waits), then writes what it held and reads on."""
+    source = new_source()
+    sink = CollectionSink[str]()
+    # The hook is in place before the runner binds its loggers. Should the worker wait without
+    # saying so, the hang guard opens the gate and the assertions below fail.
+    guard = threading.Timer(HANG_GUARD_S, storage.gate.set)
+    with on_event("checkpoint.backpressure", storage.gate.set) as waits:
+        runner = make_runner(source, sink, storage, backend, max_held_outputs=5)
+        feed(source, 0, 6)
+        runner.run_until_idle()
+        storage.gate.clear()
+        runner.request_checkpoint()
+        runner.step()
+        storage.entered.acquire()
+        feed(source, 6, 12)
+        guard.start()
+        try:
+            runner.run_until_idle()
+        finally:
+            guard.cancel()
+    assert len(waits) == 1 and waits[0]["held_outputs"] >= 5, waits
+    assert runner.checkpoints_completed == 1, "the worker waited for the checkpoint in flight"
+    assert [runner.committed_checkpoint_id(s) for s in SPLITS] == [1, 1]
+    assert len(sink.values) == 18, "the held outputs were written once it committed"
+    stats = runner.checkpoint_history[-1]
+    assert stats.asynchronous and stats.pause_ms <= stats.duration_ms
+    runner.close()
+
+
+def test_held_outputs_below_the_limit_do_not_make_the_worker_wait(
+    storage: GatedStorage, backend: StateBackend
+) -> None:
+    source = new_source()
+    sink = CollectionSink[str]()
+    with on_event("checkpoint.backpressure", storage.gate.set) as waits:
+        runner = make_runner(source, sink, storage, backend, max_held_outputs=13)
+        feed(source, 0, 6)
+        runner.run_until_idle()
+        storage.gate.clear()
+        runner.request_checkpoint()
+        runner.step()
+        storage.entered.acquire()
+        feed(source, 6, 12)
+        runner.run_until_idle()
+    assert waits == [] and runner.checkpoint_in_flight and len(sink.values) == 6
+    storage.gate.set()
+    step_until_settled(runner, 1)
+    assert len(sink.values) == 18
+    runner.close()
+
+
 def test_asynchronous_is_validated_and_defaults_to_object_storage_only(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="asynchronous must be True, False or None"):
         CheckpointConfig(storage=tmp_path, asynchronous="yes")  # type: ignore[arg-type]
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ConfigurationError, match="max_held_outputs must be an int >= 1"):
+            CheckpointConfig(storage=tmp_path, max_held_outputs=bad)  # type: ignore[arg-type]
     local = CheckpointConfig(storage=tmp_path)
     assert local.resolved_asynchronous(local.resolved_storage()) is False
     remote = CheckpointConfig(storage="s3://bucket/prefix")
