@@ -186,8 +186,7 @@ class LocalCheckpointStorage:
     def complete(self, job: str, split: str, name: str, meta: dict[str, Any]) -> Path:
         base = self.split_dir(job, split)
         tmp = base / (name + ".inprogress")
-        write_json_atomic(tmp / _META, meta)
-        fsync_directory(tmp)
+        write_json_atomic(tmp / _META, meta)  # fsyncs the file, then tmp (its directory)
         os.rename(tmp, base / name)
         fsync_directory(base)
         return base / name
