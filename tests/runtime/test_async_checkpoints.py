@@ -121,6 +121,15 @@ def feed(source: CollectionSource[str], first: int, count: int) -> list[str]:
     return values
 
 
+def begin_held_checkpoint(runner: LocalRunner, storage: GatedStorage) -> None:
+    """Begin an asynchronous checkpoint whose completion ``storage`` holds back until its gate
+    opens; returns once a split's checkpoint is completing (waiting in storage)."""
+    storage.gate.clear()
+    runner.request_checkpoint()
+    runner.step()  # the checkpoint begins: its snapshot is the state of now
+    storage.entered.acquire()  # a split's checkpoint is completing (held back in storage)
+
+
 def step_until_settled(runner: LocalRunner, completed: int) -> None:
     while runner.checkpoints_completed < completed:
         runner.step()
@@ -137,10 +146,7 @@ def test_splits_process_on_while_a_checkpoint_completes_and_their_outputs_wait_f
     before = sorted(sink.values)
     assert len(before) == 12
 
-    storage.gate.clear()
-    runner.request_checkpoint()
-    runner.step()  # the checkpoint begins: its snapshot is the state of now
-    storage.entered.acquire()  # a split's checkpoint is completing (held back in storage)
+    begin_held_checkpoint(runner, storage)
     feed(source, 12, 12)
     runner.run_until_idle()
     assert runner.result().records_read == 24, "the splits processed on while it completed"
@@ -180,11 +186,8 @@ def test_a_failed_asynchronous_checkpoint_fails_the_job_and_drops_the_held_outpu
     runner.checkpoint()  # checkpoint 1 commits
     committed_outputs = list(sink.values)
 
-    storage.gate.clear()
     storage.fail_next = True
-    runner.request_checkpoint()
-    runner.step()
-    storage.entered.acquire()
+    begin_held_checkpoint(runner, storage)
     feed(source, 6, 6)
     runner.run_until_idle()
     storage.gate.set()
@@ -210,10 +213,7 @@ def test_an_explicit_checkpoint_waits_for_the_one_in_flight(
     runner = make_runner(source, sink, storage, backend)
     feed(source, 0, 6)
     runner.run_until_idle()
-    storage.gate.clear()
-    runner.request_checkpoint()
-    runner.step()
-    storage.entered.acquire()
+    begin_held_checkpoint(runner, storage)
     feed(source, 6, 6)
     runner.run_until_idle()
     storage.gate.set()
@@ -258,10 +258,7 @@ def test_the_worker_waits_for_the_checkpoint_in_flight_once_it_holds_max_held_ou
         runner = make_runner(source, sink, storage, backend, max_held_outputs=5)
         feed(source, 0, 6)
         runner.run_until_idle()
-        storage.gate.clear()
-        runner.request_checkpoint()
-        runner.step()
-        storage.entered.acquire()
+        begin_held_checkpoint(runner, storage)
         feed(source, 6, 12)
         guard.start()
         try:
@@ -286,10 +283,7 @@ def test_held_outputs_below_the_limit_do_not_make_the_worker_wait(
         runner = make_runner(source, sink, storage, backend, max_held_outputs=13)
         feed(source, 0, 6)
         runner.run_until_idle()
-        storage.gate.clear()
-        runner.request_checkpoint()
-        runner.step()
-        storage.entered.acquire()
+        begin_held_checkpoint(runner, storage)
         feed(source, 6, 12)
         runner.run_until_idle()
     assert waits == [] and runner.checkpoint_in_flight and len(sink.values) == 6
@@ -327,10 +321,7 @@ def test_a_savepoint_trigger_is_acknowledged_by_a_checkpoint_that_begins_after_i
     try:
         feed(source, 0, 6)
         runner.run_until_idle()
-        storage.gate.clear()
-        runner.request_checkpoint()
-        runner.step()
-        storage.entered.acquire()
+        begin_held_checkpoint(runner, storage)
         assert runner.checkpoint_in_flight
         with link._lock:  # as the command reader thread does on a TRIGGER_CHECKPOINT line
             link._incoming.append("savepoint-1")
